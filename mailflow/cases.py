@@ -1,0 +1,110 @@
+"""Cases and the people on them."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+import sqlite_utils
+
+from . import audit, clock
+from .config import Config
+
+# Code names keep names out of subject lines and previews.
+_ADJECTIVES = [
+    "Amber", "Azure", "Birch", "Cedar", "Coral", "Dawn", "Ember", "Fern", "Granite", "Harbor",
+    "Indigo", "Juniper", "Kestrel", "Linen", "Maple", "Meadow", "Nimbus", "Ochre", "Pebble",
+    "Quartz", "Rowan", "Saffron", "Slate", "Tidal", "Umber", "Velvet", "Willow", "Zephyr",
+]
+_NOUNS = [
+    "Badger", "Bison", "Crane", "Dolphin", "Falcon", "Fox", "Gannet", "Heron", "Ibis", "Jay",
+    "Lark", "Lynx", "Marten", "Newt", "Otter", "Owl", "Plover", "Quail", "Raven", "Robin",
+    "Seal", "Swift", "Tern", "Vole", "Wren",
+]
+
+
+def codename(case_id: str) -> str:
+    digest = hashlib.sha256(case_id.encode()).digest()
+    return f"{_ADJECTIVES[digest[0] % len(_ADJECTIVES)]} {_NOUNS[digest[1] % len(_NOUNS)]}"
+
+
+def case_tag(cfg: Config, case_id: str) -> str:
+    return f"[{cfg.committee.tag} #{case_id}]"
+
+
+def tag_pattern(cfg: Config) -> re.Pattern[str]:
+    return re.compile(rf"\[{re.escape(cfg.committee.tag)} #(\d{{4}}-\d{{4,}})\]", re.IGNORECASE)
+
+
+def open_case(db: sqlite_utils.Database, cfg: Config, subject: str, kind: str = "report") -> str:
+    now = clock.now()
+    year = now.year
+    seq = db.execute("SELECT coalesce(max(seq), 0) + 1 FROM cases WHERE year = ?",
+                     [year]).fetchone()[0]
+    case_id = f"{year}-{seq:04d}"
+    stamp = clock.stamp(now)
+    db.execute(
+        "INSERT INTO cases (id, year, seq, status, kind, subject, codename, opened_at, updated_at)"
+        " VALUES (?, ?, ?, 'open', ?, ?, ?, ?, ?)",
+        [case_id, year, seq, kind, subject, codename(case_id), stamp, stamp],
+    )
+    audit.append(db, "mailflow", "case opened", case_id, kind=kind)
+    return case_id
+
+
+def exists(db: sqlite_utils.Database, case_id: str) -> bool:
+    return db.execute("SELECT 1 FROM cases WHERE id = ?", [case_id]).fetchone() is not None
+
+
+def get(db: sqlite_utils.Database, case_id: str) -> dict[str, Any] | None:
+    rows = list(db.query("SELECT * FROM cases WHERE id = ?", [case_id]))
+    return rows[0] if rows else None
+
+
+def touch(db: sqlite_utils.Database, case_id: str) -> None:
+    db.execute("UPDATE cases SET updated_at = ? WHERE id = ?", [clock.stamp(), case_id])
+
+
+def add_person(db: sqlite_utils.Database, case_id: str, role: str, address: str = "",
+               name: str = "", actor: str = "mailflow") -> bool:
+    """Record someone's role on a case; False if they already had it."""
+    cur = db.execute(
+        "INSERT OR IGNORE INTO people (case_id, role, address, name, added_at)"
+        " VALUES (?, ?, ?, ?, ?)",
+        [case_id, role, address.lower(), name, clock.stamp()],
+    )
+    if cur.rowcount:
+        audit.append(db, actor, f"person added: {role}", case_id, address=address, name=name)
+    return bool(cur.rowcount)
+
+
+def people(db: sqlite_utils.Database, case_id: str, role: str | None = None) -> list[dict]:
+    sql = "SELECT role, address, name FROM people WHERE case_id = ?"
+    args: list[Any] = [case_id]
+    if role:
+        sql += " AND role = ?"
+        args.append(role)
+    return list(db.query(sql + " ORDER BY id", args))
+
+
+def is_on_case(db: sqlite_utils.Database, case_id: str, address: str) -> bool:
+    return db.execute("SELECT 1 FROM people WHERE case_id = ? AND address = ?",
+                      [case_id, address.lower()]).fetchone() is not None
+
+
+def reporters(db: sqlite_utils.Database, case_id: str) -> list[str]:
+    return [p["address"] for p in people(db, case_id, "reporter") if p["address"]]
+
+
+def recused(db: sqlite_utils.Database, case_id: str) -> set[str]:
+    return {p["address"] for p in people(db, case_id, "recused")}
+
+
+def active_members(db: sqlite_utils.Database, cfg: Config, case_id: str | None) -> list[str]:
+    """Members who receive and decide this case: the roster less the recused."""
+    members = [m.lower() for m in cfg.committee.members]
+    if case_id is None:
+        return members
+    out = recused(db, case_id)
+    return [m for m in members if m not in out]

@@ -1,0 +1,27 @@
+"""The one source of "now", so that clocks can be tested without sleeping.
+
+``MAILFLOW_FAKE_NOW`` (ISO 8601) pins the time for a whole process, which is how the
+tests drive a real ``mailflow`` subprocess through a week in a second.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+
+
+def now() -> datetime:
+    fake = os.environ.get("MAILFLOW_FAKE_NOW")
+    if fake:
+        return parse(fake)
+    return datetime.now(UTC)
+
+
+def stamp(when: datetime | None = None) -> str:
+    """A sortable UTC timestamp for the database."""
+    return (when or now()).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse(text: str) -> datetime:
+    value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return value if value.tzinfo else value.replace(tzinfo=UTC)

@@ -1,0 +1,262 @@
+"""Configuration: a TOML file, or the embedded defaults.
+
+Lookup order: ``--config FILE``, then ``$MAILFLOW_CONFIG``, then ``./mailflow.toml``,
+else the defaults below.  Every problem is reported as ``file: key: problem`` so a
+mail administrator can fix it without reading code.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_FILE = "mailflow.toml"
+ADDRESS_RE = re.compile(r"^[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(\.[A-Za-z0-9\-]+)+$")
+
+
+class ConfigError(Exception):
+    """A configuration problem, already phrased for the administrator."""
+
+
+@dataclass
+class Committee:
+    name: str = "Example Code of Conduct Committee"
+    domain: str = "example.org"
+    chair: str = "chair@example.org"
+    members: list[str] = field(
+        default_factory=lambda: ["chair@example.org", "m1@example.org", "m2@example.org"]
+    )
+    officers: list[str] = field(default_factory=lambda: ["officers@example.org"])
+    board: list[str] = field(default_factory=lambda: ["board@example.org"])
+    maintainers: list[str] = field(default_factory=list)
+    moderators: list[str] = field(default_factory=list)
+    delegates: list[str] = field(default_factory=list)
+    # Other names a member goes by (handles, nicknames) so that a report naming
+    # them recuses them automatically.
+    aliases: dict[str, list[str]] = field(default_factory=dict)
+    tag: str = "coc"
+    # "codename": committee subjects name nobody; "original": keep the reporter's subject.
+    subject: str = "codename"
+    emergency_contact: str = "your local emergency number"
+
+    @property
+    def conduct_address(self) -> str:
+        return f"conduct@{self.domain}"
+
+    @property
+    def committee_address(self) -> str:
+        return f"committee@{self.domain}"
+
+
+@dataclass
+class Intake:
+    listen: str = "127.0.0.1:8025"
+    protocol: str = "smtp"
+    hostname: str = "mailflow.localhost"
+    max_size: int = 25 * 1024 * 1024
+    # Give up on a busy database after this long and answer 451, so the MTA retries.
+    commit_timeout: float = 10.0
+    max_attempts: int = 5
+    imap: dict[str, Any] | None = None
+
+    @property
+    def host(self) -> str:
+        return split_hostport(self.listen)[0]
+
+    @property
+    def port(self) -> int:
+        return split_hostport(self.listen)[1]
+
+
+@dataclass
+class Outbound:
+    relay: str | None = None
+    starttls: bool = False
+    username: str | None = None
+    password_env: str | None = None
+    password_file: str | None = None
+    retry_initial: float = 60.0
+    retry_max: float = 3600.0
+    # After this long a message is marked failed (kept, listed by `mailflow queue`).
+    give_up_after: float = 5 * 86400.0
+    timeout: float = 30.0
+
+
+@dataclass
+class Storage:
+    path: str = "archive"
+
+
+@dataclass
+class Security:
+    # HMAC key for case and member tokens; created on first use, mode 0600.
+    secret_file: str = ""
+    # authserv-id of the MTA whose Authentication-Results we trust (empty: trust none).
+    trusted_authserv_id: str = ""
+    # Per-member command tokens expire (days).
+    member_token_days: int = 90
+
+
+@dataclass
+class Paths:
+    templates: str | None = None
+    rules: str | None = None
+
+
+@dataclass
+class Config:
+    committee: Committee = field(default_factory=Committee)
+    intake: Intake = field(default_factory=Intake)
+    outbound: Outbound = field(default_factory=Outbound)
+    storage: Storage = field(default_factory=Storage)
+    security: Security = field(default_factory=Security)
+    paths: Paths = field(default_factory=Paths)
+    source: str = "<embedded defaults>"
+    base_dir: Path = field(default_factory=Path.cwd)
+
+    @property
+    def archive_dir(self) -> Path:
+        return self.resolve(self.storage.path)
+
+    @property
+    def db_path(self) -> Path:
+        return self.archive_dir / "mailflow.db"
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.archive_dir / "outbox"
+
+    @property
+    def secret_path(self) -> Path:
+        return self.resolve(self.security.secret_file or str(self.archive_dir / "secret.key"))
+
+    def resolve(self, path: str) -> Path:
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else (self.base_dir / p)
+
+    def is_member(self, address: str) -> bool:
+        return address.lower() in {m.lower() for m in self.committee.members}
+
+    def is_chair(self, address: str) -> bool:
+        return address.lower() == self.committee.chair.lower()
+
+    def is_board(self, address: str) -> bool:
+        return address.lower() in {b.lower() for b in self.committee.board}
+
+
+
+SECTIONS = {
+    "committee": Committee,
+    "intake": Intake,
+    "outbound": Outbound,
+    "storage": Storage,
+    "security": Security,
+    "paths": Paths,
+}
+
+
+def split_hostport(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        raise ValueError(f"{value!r} is not HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+def find_config_file(explicit: str | None) -> Path | None:
+    if explicit:
+        return Path(explicit)
+    env = os.environ.get("MAILFLOW_CONFIG")
+    if env:
+        return Path(env)
+    local = Path.cwd() / DEFAULT_FILE
+    return local if local.exists() else None
+
+
+def load(explicit: str | None = None) -> Config:
+    path = find_config_file(explicit)
+    if path is None:
+        return Config()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: file not found") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    return from_dict(data, source=str(path), base_dir=path.resolve().parent)
+
+
+def from_dict(data: dict[str, Any], source: str = "<dict>", base_dir: Path | None = None) -> Config:
+    cfg = Config(source=source, base_dir=base_dir or Path.cwd())
+    for section, values in data.items():
+        if section not in SECTIONS:
+            raise ConfigError(f"{source}: [{section}]: unknown section")
+        if not isinstance(values, dict):
+            raise ConfigError(f"{source}: {section}: must be a table")
+        target = getattr(cfg, section)
+        known = target.__dataclass_fields__
+        for key, value in values.items():
+            if key not in known:
+                raise ConfigError(f"{source}: {section}.{key}: unknown key")
+            default = getattr(target, key)
+            if default is not None and not _same_kind(default, value):
+                raise ConfigError(
+                    f"{source}: {section}.{key}: expected {type(default).__name__}, "
+                    f"got {type(value).__name__}"
+                )
+            setattr(target, key, value)
+    problems = validate(cfg)
+    if problems:
+        raise ConfigError("\n".join(f"{source}: {p}" for p in problems))
+    return cfg
+
+
+def _same_kind(default: Any, value: Any) -> bool:
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, type(default))
+
+
+def validate(cfg: Config) -> list[str]:
+    """Every problem with the values, as ``key: problem``."""
+    problems: list[str] = []
+    c = cfg.committee
+    if not re.fullmatch(r"[A-Za-z0-9\-]+(\.[A-Za-z0-9\-]+)+", c.domain):
+        problems.append(f"committee.domain: {c.domain!r} is not a domain name")
+    for key in ("members", "officers", "board", "maintainers", "moderators", "delegates"):
+        for addr in getattr(c, key):
+            if not ADDRESS_RE.match(addr):
+                problems.append(f"committee.{key}: {addr!r} is not an email address")
+    if not ADDRESS_RE.match(c.chair):
+        problems.append(f"committee.chair: {c.chair!r} is not an email address")
+    elif not cfg.is_member(c.chair):
+        problems.append(f"committee.chair: {c.chair} must also be in committee.members")
+    if not c.members:
+        problems.append("committee.members: the committee needs at least one member")
+    for member in c.aliases:
+        if not cfg.is_member(member):
+            problems.append(f"committee.aliases: {member} is not a member")
+    if not re.fullmatch(r"[A-Za-z0-9\-]{1,20}", c.tag):
+        problems.append("committee.tag: use 1-20 letters, digits or dashes")
+    if c.subject not in ("codename", "original"):
+        problems.append("committee.subject: must be 'codename' or 'original'")
+    if cfg.intake.protocol not in ("smtp", "lmtp"):
+        problems.append("intake.protocol: must be 'smtp' or 'lmtp'")
+    endpoints = (("intake.listen", cfg.intake.listen), ("outbound.relay", cfg.outbound.relay))
+    for key, value in endpoints:
+        if value is None:
+            continue
+        try:
+            split_hostport(value)
+        except ValueError as e:
+            problems.append(f"{key}: {e}")
+    if cfg.intake.max_size < 1024:
+        problems.append("intake.max_size: must be at least 1024 bytes")
+    if cfg.outbound.password_env and cfg.outbound.password_file:
+        problems.append("outbound: set password_env or password_file, not both")
+    return problems

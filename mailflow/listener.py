@@ -1,0 +1,78 @@
+"""The SMTP/LMTP listener: accept for our addresses, answer only after the commit.
+
+Replies an MTA can rely on:
+- unknown recipient: ``550 5.1.1`` at RCPT;
+- too large: ``552`` (aiosmtpd, from ``intake.max_size``);
+- committed: ``250``; in LMTP, one ``250`` per accepted recipient;
+- anything else that goes wrong: ``451 4.3.0``, never a 5xx and never exception text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiosmtpd.lmtp import LMTP
+from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from .config import Config
+from .intake import Envelope as IntakeEnvelope
+from .intake import IntakeWriter
+from .tokens import split_address
+
+log = logging.getLogger("mailflow.listener")
+
+TEMPFAIL = "451 4.3.0 Temporary failure, please try again later"
+
+
+class IntakeHandler:
+    def __init__(self, cfg: Config, writer: IntakeWriter):
+        self.cfg = cfg
+        self.writer = writer
+        self.lmtp = cfg.intake.protocol == "lmtp"
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, rcpt_options: list[str]) -> str:
+        if split_address(address, self.cfg.committee.domain) is None:
+            return f"550 5.1.1 <{address}>: no such recipient here"
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content or b""
+        env = IntakeEnvelope(
+            source=self.cfg.intake.protocol,
+            # aiosmtpd spells the null sender "<>"; the store spells it "".
+            envelope_from=(envelope.mail_from or "").strip("<>"),
+            rcpts=list(envelope.rcpt_tos),
+        )
+        try:
+            spool_id, duplicate = await asyncio.wrap_future(self.writer.submit(raw, env))
+        except Exception:
+            # Logged by the writer; the MTA keeps the message and retries.
+            status = TEMPFAIL
+        else:
+            note = "duplicate of" if duplicate else "queued as"
+            status = f"250 2.0.0 OK {note} {spool_id}"
+        if self.lmtp:
+            return "\r\n".join([status] * len(envelope.rcpt_tos))
+        return status
+
+    async def handle_exception(self, error: Exception) -> str:
+        log.error("listener error: %s: %s", type(error).__name__, error)
+        return TEMPFAIL
+
+
+def protocol_factory(cfg: Config, handler: IntakeHandler):
+    cls = LMTP if cfg.intake.protocol == "lmtp" else SMTP
+
+    def make() -> SMTP:
+        return cls(
+            handler,
+            hostname=cfg.intake.hostname,
+            data_size_limit=cfg.intake.max_size,
+            decode_data=False,
+            ident="mailflow",
+        )
+
+    return make

@@ -1,0 +1,131 @@
+"""The core tables.  Append new migrations; never edit one that has shipped."""
+
+from __future__ import annotations
+
+import sqlite_utils
+
+
+def core_tables(db: sqlite_utils.Database) -> None:
+    # The spool: raw bytes exactly as received, committed before the MTA hears 250.
+    db.execute("""
+        CREATE TABLE spool (
+            id INTEGER PRIMARY KEY,
+            received_at TEXT NOT NULL,
+            source TEXT NOT NULL,            -- smtp, lmtp, pipe, imap, import
+            envelope_from TEXT,
+            rcpts TEXT NOT NULL,             -- JSON list of envelope recipients
+            size INTEGER NOT NULL,
+            sha256 TEXT NOT NULL,
+            dedupe_key TEXT NOT NULL UNIQUE, -- Message-ID + body hash, else sha256
+            raw BLOB NOT NULL,
+            state TEXT NOT NULL DEFAULT 'new',  -- new, done, quarantined
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT,
+            processed_at TEXT,
+            duplicates INTEGER NOT NULL DEFAULT 0
+        )""")
+    db.execute("CREATE INDEX spool_state ON spool(state, id)")
+
+    db.execute("""
+        CREATE TABLE cases (
+            id TEXT PRIMARY KEY,             -- YYYY-NNNN
+            year INTEGER NOT NULL,
+            seq INTEGER NOT NULL,
+            status TEXT NOT NULL DEFAULT 'open',
+            kind TEXT NOT NULL DEFAULT 'report',
+            subject TEXT,
+            codename TEXT NOT NULL,
+            opened_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            acknowledged_at TEXT,
+            urgent INTEGER NOT NULL DEFAULT 0,
+            UNIQUE(year, seq)
+        )""")
+
+    # Everyone a case concerns, by role: reporter, originator, affected, witness,
+    # mediator, delegate, forwarder.
+    db.execute("""
+        CREATE TABLE people (
+            id INTEGER PRIMARY KEY,
+            case_id TEXT NOT NULL REFERENCES cases(id),
+            role TEXT NOT NULL,
+            address TEXT NOT NULL DEFAULT '',
+            name TEXT NOT NULL DEFAULT '',
+            added_at TEXT NOT NULL,
+            UNIQUE(case_id, role, address, name)
+        )""")
+    db.execute("CREATE INDEX people_address ON people(address)")
+
+    db.execute("""
+        CREATE TABLE messages (
+            id INTEGER PRIMARY KEY,
+            spool_id INTEGER UNIQUE REFERENCES spool(id),
+            case_id TEXT REFERENCES cases(id),
+            kind TEXT NOT NULL,              -- report, reply, member, held, bounce, forward
+            received_at TEXT NOT NULL,
+            envelope_from TEXT,
+            from_addr TEXT,
+            from_name TEXT,
+            to_addrs TEXT,                   -- JSON
+            cc_addrs TEXT,                   -- JSON
+            subject TEXT,
+            date TEXT,
+            message_id TEXT,
+            in_reply_to TEXT,
+            refs TEXT,                       -- JSON
+            body_text TEXT,
+            new_text TEXT,
+            quoted_text TEXT,
+            attachments TEXT,                -- JSON [{name, type, size}]
+            defects TEXT,                    -- JSON
+            flags TEXT                       -- JSON: held, auto, ambiguous-thread ...
+        )""")
+    db.execute("CREATE INDEX messages_case ON messages(case_id, id)")
+    db.execute("CREATE INDEX messages_mid ON messages(message_id)")
+
+    db.execute("""
+        CREATE TABLE outbound (
+            id INTEGER PRIMARY KEY,
+            case_id TEXT REFERENCES cases(id),
+            kind TEXT NOT NULL,              -- ack, relay, transcript, notice ...
+            created_at TEXT NOT NULL,
+            message_id TEXT NOT NULL,
+            envelope_from TEXT NOT NULL,     -- '' is the null sender
+            subject TEXT,
+            raw BLOB NOT NULL
+        )""")
+    db.execute("CREATE INDEX outbound_case ON outbound(case_id, id)")
+    db.execute("CREATE INDEX outbound_mid ON outbound(message_id)")
+    db.execute("""
+        CREATE TABLE outbound_rcpt (
+            id INTEGER PRIMARY KEY,
+            outbound_id INTEGER NOT NULL REFERENCES outbound(id),
+            rcpt TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'queued',   -- queued, sent, failed
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT NOT NULL,
+            last_error TEXT,
+            sent_at TEXT
+        )""")
+    db.execute("CREATE INDEX outbound_rcpt_due ON outbound_rcpt(state, next_attempt_at)")
+    db.execute("CREATE INDEX outbound_rcpt_addr ON outbound_rcpt(rcpt)")
+
+    # Append-only, hash-chained record of every state change and every mail in or out.
+    db.execute("""
+        CREATE TABLE audit (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            actor TEXT NOT NULL,
+            action TEXT NOT NULL,
+            case_id TEXT,
+            proof TEXT NOT NULL DEFAULT '',
+            detail TEXT NOT NULL DEFAULT '{}',
+            prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL
+        )""")
+    db.execute("CREATE INDEX audit_case ON audit(case_id, id)")
+
+
+MIGRATIONS = [
+    ("0001_core_tables", core_tables),
+]

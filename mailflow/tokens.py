@@ -1,0 +1,114 @@
+"""Signed tokens carried in plus-addresses: ``conduct+<token>@``, ``committee+<token>@``.
+
+A token is dot-separated fields followed by an HMAC of them, so a forged or guessed
+token is refused.  What the fields mean is up to the caller:
+
+- case token (reporter side):   ``2026-0001.<sig>``
+- member token (committee side): ``2026-0001.m<who>.<yyyymmdd expiry>.<sig>``
+  (``-`` in place of the case id for mail about no case)
+- purpose tokens (e.g. mediation consent) add their own field after the case id.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+TOKEN_CHARS = re.compile(r"^[a-z0-9\-.]+$")
+SIG_LEN = 12
+
+
+def load_secret(path: Path) -> bytes:
+    """The deployment's HMAC key, created (mode 0600) on first use."""
+    try:
+        return path.read_bytes().strip()
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key = secrets.token_hex(32).encode()
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process won the race: use its key
+            return path.read_bytes().strip()
+        with os.fdopen(fd, "wb") as f:
+            f.write(key)
+            f.flush()
+            os.fsync(f.fileno())
+        return key
+
+
+def member_tag(address: str) -> str:
+    """A short, stable, non-revealing name for a member inside tokens."""
+    return "m" + hashlib.sha256(address.lower().encode()).hexdigest()[:8]
+
+
+@dataclass
+class Signer:
+    secret: bytes
+
+    def _sig(self, payload: str) -> str:
+        mac = hmac.new(self.secret, payload.encode(), hashlib.sha256).digest()
+        return base64.b32encode(mac).decode().lower()[:SIG_LEN]
+
+    def sign(self, *fields: str) -> str:
+        payload = ".".join(fields)
+        return f"{payload}.{self._sig(payload)}"
+
+    def unsign(self, token: str) -> list[str] | None:
+        """The fields of a well-signed token, else None."""
+        token = token.lower()
+        if not TOKEN_CHARS.match(token) or "." not in token:
+            return None
+        payload, _, sig = token.rpartition(".")
+        if not hmac.compare_digest(sig, self._sig(payload)):
+            return None
+        return payload.split(".")
+
+    def case_token(self, case_id: str) -> str:
+        return self.sign(case_id)
+
+    def member_token(self, case_id: str | None, member: str, expires: date) -> str:
+        return self.sign(case_id or "-", member_tag(member), expires.strftime("%Y%m%d"))
+
+
+@dataclass
+class MemberProof:
+    case_id: str | None
+    member_tag: str
+    expires: date
+
+
+def read_member_token(fields: list[str]) -> MemberProof | None:
+    if len(fields) != 3 or not fields[1].startswith("m"):
+        return None
+    try:
+        expires = date(int(fields[2][:4]), int(fields[2][4:6]), int(fields[2][6:8]))
+    except ValueError:
+        return None
+    return MemberProof(None if fields[0] == "-" else fields[0], fields[1], expires)
+
+
+@dataclass
+class Address:
+    """One of our addresses, split: ``base`` is conduct or committee."""
+
+    base: str
+    token: str | None
+
+
+def split_address(address: str, domain: str) -> Address | None:
+    """Our address (``base[+token]@domain``), or None for anyone else's."""
+    local, at, dom = address.strip().strip("<>").rpartition("@")
+    if not at or dom.lower() != domain.lower():
+        return None
+    base, plus, token = local.partition("+")
+    base = base.lower()
+    if base not in ("conduct", "committee"):
+        return None
+    return Address(base, token.lower() if plus else None)
