@@ -108,3 +108,12 @@ def active_members(db: sqlite_utils.Database, cfg: Config, case_id: str | None) 
         return members
     out = recused(db, case_id)
     return [m for m in members if m not in out]
+
+
+def acting_chair(db: sqlite_utils.Database, cfg: Config, case_id: str | None) -> str:
+    """The chair for this case: the configured chair unless a substitute was named."""
+    if case_id:
+        subs = people(db, case_id, "acting-chair")
+        if subs:
+            return subs[-1]["address"]
+    return cfg.committee.chair.lower()

@@ -19,7 +19,20 @@ from typing import Any
 import sqlite_utils
 from jinja2.sandbox import SandboxedEnvironment
 
-from . import acknowledge, archive, audit, clock, relay, render, rules, store, threads, tokens
+from . import (
+    acknowledge,
+    archive,
+    audit,
+    auth,
+    clock,
+    commands,
+    relay,
+    render,
+    rules,
+    store,
+    threads,
+    tokens,
+)
 from .config import Config
 from .message import Parsed, parse
 
@@ -38,6 +51,7 @@ class Services:
 
     @classmethod
     def load(cls, cfg: Config) -> Services:
+        commands.load()
         return cls(cfg, rules.load(cfg), tokens.Signer(tokens.load_secret(cfg.secret_path)),
                    render.environment(cfg))
 
@@ -60,8 +74,10 @@ class Context:
     new_case: bool = False
     message_row: int | None = None
     flags: list[str] = field(default_factory=list)
-    # Set by authentication: the roster member proven to have sent this.
+    # Set by authentication: the roster member proven to have sent this, and how.
     actor: str | None = None
+    proof: str | None = None
+    auth_failure: str | None = None
 
     @property
     def cfg(self) -> Config:
@@ -78,6 +94,8 @@ Handler = Callable[[Context], None]
 HANDLERS: list[Handler] = [
     threads.route,
     archive.file_message,
+    auth.authenticate,
+    commands.apply,
     acknowledge.acknowledge,
     relay.relay,
 ]

@@ -29,3 +29,17 @@ def test_report_is_acknowledged_once_and_reaches_every_member(server, relay):
     cases = server.cli_json("cases")
     assert [c["id"] for c in cases] == [case_id]
     assert cases[0]["reporter"] == REPORTER
+
+
+def test_member_command_by_reply_token_gets_a_transcript(server, relay):
+    server.send(make_mail(REPORTER, "conduct@example.org", "Report", "Text."),
+                REPORTER, ["conduct@example.org"])
+    copy = relay.wait_for(lambda c: c.rcpts == [M1], what="relay to m1")[0].msg
+    reply_to = copy["Reply-To"]
+    server.send(make_mail(M1, reply_to, "Re: " + copy["Subject"], "#help\n"), M1, [reply_to])
+    transcript = relay.wait_for(lambda c: c.rcpts == [M1] and "Transcript" in c.msg["Subject"],
+                                what="transcript")[0]
+    assert "> #help" in transcript.body() and "All commands were applied." in transcript.body()
+    # The reply itself reached the other members, never the reporter.
+    relay.wait_for(lambda c: c.rcpts == [M2] and "Re:" in c.msg["Subject"], what="member reply")
+    assert not [c for c in relay.to(REPORTER) if "Re:" in (c.msg["Subject"] or "")]

@@ -1,0 +1,270 @@
+"""The command language: ``#word args`` lines in the new text of a member's mail.
+
+- A command is a line whose first word is ``#`` plus a *known* word; any other line
+  starting with ``#word`` is an error (so a typo never passes silently).
+- Parsing stops at ``#end`` or at the quoted part (only the new text is read).
+- Block commands (``#call``, ``#reply``, ...) take the lines after them, up to
+  ``#end``, as their text.
+- All commands of one mail apply together or not at all (one savepoint).
+- Every command mail is answered with a transcript, debbugs style: each line
+  echoed with what it did or why it failed.
+
+Commands live in the modules that own what they change; each registers itself with
+:func:`command`.  Who may use which command is policy: ``rules/permissions.toml``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from . import audit, cases, outbound, store
+from .relay import list_headers, member_reply_address
+
+if TYPE_CHECKING:
+    from .pipeline import Context
+
+COMMAND_LINE = re.compile(r"^#([A-Za-z][A-Za-z\-]*)\b[ \t]*(.*)$")
+
+
+class CommandError(Exception):
+    """A command that cannot be applied; the message is shown in the transcript."""
+
+
+@dataclass
+class Command:
+    word: str
+    args: str
+    line: str
+    text: str = ""          # the block of a block command
+
+
+@dataclass
+class Spec:
+    word: str
+    run: Callable[[Invocation], str]
+    summary: str
+    usage: str
+    example: str
+    block: bool = False          # takes the following lines up to #end
+    needs_case: bool = True
+    # Case statuses the command is allowed in (None: any).
+    states: tuple[str, ...] | None = None
+
+
+REGISTRY: dict[str, Spec] = {}
+
+# Modules that register commands; imported by load().
+COMMAND_MODULES = ["mailflow.commands"]
+
+
+def load() -> dict[str, Spec]:
+    for name in COMMAND_MODULES:
+        importlib.import_module(name)
+    return REGISTRY
+
+
+def command(word: str, *, summary: str, usage: str, example: str, block: bool = False,
+            needs_case: bool = True, states: tuple[str, ...] | None = None):
+    """Register ``#word``; the function gets an :class:`Invocation` and returns what it did."""
+    def register(func: Callable[[Invocation], str]) -> Callable[[Invocation], str]:
+        REGISTRY[word] = Spec(word, func, summary, usage, example, block, needs_case, states)
+        return func
+    return register
+
+
+@dataclass
+class Invocation:
+    """One command being applied, with everything a handler needs."""
+
+    ctx: Context
+    cmd: Command
+    actor: str
+
+    @property
+    def db(self):
+        return self.ctx.db
+
+    @property
+    def cfg(self):
+        return self.ctx.cfg
+
+    @property
+    def case_id(self) -> str:
+        if not self.ctx.case_id:
+            raise CommandError("this command needs a case: reply to a case's mail")
+        return self.ctx.case_id
+
+    @property
+    def is_chair(self) -> bool:
+        return self.cfg.is_chair(self.actor)
+
+    def log(self, action: str, **detail) -> None:
+        audit.append(self.db, self.actor, action, self.ctx.case_id,
+                     proof=self.ctx.proof or "", **detail)
+
+
+@dataclass
+class Parsed:
+    commands: list[Command] = field(default_factory=list)
+    errors: list[tuple[str, str]] = field(default_factory=list)   # (line, why)
+
+
+def parse(text: str) -> Parsed:
+    """The commands of a mail's new text (which already excludes the quoted part)."""
+    out = Parsed()
+    lines = text.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i].strip()
+        i += 1
+        match = COMMAND_LINE.match(line)
+        if not match:
+            continue
+        word = match.group(1).lower()
+        if word == "end":
+            break
+        spec = REGISTRY.get(word)
+        if spec is None:
+            out.errors.append((line, f"unknown command #{word} (send #help for the list)"))
+            continue
+        cmd = Command(word, match.group(2).strip(), line)
+        if spec.block:
+            block = []
+            while i < len(lines) and lines[i].strip().lower() != "#end":
+                block.append(lines[i])
+                i += 1
+            i += 1  # the #end
+            cmd.text = "\n".join(block).strip()
+        out.commands.append(cmd)
+    return out
+
+
+def allowed(ctx: Context, actor: str, word: str) -> bool:
+    perms = ctx.svc.rules.get("permissions", {})
+    if word in perms.get("chair", []):
+        return ctx.cfg.is_chair(actor) or cases.acting_chair(ctx.db, ctx.cfg, ctx.case_id) == actor
+    return ctx.cfg.is_member(actor)
+
+
+@dataclass
+class Outcome:
+    line: str
+    result: str
+    ok: bool
+
+
+def apply(ctx: Context) -> None:
+    """Pipeline handler: run the commands of an authenticated member's mail."""
+    if ctx.kind != "member":
+        return
+    parsed = parse(ctx.parsed.new_text)
+    if not parsed.commands and not parsed.errors:
+        return
+    if ctx.actor is None:
+        _refuse_unauthenticated(ctx, parsed)
+        return
+    outcomes = [Outcome(line, why, False) for line, why in parsed.errors]
+    failed = bool(outcomes)
+    if not failed:
+        failed = _run_all(ctx, parsed.commands, outcomes)
+    else:
+        outcomes += [Outcome(c.line, "not run", False) for c in parsed.commands]
+    send_transcript(ctx, ctx.actor, outcomes, applied=not failed)
+
+
+def _run_all(ctx: Context, commands: list[Command], outcomes: list[Outcome]) -> bool:
+    """Run in order inside one savepoint; on the first failure undo everything."""
+    failed = False
+    try:
+        with store.savepoint(ctx.db, "commands"):
+            for n, cmd in enumerate(commands):
+                try:
+                    result = _run_one(ctx, cmd)
+                except CommandError as e:
+                    outcomes.append(Outcome(cmd.line, f"Error: {e}", False))
+                    outcomes += [Outcome(c.line, "not run", False) for c in commands[n + 1:]]
+                    raise
+                outcomes.append(Outcome(cmd.line, result, True))
+    except CommandError:
+        failed = True
+        for o in outcomes:
+            if o.ok:
+                o.result, o.ok = f"undone: {o.result}", False
+    return failed
+
+
+def _run_one(ctx: Context, cmd: Command) -> str:
+    spec = REGISTRY[cmd.word]
+    actor = ctx.actor or ""
+    if not allowed(ctx, actor, cmd.word):
+        raise CommandError(f"only the chair may use #{cmd.word}")
+    if spec.needs_case and not ctx.case_id:
+        raise CommandError(f"#{cmd.word} needs a case: reply to a case's mail")
+    if spec.states and ctx.case_id:
+        status = (cases.get(ctx.db, ctx.case_id) or {}).get("status")
+        if status not in spec.states:
+            raise CommandError(f"#{cmd.word} is not possible while the case is {status}")
+    inv = Invocation(ctx, cmd, actor)
+    result = spec.run(inv)
+    inv.log(f"command #{cmd.word}", args=cmd.args)
+    return result
+
+
+def _refuse_unauthenticated(ctx: Context, parsed: Parsed) -> None:
+    """Nothing applies; the member whose address was used is told, not the sender."""
+    claimed = (ctx.sender or "").lower()
+    reason = ctx.auth_failure or "no proof of identity"
+    audit.append(ctx.db, claimed or "unknown", "commands refused", ctx.case_id, reason=reason)
+    if not ctx.cfg.is_member(claimed):
+        return
+    lines = [Outcome(c.line, "not run", False) for c in parsed.commands]
+    lines += [Outcome(line, why, False) for line, why in parsed.errors]
+    send_transcript(ctx, claimed, lines, applied=False,
+                    preface=f"A message using your address was not accepted as yours: {reason}.\n"
+                            "If you sent it, reply to a committee mail (its Reply-To carries\n"
+                            "your signed token) or send from a server that signs with DKIM.")
+
+
+def send_transcript(ctx: Context, to: str, outcomes: list[Outcome], applied: bool,
+                    preface: str = "") -> None:
+    lines = [preface, ""] if preface else []
+    for o in outcomes:
+        lines += [f"> {o.line}", o.result, ""]
+    if not applied:
+        lines.append("Nothing in this message was applied.")
+    else:
+        lines.append("All commands were applied.")
+    tag = cases.case_tag(ctx.cfg, ctx.case_id) + " " if ctx.case_id else ""
+    committee = ctx.cfg.committee
+    msg = outbound.compose(
+        ctx.cfg, from_=(f"{committee.name} (mailflow)", committee.committee_address),
+        to=[to], subject=f"{tag}Transcript: {ctx.parsed.subject or '(no subject)'}"[:200],
+        body="\n".join(lines) + "\n", reply_to=member_reply_address(ctx, ctx.case_id, to),
+        in_reply_to=ctx.parsed.message_id,
+        headers={**list_headers(ctx.cfg, ctx.case_id), "Auto-Submitted": "auto-replied"},
+    )
+    outbound.enqueue(ctx.db, msg, kind="transcript", rcpts=[to], envelope_from="",
+                     case_id=ctx.case_id)
+
+
+def help_text() -> str:
+    """Every command with its usage and an example: ``#help`` and ``mailflow help``."""
+    out = ["Commands go on lines of their own in the new text of your reply, above any",
+           "quoted part.  All commands of one message apply together or not at all.",
+           "Block commands take the lines after them, up to a line #end.", ""]
+    for spec in sorted(REGISTRY.values(), key=lambda s: s.word):
+        out.append(f"{spec.usage}")
+        out.append(f"    {spec.summary}")
+        out.append(f"    e.g. {spec.example}")
+        out.append("")
+    return "\n".join(out)
+
+
+@command("help", summary="reply with this list of commands", usage="#help",
+         example="#help", needs_case=False)
+def _help(inv: Invocation) -> str:
+    return help_text()
