@@ -11,8 +11,8 @@ from __future__ import annotations
 import html
 import re
 from dataclasses import dataclass, field
-from email import policy
-from email.header import decode_header, make_header
+from email._policybase import Compat32
+from email.header import decode_header
 from email.message import Message
 from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
@@ -37,6 +37,17 @@ FORWARD_MARKER = re.compile(
     r"-{5,}\s*Original Message\s*-{5,})\s*$",
     re.IGNORECASE,
 )
+
+
+class _RawHeaders(Compat32):
+    """compat32, but headers come back as the raw text (8-bit bytes surrogate-escaped)
+    instead of a ``Header`` that has already replaced them: header_text() decodes."""
+
+    def header_fetch_parse(self, name: str, value: str) -> str:
+        return value
+
+
+RAW_HEADERS = _RawHeaders()
 
 
 @dataclass
@@ -85,12 +96,27 @@ def header_text(value: object) -> str:
     """A header decoded for display: encoded words decoded, folding removed."""
     if value is None:
         return ""
-    raw = str(value)
+    raw = clean(str(value))  # raw 8-bit UTF-8 arrives surrogate-escaped
     try:
-        text = str(make_header(decode_header(raw)))
-    except Exception:  # unknown charset, broken encoded word: keep the raw text
+        parts = []
+        for chunk, charset in decode_header(raw):
+            if isinstance(chunk, str):
+                parts.append(chunk)
+            elif charset is None:  # unencoded text beside encoded words
+                parts.append(chunk.decode("raw-unicode-escape", "replace"))
+            else:
+                parts.append(_decode(chunk, charset))
+        text = "".join(parts)
+    except Exception:  # a broken encoded word: keep the raw text
         text = raw
     return re.sub(r"[\r\n]+[ \t]*", " ", clean(text)).strip()
+
+
+def _decode(data: bytes, charset: str) -> str:
+    try:
+        return data.decode(charset, "replace")
+    except LookupError:  # unknown charset
+        return data.decode("utf-8", "replace")
 
 
 def addresses(values: list[str]) -> list[tuple[str, str]]:
@@ -116,7 +142,9 @@ def strict_from(msg: Message) -> tuple[str | None, str]:
     pairs = getaddresses([raw])
     if len(pairs) != 1:
         return None, "From must contain exactly one address"
-    addr = pairs[0][1]
+    name, addr = pairs[0]
+    if "@" in header_text(name):
+        return None, "an address hidden in the display name"
     if not ADDR_SPEC.match(addr) or addr.count("@") != 1:
         return None, f"From address {addr!r} is not a plain address"
     try:
@@ -189,10 +217,10 @@ def part_text(part: Message, defects: list[str]) -> str:
         return clean(payload)
     charset = part.get_content_charset() or "utf-8"
     try:
-        return clean(payload.decode(charset, "replace"))
+        "".encode(charset)
     except LookupError:
         defects.append(f"unknown charset {charset!r}")
-        return clean(payload.decode("utf-8", "replace"))
+    return clean(_decode(payload, charset))
 
 
 def _body_and_attachments(
@@ -261,7 +289,7 @@ def _inline_forward(text: str) -> Forwarded | None:
 
 def parse(raw: bytes) -> Parsed:
     """Parse raw bytes; malformed input yields defects, never an exception."""
-    msg = BytesParser(policy=policy.compat32).parsebytes(raw)
+    msg = BytesParser(policy=RAW_HEADERS).parsebytes(raw)
     defects = [type(d).__name__ for d in msg.defects]
     for part in msg.walk():
         if part is not msg:

@@ -109,7 +109,7 @@ def relay() -> Iterator[CaptureRelay]:
 
 
 def write_config(path: Path, *, listen_port: int, relay_port: int | None, archive: Path,
-                 protocol: str = "smtp", extra: str = "") -> Path:
+                 protocol: str = "smtp", extra: str = "", intake_extra: str = "") -> Path:
     relay_line = f'relay = "127.0.0.1:{relay_port}"' if relay_port else ""
     path.write_text(f"""
 [committee]
@@ -124,6 +124,7 @@ board = ["{BOARD}"]
 listen = "127.0.0.1:{listen_port}"
 protocol = "{protocol}"
 commit_timeout = 0.5
+{intake_extra}
 
 [outbound]
 {relay_line}
@@ -141,13 +142,14 @@ class MailflowServer:
     """``mailflow serve`` as a real process, as an MTA would see it."""
 
     def __init__(self, tmp: Path, relay_port: int | None, protocol: str = "smtp",
-                 extra: str = "", env: dict[str, str] | None = None):
+                 extra: str = "", env: dict[str, str] | None = None, intake_extra: str = ""):
         self.tmp = tmp
         self.port = free_port()
         self.archive = tmp / "archive"
         self.config = write_config(tmp / "mailflow.toml", listen_port=self.port,
                                    relay_port=relay_port, archive=self.archive,
-                                   protocol=protocol, extra=extra)
+                                   protocol=protocol, extra=extra,
+                                   intake_extra=intake_extra)
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen | None = None
         self.log = tmp / "serve.log"

@@ -1,0 +1,256 @@
+"""The durability promise: what an MTA may rely on when it hands mailflow a message."""
+
+from __future__ import annotations
+
+import smtplib
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+
+import pytest
+from conftest import (
+    CHAIR,
+    M1,
+    M2,
+    WAIT,
+    CaptureRelay,
+    MailflowServer,
+    free_port,
+    make_mail,
+    wait_until,
+)
+
+REPORTER = "reporter@people.test"
+
+
+def cases_count(server: MailflowServer) -> int:
+    return server.query("SELECT count(*) FROM cases")[0][0]
+
+
+def test_unknown_recipient_is_refused_at_rcpt(server):
+    with server.smtp() as s:
+        s.ehlo()
+        s.mail(REPORTER)
+        code, text = s.rcpt("someone@example.org")
+        assert code == 550 and b"5.1.1" in text
+        code, _ = s.rcpt("someone@elsewhere.test")
+        assert code == 550
+        assert s.rcpt("conduct@example.org")[0] == 250
+
+
+def test_oversized_message_is_refused_with_552(tmp_path, relay):
+    server = MailflowServer(tmp_path, relay.port, intake_extra="max_size = 2048").start()
+    try:
+        big = make_mail(REPORTER, "conduct@example.org", "Big", ("y" * 70 + "\r\n") * 100)
+        with pytest.raises(smtplib.SMTPException) as err:
+            server.send(big, REPORTER, ["conduct@example.org"])
+        assert "552" in str(err.value)
+        assert server.query("SELECT count(*) FROM spool")[0][0] == 0
+        # The session is still usable, and a message within the limit is taken.
+        server.send(make_mail(REPORTER, "conduct@example.org", "Small", "ok"),
+                    REPORTER, ["conduct@example.org"])
+        server.processed(1)
+    finally:
+        server.stop()
+
+
+def test_same_message_delivered_twice_makes_one_record(server, relay):
+    raw = make_mail(REPORTER, "conduct@example.org", "Twice", "Same text.",
+                    message_id="<twice@sender.test>")
+    server.send(raw, REPORTER, ["conduct@example.org"])
+    # The second copy went through another relay hop: same Message-ID and body.
+    server.send(b"Received: from mx2.sender.test by mx.example.org\r\n" + raw,
+                REPORTER, ["conduct@example.org"])
+    server.processed(1)
+    relay.wait_for(lambda c: REPORTER in c.rcpts, what="ack")
+    assert server.query("SELECT count(*), max(duplicates) FROM spool")[0] == (1, 1)
+    assert cases_count(server) == 1
+    # A different body under a reused Message-ID may be a different report: kept.
+    server.send(make_mail(REPORTER, "conduct@example.org", "Twice", "Other text.",
+                          message_id="<twice@sender.test>"), REPORTER, ["conduct@example.org"])
+    server.processed(2)
+    assert server.query("SELECT count(*) FROM spool")[0][0] == 2
+
+
+def test_failing_store_answers_451_and_the_retry_makes_exactly_one_case(server, relay):
+    raw = make_mail(REPORTER, "conduct@example.org", "Locked out", "Please help.")
+    # Another process holds the database's write lock (a long purge, a stuck backup...).
+    blocker = sqlite3.connect(server.archive / "mailflow.db", isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(smtplib.SMTPDataError) as err:
+            server.send(raw, REPORTER, ["conduct@example.org"])
+        assert err.value.smtp_code == 451
+        assert b"4.3.0" in err.value.smtp_error
+        assert b"locked" not in err.value.smtp_error.lower()  # no exception text
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    server.send(raw, REPORTER, ["conduct@example.org"])  # the MTA's retry
+    server.processed(1)
+    relay.wait_for(lambda c: REPORTER in c.rcpts, what="ack")
+    assert cases_count(server) == 1
+
+
+def test_kill_9_after_250_loses_nothing_and_processes_exactly_once(tmp_path, relay):
+    server = MailflowServer(tmp_path, relay.port).start()
+    senders = [f"r{i}@people.test" for i in range(60)]
+    with server.smtp() as s:
+        for i, sender in enumerate(senders):
+            s.sendmail(sender, ["conduct@example.org"],
+                       make_mail(sender, "conduct@example.org", f"Report {i}", f"Body {i}"))
+    server.kill9()  # right after the last 250: some messages are committed, not processed
+    pending = server.query("SELECT count(*) FROM spool WHERE state = 'new'")[0][0]
+    assert pending >= 1, "the test must catch the server before it processed everything"
+    assert server.query("SELECT count(*) FROM spool")[0][0] == 60
+    server.start()
+    try:
+        server.processed(60)
+        relay.wait_for(lambda c: c.mail_from == "<>", count=60, what="60 acknowledgements")
+        assert cases_count(server) == 60
+        # Exactly once: one case, one acknowledgement and three relays per report.
+        assert server.query("SELECT count(DISTINCT spool_id), count(*) FROM messages")[0] == (60, 60)
+        assert server.query("SELECT count(*) FROM outbound WHERE kind='ack'")[0][0] == 60
+        assert server.query("SELECT count(*) FROM outbound WHERE kind='relay'")[0][0] == 180
+        relay.wait_for(lambda c: c.rcpts[0] in (CHAIR, M1, M2), count=180, what="relays")
+        acks_per_sender = {s: len(relay.to(s)) for s in senders}
+        assert set(acks_per_sender.values()) == {1}
+    finally:
+        server.stop()
+
+
+def test_mail_accepted_while_the_relay_is_down_is_delivered_when_it_is_back(tmp_path):
+    down = CaptureRelay(port=free_port())  # not started yet
+    server = MailflowServer(tmp_path, down.port).start()
+    try:
+        server.send(make_mail(REPORTER, "conduct@example.org", "Relay down", "Still here."),
+                    REPORTER, ["conduct@example.org"])
+        server.processed(1)
+        wait_until(lambda: server.query(
+            "SELECT count(*) FROM outbound_rcpt WHERE attempts >= 1 AND state = 'queued'")[0][0]
+            == 4, what="deliveries deferred")
+        queue = server.cli_json("queue")
+        assert {r["state"] for r in queue} == {"queued"} and all(r["last_error"] for r in queue)
+        down.start()
+        try:
+            down.wait_for(lambda c: True, count=4, what="delivery after the relay came back")
+            assert len(down.to(REPORTER)) == 1
+        finally:
+            down.stop()
+        wait_until(lambda: server.cli_json("queue") == [], what="queue drained")
+    finally:
+        server.stop()
+
+
+def _read_reply(f) -> str:
+    lines = []
+    while True:
+        line = f.readline().decode()
+        lines.append(line.rstrip("\r\n"))
+        if len(line) < 4 or line[3] != "-":
+            return "\n".join(lines)
+
+
+def test_lmtp_answers_once_per_accepted_recipient(tmp_path, relay):
+    server = MailflowServer(tmp_path, relay.port, protocol="lmtp").start()
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=WAIT) as sock:
+            f = sock.makefile("rb")
+            assert _read_reply(f).startswith("220")
+            sock.sendall(b"LHLO client.test\r\n")
+            assert _read_reply(f).startswith("250")
+            sock.sendall(b"MAIL FROM:<reporter@people.test>\r\n")
+            assert _read_reply(f).startswith("250")
+            for rcpt in ("conduct@example.org", "nobody@example.org", "committee@example.org",
+                         "conduct+x@example.org"):
+                sock.sendall(f"RCPT TO:<{rcpt}>\r\n".encode())
+                reply = _read_reply(f)
+                assert reply.startswith("550" if rcpt.startswith("nobody") else "250")
+            sock.sendall(b"DATA\r\n")
+            assert _read_reply(f).startswith("354")
+            sock.sendall(make_mail(REPORTER, "conduct@example.org", "LMTP", "Three rcpts.")
+                         + b".\r\n")
+            replies = [_read_reply(f) for _ in range(3)]
+            assert all(r.startswith("250") for r in replies)
+            sock.sendall(b"NOOP\r\n")
+            assert _read_reply(f).startswith("250")  # no stray fourth reply was queued
+        server.processed(1)
+    finally:
+        server.stop()
+
+
+def test_ingest_exits_0_when_committed_and_75_when_it_cannot_commit(server, relay):
+    raw = make_mail(REPORTER, "conduct@example.org", "Piped", "Via the pipe transport.")
+    ok = server.cli("ingest", "--sender", REPORTER, "conduct@example.org", input=raw)
+    assert ok.returncode == 0
+    relay.wait_for(lambda c: REPORTER in c.rcpts, what="ack for piped mail")
+    blocker = sqlite3.connect(server.archive / "mailflow.db", isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        other = make_mail("x@people.test", "conduct@example.org", "Piped 2", "Locked.")
+        failed = server.cli("ingest", "--sender", "x@people.test", "conduct@example.org",
+                            input=other, check=False)
+        assert failed.returncode == 75
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert server.query("SELECT count(*) FROM spool")[0][0] == 1
+
+
+def test_a_message_that_keeps_failing_is_quarantined_and_can_be_released(tmp_path, relay):
+    # A deployment's own acknowledgement template refers to a field that does not exist:
+    # every report fails in processing.  Nothing may be lost.
+    overrides = tmp_path / "my-templates"
+    overrides.mkdir()
+    (overrides / "acknowledgement.txt").write_text("Subject: Thanks\n\n{{ no_such_field }}\n")
+    server = MailflowServer(tmp_path, relay.port,
+                            extra=f'[paths]\ntemplates = "{overrides}"\n').start()
+    try:
+        server.send(make_mail(REPORTER, "conduct@example.org", "Broken", "Will it survive?"),
+                    REPORTER, ["conduct@example.org"])
+        wait_until(lambda: server.cli_json("quarantine"), what="quarantine")
+        held = server.cli_json("quarantine")
+        assert len(held) == 1 and "no_such_field" in held[0]["last_error"]
+        assert cases_count(server) == 0
+        (overrides / "acknowledgement.txt").unlink()  # the administrator fixes it
+        server.stop()
+        server.start()
+        server.cli("quarantine", "--release", str(held[0]["id"]))
+        relay.wait_for(lambda c: REPORTER in c.rcpts, what="ack after release")
+        assert cases_count(server) == 1
+        assert server.cli_json("quarantine") == []
+    finally:
+        server.stop()
+
+
+def test_concurrent_sessions_each_get_their_own_answer(server, relay):
+    errors: list[Exception] = []
+
+    def send(n: int) -> None:
+        try:
+            for i in range(10):
+                sender = f"c{n}-{i}@people.test"
+                server.send(make_mail(sender, "conduct@example.org", f"S{n}-{i}", "Hi"),
+                            sender, ["conduct@example.org"])
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=send, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    server.processed(40)
+    assert cases_count(server) == 40
+
+
+def test_ingest_refuses_a_message_over_the_size_limit(tmp_path):
+    cfg = tmp_path / "m.toml"
+    cfg.write_text(f'[intake]\nmax_size = 2048\n[storage]\npath = "{tmp_path}/a"\n')
+    result = subprocess.run([sys.executable, "-m", "mailflow", "--config", str(cfg), "ingest"],
+                            input=b"x" * 5000, capture_output=True, timeout=60)
+    assert result.returncode == 65
+    assert b"max_size" in result.stderr
