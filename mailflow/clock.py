@@ -7,7 +7,12 @@ tests drive a real ``mailflow`` subprocess through a week in a second.
 from __future__ import annotations
 
 import os
+import time
 from datetime import UTC, datetime
+
+# Real time for waiting and timeouts, which no fake clock should stretch.
+monotonic = time.monotonic
+sleep = time.sleep
 
 
 def now() -> datetime:

@@ -70,7 +70,7 @@ def commit(db: sqlite_utils.Database, raw: bytes, env: Envelope) -> tuple[int, b
 
 def commit_one(db_path: Path, raw: bytes, env: Envelope, timeout: float = 10.0) -> tuple[int, bool]:
     """Open, commit one message durably, close: for ``mailflow ingest`` and the poller."""
-    db = store.open_db(db_path, timeout=timeout)
+    db = store.connect_spool(db_path, timeout=timeout)
     try:
         with store.transaction(db):
             return commit(db, raw, env)
@@ -103,7 +103,7 @@ class IntakeWriter(threading.Thread):
         self.pending.put(None)
 
     def run(self) -> None:
-        db = store.connect(self.db_path, timeout=self.timeout)
+        db = store.connect_spool(self.db_path, timeout=self.timeout)
         stopping = False
         while not stopping:
             first = self.pending.get()

@@ -13,7 +13,6 @@ import os
 import smtplib
 import socket
 import ssl
-import threading
 import time
 import uuid
 from collections.abc import Iterable
@@ -22,6 +21,7 @@ from datetime import timedelta
 from email import policy
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr
+from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import Protocol
 
@@ -235,24 +235,28 @@ def deliver_due(db: sqlite_utils.Database, cfg: Config, transport: Transport) ->
     due = db.execute(
         "SELECT r.outbound_id, group_concat(r.rcpt, ' ') FROM outbound_rcpt r "
         "WHERE r.state = 'queued' AND r.next_attempt_at <= ? GROUP BY r.outbound_id "
-        "ORDER BY r.outbound_id LIMIT 500",
+        "ORDER BY r.outbound_id LIMIT 200",
         [clock.stamp(now)],
     ).fetchall()
     delivered = 0
+    outcomes = []
     try:
         for out_id, rcpt_list in due:
             envelope_from, raw, case_id, created = db.execute(
                 "SELECT envelope_from, raw, case_id, created_at FROM outbound WHERE id = ?",
                 [out_id],
             ).fetchone()
-            rcpts = rcpt_list.split(" ")
-            results = transport.deliver(envelope_from, rcpts, raw)
+            results = transport.deliver(envelope_from, rcpt_list.split(" "), raw)
             expired = (now - clock.parse(created)).total_seconds() > cfg.outbound.give_up_after
-            with store.transaction(db):
-                for rcpt, res in results.items():
-                    delivered += _record(db, cfg, out_id, case_id, rcpt, res, expired, now)
+            outcomes.append((out_id, case_id, results, expired))
     finally:
         transport.close()
+        # One short transaction for the whole pass: the write lock is what intake waits
+        # for.  A crash before it resends this pass's mail: at-least-once, like any MTA.
+        with store.transaction(db):
+            for out_id, case_id, results, expired in outcomes:
+                for rcpt, res in results.items():
+                    delivered += _record(db, cfg, out_id, case_id, rcpt, res, expired, now)
     return delivered
 
 
@@ -287,24 +291,17 @@ def next_due(db: sqlite_utils.Database) -> float | None:
     return max((clock.parse(row[0]) - clock.now()).total_seconds(), 0.0)
 
 
-class OutboundWorker(threading.Thread):
-    """Delivers whenever woken (new mail queued) or when a retry falls due."""
-
-    def __init__(self, cfg: Config, stop: threading.Event):
-        super().__init__(name="outbound", daemon=True)
-        self.cfg = cfg
-        self.stop = stop
-        self.wake = threading.Event()
-
-    def run(self) -> None:
-        db = store.connect(self.cfg.db_path)
-        transport = transport_for(self.cfg)
-        while not self.stop.is_set():
-            try:
-                deliver_due(db, self.cfg, transport)
-                wait = next_due(db)
-            except Exception:
-                log.exception("outbound pass failed; retrying shortly")
-                wait = 5.0
-            self.wake.wait(timeout=min(wait if wait is not None else 5.0, 5.0) or 0.05)
-            self.wake.clear()
+def run_forever(cfg: Config, stop: Event, wake: Event) -> None:
+    """The delivery stage of ``mailflow serve``: delivers whenever new mail is queued
+    or a retry falls due."""
+    db = store.connect(cfg.db_path)
+    transport = transport_for(cfg)
+    while not stop.is_set():
+        wake.clear()
+        try:
+            deliver_due(db, cfg, transport)
+            wait = next_due(db)
+        except Exception:
+            log.exception("outbound pass failed; retrying shortly")
+            wait = 5.0
+        wake.wait(timeout=min(5.0 if wait is None else wait, 5.0) or 0.05)

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
+from multiprocessing.synchronize import Event
 from typing import Any
 
 import sqlite_utils
@@ -38,6 +39,7 @@ from .message import Parsed, parse
 
 log = logging.getLogger("mailflow.pipeline")
 BATCH = 64
+BATCH_SECONDS = 0.02
 
 
 @dataclass
@@ -78,10 +80,20 @@ class Context:
     actor: str | None = None
     proof: str | None = None
     auth_failure: str | None = None
+    # Imported history (spool source "import"): filed and indexed, nothing else.
+    quiet: bool = False
 
     @property
     def cfg(self) -> Config:
         return self.svc.cfg
+
+    @property
+    def when(self) -> datetime | None:
+        """When imported history happened (its Date, unless in the future); None: now."""
+        if not self.quiet or not self.parsed.date:
+            return None
+        date = clock.parse(self.parsed.date)
+        return date if date <= clock.now() else None
 
     @property
     def sender(self) -> str | None:
@@ -101,36 +113,65 @@ HANDLERS: list[Handler] = [
 ]
 
 
+# What imported history goes through: threaded and filed like live mail, but it sends
+# nothing, applies no #commands and starts no clocks; it happened long ago.
+HISTORY_HANDLERS: list[Handler] = [threads.route, archive.file_message]
+
+
 def run_chain(ctx: Context) -> None:
-    for handler in HANDLERS:
+    for handler in HISTORY_HANDLERS if ctx.quiet else HANDLERS:
         handler(ctx)
 
 
 def _claim(db: sqlite_utils.Database) -> list[tuple]:
     """Pick the next batch and count the attempt before doing any work.
 
-    A message already tried (a crash or an error last time) runs alone, so a
-    poison message cannot drag its neighbours into quarantine with it.
+    New mail is everything in the spool above the highest id ever claimed (ids commit
+    in order, so nothing can appear below it later).  A message already tried (an
+    error, or a crash, last time) runs alone, so a poison message cannot drag its
+    neighbours into quarantine with it.
     """
     with store.transaction(db):
-        rows = db.execute(
-            "SELECT id, envelope_from, rcpts, raw, attempts FROM spool WHERE state = 'new' "
-            "ORDER BY id LIMIT ?", [BATCH]).fetchall()
-        rows = rows[:1] if rows and rows[0][4] > 0 else [r for r in rows if r[4] == 0]
-        db.conn.executemany("UPDATE spool SET attempts = attempts + 1 WHERE id = ?",
-                            [(r[0],) for r in rows])
-    return [(*r[:4], r[4] + 1) for r in rows]
+        retry = db.execute("SELECT spool_id, attempts FROM spool_state WHERE state = 'new' "
+                           "ORDER BY spool_id LIMIT 1").fetchone()
+        if retry:
+            claimed = [(retry[0], retry[1] + 1)]
+            db.execute("UPDATE spool_state SET attempts = ? WHERE spool_id = ?",
+                       [claimed[0][1], claimed[0][0]])
+        else:
+            high = db.execute("SELECT coalesce(max(spool_id), 0) FROM spool_state").fetchone()[0]
+            ids = [r[0] for r in db.execute("SELECT id FROM spool WHERE id > ? ORDER BY id "
+                                            "LIMIT ?", [high, BATCH])]
+            claimed = [(i, 1) for i in ids]
+            db.conn.executemany("INSERT INTO spool_state (spool_id, attempts) VALUES (?, 1)",
+                                claimed)
+    rows = []
+    for spool_id, attempts in claimed:
+        envelope_from, rcpts, raw = db.execute(
+            "SELECT envelope_from, rcpts, raw FROM spool WHERE id = ?", [spool_id]).fetchone()
+        rows.append((spool_id, envelope_from, rcpts, raw, attempts))
+    return rows
 
 
 def process_pending(db: sqlite_utils.Database, svc: Services) -> int:
-    """Process one batch; returns how many spool rows it settled."""
+    """Process one batch; returns how many spool rows it settled.
+
+    The transaction holds the write lock, so a batch commits after at most
+    BATCH_SECONDS of work; what it claimed but did not reach is unclaimed again."""
     rows = _claim(db)
     if not rows:
         return 0
+    done = 0
     with store.transaction(db):
+        started = clock.monotonic()
         for spool_id, envelope_from, rcpts, raw, attempts in rows:
+            if done and clock.monotonic() - started > BATCH_SECONDS:
+                break
             _process_one(db, svc, spool_id, envelope_from, json.loads(rcpts), raw, attempts)
-    return len(rows)
+            done += 1
+        db.conn.executemany("DELETE FROM spool_state WHERE spool_id = ?",
+                            [(r[0],) for r in rows[done:]])
+    return done
 
 
 def _process_one(db, svc: Services, spool_id, envelope_from, rcpts, raw, attempts) -> None:
@@ -138,13 +179,14 @@ def _process_one(db, svc: Services, spool_id, envelope_from, rcpts, raw, attempt
         with store.savepoint(db, "message"):
             ctx = Context(db, svc, spool_id, envelope_from, rcpts, raw, parse(raw))
             run_chain(ctx)
-            db.execute("UPDATE spool SET state='done', processed_at=?, last_error=NULL "
-                       "WHERE id=?", [clock.stamp(), spool_id])
+            db.execute("UPDATE spool_state SET state='done', processed_at=?, last_error=NULL "
+                       "WHERE spool_id=?", [clock.stamp(), spool_id])
     except Exception as e:
         error = f"{type(e).__name__}: {e}"
         log.exception("processing spool message %s failed (attempt %s)", spool_id, attempts)
         state = "quarantined" if attempts >= svc.cfg.intake.max_attempts else "new"
-        db.execute("UPDATE spool SET state=?, last_error=? WHERE id=?", [state, error, spool_id])
+        db.execute("UPDATE spool_state SET state=?, last_error=? WHERE spool_id=?",
+                   [state, error, spool_id])
         if state == "quarantined":
             audit.append(db, "mailflow", "quarantined", None, spool_id=spool_id, error=error)
 
@@ -152,11 +194,12 @@ def _process_one(db, svc: Services, spool_id, envelope_from, rcpts, raw, attempt
 def quarantine_stragglers(db: sqlite_utils.Database, cfg: Config) -> int:
     """Messages whose attempts ran out in crashes (no error recorded) go to quarantine."""
     with store.transaction(db):
-        rows = db.execute("SELECT id FROM spool WHERE state='new' AND attempts >= ?",
+        rows = db.execute("SELECT spool_id FROM spool_state WHERE state='new' AND attempts >= ?",
                           [cfg.intake.max_attempts]).fetchall()
         for (spool_id,) in rows:
-            db.execute("UPDATE spool SET state='quarantined', last_error=coalesce(last_error, "
-                       "'the process stopped while handling it') WHERE id=?", [spool_id])
+            db.execute("UPDATE spool_state SET state='quarantined', last_error=coalesce("
+                       "last_error, 'the process stopped while handling it') WHERE spool_id=?",
+                       [spool_id])
             audit.append(db, "mailflow", "quarantined", None, spool_id=spool_id,
                          error="crashed repeatedly")
     return len(rows)
@@ -165,7 +208,7 @@ def quarantine_stragglers(db: sqlite_utils.Database, cfg: Config) -> int:
 def release(db: sqlite_utils.Database, spool_id: int) -> bool:
     """Send a quarantined message through the pipeline again (after a fix)."""
     with store.transaction(db):
-        cur = db.execute("UPDATE spool SET state='new', attempts=0 WHERE id=? "
+        cur = db.execute("UPDATE spool_state SET state='new', attempts=0 WHERE spool_id=? "
                          "AND state='quarantined'", [spool_id])
         if cur.rowcount:
             audit.append(db, "admin", "released from quarantine", None, spool_id=spool_id)
@@ -174,33 +217,26 @@ def release(db: sqlite_utils.Database, spool_id: int) -> bool:
 
 def drain(db: sqlite_utils.Database, svc: Services) -> int:
     """Process until nothing is pending; returns the number of rows settled."""
-    quarantine_stragglers(db, svc.cfg)
-    total = 0
-    while n := process_pending(db, svc):
-        total += n
+    with store.exclusive(svc.cfg.archive_dir / "pipeline.lock"):
+        quarantine_stragglers(db, svc.cfg)
+        total = 0
+        while n := process_pending(db, svc):
+            total += n
     return total
 
 
-class PipelineWorker(threading.Thread):
-    """Runs the chain whenever intake commits, and every second as a backstop
-    (for mail committed by ``mailflow ingest`` or the poller in another process)."""
-
-    def __init__(self, cfg: Config, stop: threading.Event, on_output: Callable[[], None]):
-        super().__init__(name="pipeline", daemon=True)
-        self.cfg = cfg
-        self.stop = stop
-        self.on_output = on_output
-        self.wake = threading.Event()
-
-    def run(self) -> None:
-        db = store.connect(self.cfg.db_path)
-        svc = Services.load(self.cfg)
-        quarantine_stragglers(db, self.cfg)
-        while not self.stop.is_set():
+def run_forever(cfg: Config, stop: Event, wake: Event, on_output: Callable[[], None]) -> None:
+    """The pipeline stage of ``mailflow serve``: runs whenever intake commits, and every
+    second as a backstop (for mail committed by ``mailflow ingest`` or the poller)."""
+    db = store.connect(cfg.db_path)
+    svc = Services.load(cfg)
+    with store.exclusive(cfg.archive_dir / "pipeline.lock"):
+        quarantine_stragglers(db, cfg)
+        while not stop.is_set():
+            wake.clear()
             try:
                 while process_pending(db, svc):
-                    self.on_output()
+                    on_output()
             except Exception:
                 log.exception("pipeline pass failed; retrying shortly")
-            self.wake.wait(timeout=1.0)
-            self.wake.clear()
+            wake.wait(timeout=1.0)

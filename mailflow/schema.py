@@ -4,27 +4,35 @@ from __future__ import annotations
 
 import sqlite_utils
 
+# spool.db: raw bytes exactly as received, committed before the MTA hears 250.
+# Written by intake only; created on connect (IF NOT EXISTS), so it has no migrations.
+SPOOL_SCHEMA = """
+CREATE TABLE IF NOT EXISTS spool (
+    id INTEGER PRIMARY KEY,
+    received_at TEXT NOT NULL,
+    source TEXT NOT NULL,            -- smtp, lmtp, pipe, imap, import
+    envelope_from TEXT,
+    rcpts TEXT NOT NULL,             -- JSON list of envelope recipients
+    size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    dedupe_key TEXT NOT NULL UNIQUE, -- Message-ID + body hash, else sha256
+    raw BLOB NOT NULL,
+    duplicates INTEGER NOT NULL DEFAULT 0
+);
+"""
+
 
 def core_tables(db: sqlite_utils.Database) -> None:
-    # The spool: raw bytes exactly as received, committed before the MTA hears 250.
+    # Processing state of each spooled message; the spool itself is spool.db.
     db.execute("""
-        CREATE TABLE spool (
-            id INTEGER PRIMARY KEY,
-            received_at TEXT NOT NULL,
-            source TEXT NOT NULL,            -- smtp, lmtp, pipe, imap, import
-            envelope_from TEXT,
-            rcpts TEXT NOT NULL,             -- JSON list of envelope recipients
-            size INTEGER NOT NULL,
-            sha256 TEXT NOT NULL,
-            dedupe_key TEXT NOT NULL UNIQUE, -- Message-ID + body hash, else sha256
-            raw BLOB NOT NULL,
+        CREATE TABLE spool_state (
+            spool_id INTEGER PRIMARY KEY,
             state TEXT NOT NULL DEFAULT 'new',  -- new, done, quarantined
             attempts INTEGER NOT NULL DEFAULT 0,
             last_error TEXT,
-            processed_at TEXT,
-            duplicates INTEGER NOT NULL DEFAULT 0
+            processed_at TEXT
         )""")
-    db.execute("CREATE INDEX spool_state ON spool(state, id)")
+    db.execute("CREATE INDEX spool_state_state ON spool_state(state, spool_id)")
 
     db.execute("""
         CREATE TABLE cases (
@@ -59,7 +67,7 @@ def core_tables(db: sqlite_utils.Database) -> None:
     db.execute("""
         CREATE TABLE messages (
             id INTEGER PRIMARY KEY,
-            spool_id INTEGER UNIQUE REFERENCES spool(id),
+            spool_id INTEGER UNIQUE,         -- spool.id in spool.db
             case_id TEXT REFERENCES cases(id),
             kind TEXT NOT NULL,              -- report, reply, member, held, bounce, forward
             received_at TEXT NOT NULL,

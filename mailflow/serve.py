@@ -1,48 +1,110 @@
-"""``mailflow serve``: the listener on the main thread's event loop, and one thread
-for each stage behind it (intake writer → pipeline → outbound)."""
+"""``mailflow serve``: the listener, and one process for each stage behind it.
+
+Like Postfix's daemons, the stages are separate processes (intake → pipeline →
+outbound): a stage busy rendering and composing mail never makes the listener wait
+for the interpreter, and each stage uses a core of its own.  The stages wake each
+other through events and also poll, so a lost wake-up only costs a second.  They die
+with the listener, however it dies, so there is never a second pipeline at work.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ctypes
 import logging
+import multiprocessing as mp
+import os
 import signal
-import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from multiprocessing.synchronize import Event
 
-from . import store
+from . import outbound, pipeline, store
 from .config import Config
+from .imap import Poller
 from .intake import IntakeWriter
 from .listener import IntakeHandler, protocol_factory
-from .outbound import OutboundWorker
-from .pipeline import PipelineWorker
 
 log = logging.getLogger("mailflow.serve")
+PR_SET_PDEATHSIG = 1
+
+
+@dataclass
+class Signals:
+    """Cross-process events: stop everything, and wake a stage that has work."""
+
+    stop: Event
+    pipeline: Event
+    outbound: Event
+
+
+def die_with_parent() -> None:
+    """Ask Linux to kill this process when the listener dies (even by SIGKILL)."""
+    # Linux only; elsewhere a stage outlives a listener killed by SIGKILL (the pipeline
+    # lock still keeps a second pipeline from starting).
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def stage_pipeline(cfg: Config, sig: Signals) -> None:
+    pipeline.run_forever(cfg, sig.stop, sig.pipeline, sig.outbound.set)
+
+
+def stage_outbound(cfg: Config, sig: Signals) -> None:
+    outbound.run_forever(cfg, sig.stop, sig.outbound)
+
+
+def stage_imap(cfg: Config, sig: Signals) -> None:
+    Poller(cfg, sig.stop, on_commit=sig.pipeline.set).run()
+
+
+# The processes behind the listener: (name, entry point).
+STAGES: list[tuple[str, Callable[[Config, Signals], None]]] = [
+    ("pipeline", stage_pipeline),
+    ("outbound", stage_outbound),
+]
+
+
+def _run_stage(name: str, target: Callable[[Config, Signals], None], cfg: Config, sig: Signals,
+               parent: int) -> None:
+    die_with_parent()
+    if os.getppid() != parent:  # the listener died before we got here
+        return
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the listener decides when we stop
+    logging.basicConfig(level=logging.INFO,
+                        format=f"%(asctime)s {name} %(name)s %(levelname)s %(message)s")
+    target(cfg, sig)
 
 
 def describe(cfg: Config) -> str:
     out = f"relay {cfg.outbound.relay}" if cfg.outbound.relay else f"Maildir {cfg.outbox_dir}"
-    return (f"listening on {cfg.intake.listen} ({cfg.intake.protocol}), archive {cfg.archive_dir}, "
-            f"outbound to {out}")
+    imap = cfg.intake.imap
+    polling = (f", polling IMAP {imap.user}@{imap.host}:{imap.effective_port}/{imap.folder}"
+               if imap else "")
+    return (f"listening on {cfg.intake.listen} ({cfg.intake.protocol}){polling}, "
+            f"archive {cfg.archive_dir}, outbound to {out}")
 
 
 def serve(cfg: Config) -> None:
-    store.open_db(cfg.db_path).close()  # migrate once, before any worker starts
-    stop = threading.Event()
-    outbound = OutboundWorker(cfg, stop)
-    pipeline = PipelineWorker(cfg, stop, on_output=outbound.wake.set)
-    writer = IntakeWriter(cfg.db_path, cfg.intake.commit_timeout, on_commit=pipeline.wake.set)
-    workers: list[threading.Thread] = [writer, pipeline, outbound]
-    for worker in workers:
-        worker.start()
+    store.open_db(cfg.db_path).close()  # migrate once, before any stage starts
+    mpc = mp.get_context("spawn")
+    sig = Signals(mpc.Event(), mpc.Event(), mpc.Event())
+    wanted = STAGES + ([("imap", stage_imap)] if cfg.intake.imap else [])
+    stages = [mpc.Process(target=_run_stage, args=(name, target, cfg, sig, os.getpid()),
+                          name=f"mailflow-{name}", daemon=True) for name, target in wanted]
+    for proc in stages:
+        proc.start()
+    writer = IntakeWriter(cfg.db_path, cfg.intake.commit_timeout, on_commit=sig.pipeline.set)
+    writer.start()
 
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    handler = IntakeHandler(cfg, writer)
-    server = loop.run_until_complete(
-        loop.create_server(protocol_factory(cfg, handler), cfg.intake.host, cfg.intake.port)
-    )
+    server = loop.run_until_complete(loop.create_server(
+        protocol_factory(cfg, IntakeHandler(cfg, writer)), cfg.intake.host, cfg.intake.port))
     finished = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, finished.set)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, finished.set)
     log.info("mailflow %s", describe(cfg))
     try:
         loop.run_until_complete(finished.wait())
@@ -51,10 +113,12 @@ def serve(cfg: Config) -> None:
         loop.run_until_complete(server.wait_closed())
         writer.stop()
         writer.join(timeout=10)
-        stop.set()
-        pipeline.wake.set()
-        outbound.wake.set()
-        for worker in (pipeline, outbound):
-            worker.join(timeout=10)
+        sig.stop.set()
+        sig.pipeline.set()
+        sig.outbound.set()
+        for proc in stages:
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.kill()
         loop.close()
         log.info("mailflow stopped")

@@ -1,13 +1,22 @@
-"""The SQLite store: one file under the archive directory, WAL, ``synchronous=FULL``.
+"""The SQLite store under the archive directory, WAL, ``synchronous=FULL``.
+
+Two files: ``spool.db`` holds the raw bytes as received and is written by intake
+alone, so accepting mail never waits for the pipeline's write lock (Postfix keeps its
+incoming queue apart for the same reason); ``mailflow.db`` holds everything else.
+Every connection to ``mailflow.db`` attaches the spool as ``spooldb``, so queries
+name ``spool`` as if it were one database.
 
 Schema changes are named migrations, applied once each in order and recorded in
 ``schema_migrations``; a module that owns tables lists its migrations in
-``MIGRATION_MODULES`` below.
+``MIGRATION_MODULES`` below.  Such a module may also define ``on_connect(conn)`` to
+register the SQL functions its triggers call; every connection gets them.
 """
 
 from __future__ import annotations
 
+import fcntl
 import importlib
+import os
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,23 +25,51 @@ from pathlib import Path
 import sqlite_utils
 
 from . import clock
+from .schema import SPOOL_SCHEMA
 
 Migration = tuple[str, Callable[[sqlite_utils.Database], None]]
 
 # Modules whose ``MIGRATIONS`` lists make up the schema, in order.
-MIGRATION_MODULES = ["mailflow.schema"]
+MIGRATION_MODULES = ["mailflow.schema", "mailflow.imap", "mailflow.search"]
 
 
-def connect(path: Path, timeout: float = 10.0) -> sqlite_utils.Database:
-    """Open the database with the durability settings the intake promise relies on."""
+def spool_path(db_path: Path) -> Path:
+    return db_path.with_name("spool.db")
+
+
+def _durable(conn: sqlite3.Connection, schema: str = "main") -> None:
+    conn.execute(f"PRAGMA {schema}.journal_mode=WAL")
+    conn.execute(f"PRAGMA {schema}.synchronous=FULL")
+    conn.execute(f"PRAGMA {schema}.secure_delete=ON")
+
+
+def _open(path: Path, timeout: float) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     # isolation_level=None: we issue BEGIN/COMMIT ourselves, so nothing commits by surprise.
     conn = sqlite3.connect(str(path), timeout=timeout, isolation_level=None,
                            check_same_thread=False)
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
+    _durable(conn)
+    return conn
+
+
+def connect_spool(db_path: Path, timeout: float = 10.0) -> sqlite_utils.Database:
+    """The spool alone: what intake writes to."""
+    conn = _open(spool_path(db_path), timeout)
+    conn.executescript(SPOOL_SCHEMA)
+    return sqlite_utils.Database(conn)
+
+
+def connect(path: Path, timeout: float = 10.0) -> sqlite_utils.Database:
+    """Open the database with the durability settings the intake promise relies on."""
+    connect_spool(path, timeout).close()  # the spool exists before we attach it
+    conn = _open(path, timeout)
     conn.execute("PRAGMA foreign_keys=ON")
-    conn.execute("PRAGMA secure_delete=ON")
+    conn.execute("ATTACH DATABASE ? AS spooldb", [str(spool_path(path))])
+    _durable(conn, "spooldb")
+    for name in MIGRATION_MODULES:
+        hook = getattr(importlib.import_module(name), "on_connect", None)
+        if hook:
+            hook(conn)
     return sqlite_utils.Database(conn)
 
 
@@ -42,10 +79,32 @@ def open_db(path: Path, timeout: float = 10.0) -> sqlite_utils.Database:
     return db
 
 
+def begin(db: sqlite_utils.Database, timeout: float) -> None:
+    """BEGIN IMMEDIATE, waiting for the write lock in short steps.
+
+    SQLite's own busy handler backs off to 100 ms sleeps, so under steady contention a
+    waiter sleeps long after the lock is free; intake latency is what pays for that."""
+    deadline = clock.monotonic() + timeout
+    db.execute("PRAGMA busy_timeout = 0")
+    try:
+        while True:
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) and "busy" not in str(e):
+                    raise
+                if clock.monotonic() > deadline:
+                    raise
+                clock.sleep(0.0005)
+    finally:
+        db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+
+
 @contextmanager
 def transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
     """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
-    db.execute("BEGIN IMMEDIATE")
+    begin(db, db.conn.execute("PRAGMA busy_timeout").fetchone()[0] / 1000)
     try:
         yield db
     except BaseException:
@@ -91,3 +150,23 @@ def migrate(db: sqlite_utils.Database) -> list[str]:
             db.execute("INSERT INTO schema_migrations VALUES (?, ?)", [name, clock.stamp()])
         done.append(name)
     return done
+
+
+@contextmanager
+def exclusive(lock_path: Path, timeout: float = 30.0) -> Iterator[None]:
+    """One holder at a time across processes (one pipeline per archive, say).
+    The kernel drops the lock when its holder dies, however it dies."""
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = clock.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if clock.monotonic() > deadline:
+                    raise TimeoutError(f"{lock_path} is held by another process") from None
+                clock.sleep(0.1)
+        yield
+    finally:
+        os.close(fd)

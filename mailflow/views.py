@@ -44,8 +44,9 @@ def case_detail(db: sqlite_utils.Database, case_id: str) -> dict[str, Any] | Non
 
 def quarantine(db: sqlite_utils.Database) -> list[dict[str, Any]]:
     return list(db.query(
-        "SELECT id, received_at, source, envelope_from, size, attempts, last_error "
-        "FROM spool WHERE state = 'quarantined' ORDER BY id"))
+        "SELECT s.id, s.received_at, s.source, s.envelope_from, s.size, q.attempts, q.last_error "
+        "FROM spool_state q JOIN spool s ON s.id = q.spool_id WHERE q.state = 'quarantined' "
+        "ORDER BY s.id"))
 
 
 def queue(db: sqlite_utils.Database, include_sent: bool = False) -> list[dict[str, Any]]:

@@ -212,6 +212,7 @@ class MailflowServer:
 
     def query(self, sql: str, params: tuple = ()) -> list[tuple]:
         conn = sqlite3.connect(self.archive / "mailflow.db", timeout=10)
+        conn.execute("ATTACH DATABASE ? AS spooldb", [str(self.archive / "spool.db")])
         try:
             return conn.execute(sql, params).fetchall()
         finally:
@@ -219,7 +220,7 @@ class MailflowServer:
 
     def processed(self, count: int) -> None:
         """Wait until at least ``count`` spooled messages are settled."""
-        wait_until(lambda: self.query("SELECT count(*) FROM spool WHERE state != 'new'")[0][0]
+        wait_until(lambda: self.query("SELECT count(*) FROM spool_state WHERE state != 'new'")[0][0]
                    >= count, what=f"{count} message(s) processed")
 
 

@@ -1,0 +1,218 @@
+"""Intake benchmark: mailflow serve against a bare aiosmtpd sink, side by side.
+
+    .venv/bin/python bench/intake.py [--messages 5000] [--connections 4]
+
+1. A bare aiosmtpd sink that accepts and discards: the baseline intake rate.
+2. ``mailflow serve`` with its durable settings (WAL, synchronous=FULL, 250 only after
+   the commit), relaying to a capturing aiosmtpd process: its intake rate, the time
+   until every acknowledgement and every committee copy reached the relay, and the
+   latency from end of DATA to the acknowledgement's arrival.
+
+Load generators, sinks and mailflow are separate processes, so no one shares a GIL
+with what it measures.  Loopback only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import signal
+import smtplib
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+MEMBERS = ["chair@example.org", "m1@example.org", "m2@example.org"]
+
+SINK = r"""
+import sys, time, email
+from aiosmtpd.controller import Controller
+port, out = int(sys.argv[1]), sys.argv[2]
+log = open(out, "a", buffering=1) if out != "-" else None
+class Handler:
+    async def handle_DATA(self, server, session, envelope):
+        if log:
+            irt = ""
+            for line in envelope.original_content.split(b"\r\n"):
+                if not line:
+                    break
+                if line.lower().startswith(b"in-reply-to:"):
+                    irt = line.split(b":", 1)[1].strip().decode()
+            kind = "ack" if envelope.mail_from in ("", "<>") else "relay"
+            log.write(f"{time.monotonic()} {kind} {irt}\n")
+        return "250 OK"
+c = Controller(Handler(), hostname="127.0.0.1", port=port)
+c.start()
+print("ready", flush=True)
+sys.stdin.read()
+c.stop()
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"nothing listening on {port}")
+
+
+def message(i: int) -> tuple[str, str, bytes]:
+    sender = f"reporter{i}@people.test"
+    mid = f"<bench-{i}-{os.getpid()}@people.test>"
+    body = ("I want to report what happened in the #general channel yesterday. " * 12 + "\r\n") * 4
+    raw = (f"From: Reporter {i} <{sender}>\r\nTo: conduct@example.org\r\n"
+           f"Subject: Report number {i}\r\nMessage-ID: {mid}\r\n"
+           "Date: Tue, 24 Nov 2026 10:00:00 +0000\r\nMIME-Version: 1.0\r\n"
+           f"Content-Type: text/plain; charset=utf-8\r\n\r\n{body}").encode()
+    return sender, mid, raw
+
+
+def client(port: int, indexes: list[int], out: mp.Queue) -> None:
+    done: list[tuple[str, float]] = []
+    with smtplib.SMTP("127.0.0.1", port, timeout=60) as s:
+        for i in indexes:
+            sender, mid, raw = message(i)
+            s.sendmail(sender, ["conduct@example.org"], raw)
+            done.append((mid, time.monotonic()))
+    out.put(done)
+
+
+def load(port: int, n: int, connections: int) -> tuple[float, dict[str, float]]:
+    """Send n messages over `connections` parallel sessions; (seconds, {mid: end of DATA})."""
+    out: mp.Queue = mp.Queue()
+    procs = [mp.Process(target=client, args=(port, list(range(k, n, connections)), out))
+             for k in range(connections)]
+    start = time.monotonic()
+    for p in procs:
+        p.start()
+    ends: dict[str, float] = {}
+    for _ in procs:
+        ends.update(dict(out.get()))
+    for p in procs:
+        p.join()
+    return time.monotonic() - start, ends
+
+
+def start_sink(port: int, log: str) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", SINK, str(port), log],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert proc.stdout and proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.stdin:
+        proc.stdin.close()
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=30)
+
+
+def percentile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100)[int(q) - 1] if len(values) > 1 else values[0]
+
+
+def run(n: int, connections: int) -> dict:
+    results: dict = {"messages": n, "connections": connections}
+
+    sink_port = free_port()
+    sink = start_sink(sink_port, "-")
+    try:
+        seconds, _ = load(sink_port, n, connections)
+    finally:
+        stop(sink)
+    results["sink_rate"] = n / seconds
+
+    with tempfile.TemporaryDirectory() as tmp:
+        relay_port, listen_port = free_port(), free_port()
+        capture_log = f"{tmp}/captured.log"
+        Path(capture_log).touch()
+        cfg = Path(tmp) / "mailflow.toml"
+        cfg.write_text(f"""
+[committee]
+domain = "example.org"
+chair = "chair@example.org"
+members = {json.dumps(MEMBERS)}
+[intake]
+listen = "127.0.0.1:{listen_port}"
+[outbound]
+relay = "127.0.0.1:{relay_port}"
+[storage]
+path = "{tmp}/archive"
+""")
+        capture = start_sink(relay_port, capture_log)
+        serve = subprocess.Popen([sys.executable, "-m", "mailflow", "--config", str(cfg), "serve"],
+                                 stdout=subprocess.DEVNULL, stderr=open(f"{tmp}/serve.log", "w"))
+        try:
+            wait_port(listen_port)
+            start = time.monotonic()
+            seconds, ends = load(listen_port, n, connections)
+            expected = n * (1 + len(MEMBERS))
+            deadline = time.monotonic() + 600
+            while time.monotonic() < deadline:
+                lines = Path(capture_log).read_text().splitlines()
+                if len(lines) >= expected:
+                    break
+                time.sleep(0.2)
+            finished = time.monotonic()
+        finally:
+            serve.send_signal(signal.SIGTERM)
+            serve.wait(timeout=60)
+            stop(capture)
+        acks = {}
+        relays = 0
+        for line in lines:
+            at, kind, irt = (line.split(" ", 2) + [""])[:3]
+            if kind == "ack":
+                acks[irt.strip()] = float(at)
+            else:
+                relays += 1
+        latencies = [(acks[mid] - end) * 1000 for mid, end in ends.items() if mid in acks]
+        results.update(
+            mailflow_rate=n / seconds,
+            ratio=(n / seconds) / results["sink_rate"],
+            acks=len(acks), relays=relays,
+            all_delivered_seconds=finished - start,
+            processed_rate=n / (finished - start),
+            ack_p50_ms=percentile(latencies, 50), ack_p99_ms=percentile(latencies, 99),
+        )
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--messages", type=int, default=5000)
+    parser.add_argument("--connections", type=int, default=4)
+    args = parser.parse_args()
+    r = run(args.messages, args.connections)
+    print(json.dumps(r, indent=2))
+    print(f"""
+| measure | value | target |
+|---|---|---|
+| bare aiosmtpd sink | {r['sink_rate']:.0f} msg/s | baseline |
+| mailflow serve intake | {r['mailflow_rate']:.0f} msg/s | |
+| intake ratio (mailflow / sink) | {r['ratio']:.2f} | >= 0.5 |
+| all {r['messages']} acks + {r['relays']} relays delivered after | {r['all_delivered_seconds']:.1f} s | |
+| reports fully processed | {r['processed_rate']:.0f} reports/s | >= 200 |
+| ack latency p50 / p99 | {r['ack_p50_ms']:.0f} / {r['ack_p99_ms']:.0f} ms | p99 < 250 ms |""")
+
+
+if __name__ == "__main__":
+    main()
