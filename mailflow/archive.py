@@ -3,27 +3,38 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import audit, cases
 
 if TYPE_CHECKING:
+    from .message import Parsed
     from .pipeline import Context
+
+
+def parsed_columns(p: Parsed) -> dict[str, Any]:
+    """The columns of ``messages`` that come from parsing the raw bytes alone (so
+    ``mailflow reindex`` can recompute them); the rest is history of the pipeline."""
+    return {
+        "from_addr": p.from_addr, "from_name": p.from_name,
+        "to_addrs": json.dumps(p.to_addrs), "cc_addrs": json.dumps(p.cc_addrs),
+        "subject": p.subject, "date": p.date, "message_id": p.message_id,
+        "in_reply_to": p.in_reply_to[0] if p.in_reply_to else None,
+        "refs": json.dumps(p.references), "body_text": p.body_text, "new_text": p.new_text,
+        "quoted_text": p.quoted_text, "attachments": json.dumps(p.attachments),
+        "defects": json.dumps(p.defects),
+    }
 
 
 def file_message(ctx: Context) -> None:
     p = ctx.parsed
+    columns = {"spool_id": ctx.spool_id, "case_id": ctx.case_id, "kind": ctx.kind,
+               "envelope_from": ctx.envelope_from, **parsed_columns(p),
+               "flags": json.dumps(ctx.flags)}
     cur = ctx.db.execute(
-        "INSERT INTO messages (spool_id, case_id, kind, received_at, envelope_from, from_addr,"
-        " from_name, to_addrs, cc_addrs, subject, date, message_id, in_reply_to, refs, body_text,"
-        " new_text, quoted_text, attachments, defects, flags)"
-        " SELECT ?, ?, ?, received_at, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?"
-        " FROM spool WHERE id = ?",
-        [ctx.spool_id, ctx.case_id, ctx.kind, ctx.envelope_from, p.from_addr, p.from_name,
-         json.dumps(p.to_addrs), json.dumps(p.cc_addrs), p.subject, p.date, p.message_id,
-         p.in_reply_to[0] if p.in_reply_to else None, json.dumps(p.references), p.body_text,
-         p.new_text, p.quoted_text, json.dumps(p.attachments), json.dumps(p.defects),
-         json.dumps(ctx.flags), ctx.spool_id],
+        f"INSERT INTO messages (received_at, {', '.join(columns)}) SELECT received_at, "
+        f"{', '.join('?' * len(columns))} FROM spool WHERE id = ?",
+        [*columns.values(), ctx.spool_id],
     )
     ctx.message_row = cur.lastrowid
     if ctx.case_id:

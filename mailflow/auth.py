@@ -9,6 +9,13 @@ Sender or the display name), and only with proof:
   MTA (``security.trusted_authserv_id``) shows a pass aligned with the From domain.
   Only the topmost header with that authserv-id counts: anything below it was
   already there when the mail reached our MTA, so a sender could have forged it.
+  (So that MTA must stamp every message it delivers to mailflow.)
+
+DKIM and DMARC prove the domain, not the person: they are as good as the member's
+mail provider is at keeping others from sending with that member's address.
+
+Mail that fails is kept as a *note*: archived, flagged with the reason, never relayed,
+and nothing in it applies (``commands`` tells the member whose address it used).
 """
 
 from __future__ import annotations
@@ -73,15 +80,14 @@ def authenticate(ctx: Context) -> None:
     if ctx.kind != "member":
         return
     member, problem = strict_from(ctx.parsed.msg)
-    if member is None:
-        ctx.auth_failure = problem
-        return
-    if not ctx.cfg.is_member(member):
-        ctx.auth_failure = f"{member} is not a committee member"
-        return
-    proof, why = token_proof(ctx, member)
-    proof = proof or header_proof(ctx, member.split("@", 1)[1])
-    if proof is None:
-        ctx.auth_failure = why or "no signed token in the address and no trusted DKIM/DMARC pass"
+    if member is not None and not ctx.cfg.is_member(member):
+        member, problem = None, f"{member} is not a committee member"
+    proof, why = token_proof(ctx, member) if member else (None, "")
+    proof = proof or (header_proof(ctx, member.split("@", 1)[1]) if member else None)
+    if member is None or proof is None:
+        ctx.auth_failure = (problem or why
+                            or "no signed token in the address and no trusted DKIM/DMARC pass")
+        ctx.kind = "note"
+        ctx.flags.append(f"not accepted as a member's mail: {ctx.auth_failure}")
         return
     ctx.actor, ctx.proof = member, proof

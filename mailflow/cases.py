@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from datetime import datetime
 from typing import Any
 
 import sqlite_utils
@@ -37,8 +38,10 @@ def tag_pattern(cfg: Config) -> re.Pattern[str]:
     return re.compile(rf"\[{re.escape(cfg.committee.tag)} #(\d{{4}}-\d{{4,}})\]", re.IGNORECASE)
 
 
-def open_case(db: sqlite_utils.Database, cfg: Config, subject: str, kind: str = "report") -> str:
-    now = clock.now()
+def open_case(db: sqlite_utils.Database, cfg: Config, subject: str, kind: str = "report",
+              when: datetime | None = None) -> str:
+    """Open a case dated ``when`` (imported history: the mail's Date), else now."""
+    now = when or clock.now()
     year = now.year
     seq = db.execute("SELECT coalesce(max(seq), 0) + 1 FROM cases WHERE year = ?",
                      [year]).fetchone()[0]
@@ -110,10 +113,13 @@ def active_members(db: sqlite_utils.Database, cfg: Config, case_id: str | None) 
     return [m for m in members if m not in out]
 
 
-def acting_chair(db: sqlite_utils.Database, cfg: Config, case_id: str | None) -> str:
-    """The chair for this case: the configured chair unless a substitute was named."""
-    if case_id:
-        subs = people(db, case_id, "acting-chair")
-        if subs:
-            return subs[-1]["address"]
-    return cfg.committee.chair.lower()
+def acting_chair(db: sqlite_utils.Database, cfg: Config, case_id: str | None) -> str | None:
+    """The chair for this case: the latest substitute named with #chair, else the
+    configured chair; whoever of them is recused is skipped.  None: every one of them
+    is recused, and the members must name a substitute before chair mail can go out."""
+    chair = cfg.committee.chair.lower()
+    if case_id is None:
+        return chair
+    out = recused(db, case_id)
+    subs = [p["address"] for p in people(db, case_id, "acting-chair")]
+    return next((c for c in [*reversed(subs), chair] if c not in out), None)

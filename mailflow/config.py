@@ -35,6 +35,9 @@ class Committee:
     maintainers: list[str] = field(default_factory=list)
     moderators: list[str] = field(default_factory=list)
     delegates: list[str] = field(default_factory=list)
+    # Where public statements (reminders, public reprimands) are posted: a forum's or
+    # mailing list's address.
+    public: list[str] = field(default_factory=list)
     # Other names a member goes by (handles, nicknames) so that a report naming
     # them recuses them automatically.
     aliases: dict[str, list[str]] = field(default_factory=dict)
@@ -53,6 +56,33 @@ class Committee:
 
 
 @dataclass
+class Imap:
+    """``[intake.imap]``: poll a mailbox instead of (or as well as) listening."""
+
+    host: str = ""
+    port: int = 0                    # 0: 993 for implicit TLS, else 143
+    tls: str = "implicit"            # implicit, starttls, or none (this host only)
+    ca_file: str = ""                # PEM file of a private CA; empty: the system's CAs
+    user: str = ""
+    # The password never sits in the config: an environment variable or a file.
+    password_env: str = ""
+    password_file: str = ""
+    folder: str = "INBOX"
+    processed_folder: str = "Processed"
+    # End IDLE and poll again this often: servers may drop an IDLE after 29 minutes.
+    idle_renew: float = 300.0
+    # Between polls when the server offers no IDLE.
+    poll_interval: float = 60.0
+    reconnect_min: float = 1.0
+    reconnect_max: float = 300.0
+    timeout: float = 60.0            # seconds for connecting and for each command
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or (993 if self.tls == "implicit" else 143)
+
+
+@dataclass
 class Intake:
     listen: str = "127.0.0.1:8025"
     protocol: str = "smtp"
@@ -61,7 +91,7 @@ class Intake:
     # Give up on a busy database after this long and answer 451, so the MTA retries.
     commit_timeout: float = 10.0
     max_attempts: int = 5
-    imap: dict[str, Any] | None = None
+    imap: Imap | None = None
 
     @property
     def host(self) -> str:
@@ -79,6 +109,10 @@ class Outbound:
     username: str | None = None
     password_env: str | None = None
     password_file: str | None = None
+    # A private CA for the relay's certificate (STARTTLS); the system's CAs otherwise.
+    ca_file: str | None = None
+    # Parallel sessions to the relay.
+    connections: int = 4
     retry_initial: float = 60.0
     retry_max: float = 3600.0
     # After this long a message is marked failed (kept, listed by `mailflow queue`).
@@ -157,6 +191,8 @@ SECTIONS = {
     "security": Security,
     "paths": Paths,
 }
+# Tables inside sections, e.g. [intake.imap].
+NESTED: dict[str, type] = {"intake.imap": Imap}
 
 
 def split_hostport(value: str) -> tuple[str, int]:
@@ -196,22 +232,32 @@ def from_dict(data: dict[str, Any], source: str = "<dict>", base_dir: Path | Non
             raise ConfigError(f"{source}: [{section}]: unknown section")
         if not isinstance(values, dict):
             raise ConfigError(f"{source}: {section}: must be a table")
-        target = getattr(cfg, section)
-        known = target.__dataclass_fields__
-        for key, value in values.items():
-            if key not in known:
-                raise ConfigError(f"{source}: {section}.{key}: unknown key")
-            default = getattr(target, key)
-            if default is not None and not _same_kind(default, value):
-                raise ConfigError(
-                    f"{source}: {section}.{key}: expected {type(default).__name__}, "
-                    f"got {type(value).__name__}"
-                )
-            setattr(target, key, value)
+        _fill(getattr(cfg, section), values, section, source)
     problems = validate(cfg)
     if problems:
         raise ConfigError("\n".join(f"{source}: {p}" for p in problems))
     return cfg
+
+
+def _fill(target: Any, values: dict[str, Any], prefix: str, source: str) -> Any:
+    known = target.__dataclass_fields__
+    for key, value in values.items():
+        name = f"{prefix}.{key}"
+        if key not in known:
+            raise ConfigError(f"{source}: {name}: unknown key")
+        if name in NESTED:
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: {name}: must be a table")
+            value = _fill(NESTED[name](), value, name, source)
+        else:
+            default = getattr(target, key)
+            if default is not None and not _same_kind(default, value):
+                raise ConfigError(
+                    f"{source}: {name}: expected {type(default).__name__}, "
+                    f"got {type(value).__name__}"
+                )
+        setattr(target, key, value)
+    return target
 
 
 def _same_kind(default: Any, value: Any) -> bool:
@@ -228,7 +274,8 @@ def validate(cfg: Config) -> list[str]:
     c = cfg.committee
     if not re.fullmatch(r"[A-Za-z0-9\-]+(\.[A-Za-z0-9\-]+)+", c.domain):
         problems.append(f"committee.domain: {c.domain!r} is not a domain name")
-    for key in ("members", "officers", "board", "maintainers", "moderators", "delegates"):
+    for key in ("members", "officers", "board", "maintainers", "moderators", "delegates",
+                "public"):
         for addr in getattr(c, key):
             if not ADDRESS_RE.match(addr):
                 problems.append(f"committee.{key}: {addr!r} is not an email address")
@@ -255,8 +302,43 @@ def validate(cfg: Config) -> list[str]:
             split_hostport(value)
         except ValueError as e:
             problems.append(f"{key}: {e}")
+    if cfg.outbound.connections < 1:
+        problems.append("outbound.connections: must be at least 1")
     if cfg.intake.max_size < 1024:
         problems.append("intake.max_size: must be at least 1024 bytes")
     if cfg.outbound.password_env and cfg.outbound.password_file:
         problems.append("outbound: set password_env or password_file, not both")
+    if cfg.intake.imap:
+        problems += validate_imap(cfg.intake.imap)
+    return problems
+
+
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def validate_imap(imap: Imap) -> list[str]:
+    p = "intake.imap"
+    problems = [f"{p}.{key}: required" for key in ("host", "user") if not getattr(imap, key)]
+    if imap.tls not in ("implicit", "starttls", "none"):
+        problems.append(f"{p}.tls: must be 'implicit', 'starttls' or 'none'")
+    elif imap.tls == "none" and imap.host not in LOOPBACK:
+        problems.append(f"{p}.tls: 'none' would send the password in clear; "
+                        "only allowed for a server on this host")
+    if not 0 <= imap.port <= 65535:
+        problems.append(f"{p}.port: not a port number")
+    if bool(imap.password_env) == bool(imap.password_file):
+        problems.append(f"{p}: set exactly one of password_env and password_file "
+                        "(the password itself never goes in the config)")
+    if not imap.folder or not imap.processed_folder:
+        problems.append(f"{p}: folder and processed_folder must not be empty")
+    elif imap.folder == imap.processed_folder:
+        problems.append(f"{p}.processed_folder: must differ from folder")
+    if not 0 < imap.idle_renew <= 1500:
+        problems.append(f"{p}.idle_renew: must be between 0 and 1500 seconds "
+                        "(servers may end an IDLE after 29 minutes)")
+    for key in ("poll_interval", "reconnect_min", "timeout"):
+        if getattr(imap, key) <= 0:
+            problems.append(f"{p}.{key}: must be positive")
+    if imap.reconnect_max < imap.reconnect_min:
+        problems.append(f"{p}.reconnect_max: must be at least reconnect_min")
     return problems

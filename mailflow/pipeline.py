@@ -26,20 +26,27 @@ from . import (
     audit,
     auth,
     clock,
+    clocks,
     commands,
+    mediation,
+    recusal,
     relay,
     render,
+    resolution,
     rules,
     store,
     threads,
     tokens,
+    triage,
+    workflow,
 )
 from .config import Config
 from .message import Parsed, parse
+from .wakeup import Doorbell
 
 log = logging.getLogger("mailflow.pipeline")
 BATCH = 64
-BATCH_SECONDS = 0.02
+BATCH_SECONDS = 0.1
 
 
 @dataclass
@@ -105,10 +112,17 @@ Handler = Callable[[Context], None]
 # The chain, in order.  Each handler reads what the ones before it decided.
 HANDLERS: list[Handler] = [
     threads.route,
+    triage.assess,
+    auth.authenticate,            # before filing: unproven member mail is filed as a note
+    recusal.recuse_named,         # before anything is relayed
+    mediation.record_consent,
+    resolution.file_feedback,
+    workflow.detect_grievance,
     archive.file_message,
-    auth.authenticate,
     commands.apply,
+    clocks.on_message,            # after the commands: they may start clocks
     acknowledge.acknowledge,
+    triage.alert,
     relay.relay,
 ]
 
@@ -143,7 +157,7 @@ def _claim(db: sqlite_utils.Database) -> list[tuple]:
             ids = [r[0] for r in db.execute("SELECT id FROM spool WHERE id > ? ORDER BY id "
                                             "LIMIT ?", [high, BATCH])]
             claimed = [(i, 1) for i in ids]
-            db.conn.executemany("INSERT INTO spool_state (spool_id, attempts) VALUES (?, 1)",
+            db.conn.executemany("INSERT INTO spool_state (spool_id, attempts) VALUES (?, ?)",
                                 claimed)
     rows = []
     for spool_id, attempts in claimed:
@@ -178,6 +192,8 @@ def _process_one(db, svc: Services, spool_id, envelope_from, rcpts, raw, attempt
     try:
         with store.savepoint(db, "message"):
             ctx = Context(db, svc, spool_id, envelope_from, rcpts, raw, parse(raw))
+            ctx.quiet = db.execute("SELECT source FROM spool WHERE id = ?",
+                                   [spool_id]).fetchone()[0] == "import"
             run_chain(ctx)
             db.execute("UPDATE spool_state SET state='done', processed_at=?, last_error=NULL "
                        "WHERE spool_id=?", [clock.stamp(), spool_id])
@@ -225,7 +241,7 @@ def drain(db: sqlite_utils.Database, svc: Services) -> int:
     return total
 
 
-def run_forever(cfg: Config, stop: Event, wake: Event, on_output: Callable[[], None]) -> None:
+def run_forever(cfg: Config, stop: Event, wake: Doorbell, on_output: Callable[[], None]) -> None:
     """The pipeline stage of ``mailflow serve``: runs whenever intake commits, and every
     second as a backstop (for mail committed by ``mailflow ingest`` or the poller)."""
     db = store.connect(cfg.db_path)

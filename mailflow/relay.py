@@ -54,9 +54,12 @@ def committee_subject(ctx: Context) -> str:
     case = cases.get(ctx.db, ctx.case_id) or {}
     title = case.get("codename", "") if cfg.committee.subject == "codename" else ctx.parsed.subject
     heading = {"report": "New report", "forward": "Report forwarded by the board",
-               "reply": "Reporter wrote"}[ctx.kind]
-    if ctx.kind == "reply" and not cases.is_on_case(ctx.db, ctx.case_id, ctx.sender or ""):
-        heading = "Mail on the case"
+               "reply": "Mail on the case"}[ctx.kind]
+    if ctx.kind == "reply":
+        roles = [p["role"] for p in cases.people(ctx.db, ctx.case_id)
+                 if p["address"] == (ctx.sender or "").lower()]
+        if roles:
+            heading = f"{roles[0].capitalize()} wrote"
     return f"{tag} {heading}: {title}"
 
 
@@ -91,3 +94,23 @@ def relay(ctx: Context) -> None:
         )
         outbound.enqueue(ctx.db, msg, kind="relay", rcpts=[member],
                          envelope_from=cfg.committee.committee_address, case_id=ctx.case_id)
+
+
+def mail_members(ctx: Context, case_id: str | None, members: list[str], *, subject: str,
+                 body: str, kind: str, in_reply_to: str | None = None,
+                 auto_submitted: str = "auto-generated") -> None:
+    """Mailflow's own mail to members (transcripts, notices): one copy each, with that
+    member's own Reply-To so that answering it is authenticated."""
+    cfg = ctx.cfg
+    tag = cases.case_tag(cfg, case_id) + " " if case_id else ""
+    refs = [case_root_id(cfg, case_id)] if case_id else []
+    for member in members:
+        msg = outbound.compose(
+            cfg, from_=(f"{cfg.committee.name} (mailflow)", cfg.committee.committee_address),
+            to=[member], subject=f"{tag}{subject}"[:200], body=body,
+            reply_to=member_reply_address(ctx, case_id, member), in_reply_to=in_reply_to,
+            references=refs,
+            headers={**list_headers(cfg, case_id), "Auto-Submitted": auto_submitted},
+        )
+        outbound.enqueue(ctx.db, msg, kind=kind, rcpts=[member], envelope_from="",
+                         case_id=case_id)

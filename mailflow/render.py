@@ -1,12 +1,14 @@
 """Mail text from ``templates/``: sandboxed Jinja2, strict about missing fields.
 
-A template file starts with a ``Subject:`` line, then a blank line, then the body.
-Headers other than the subject never come from templates: recipients come from case
-roles, and a subject containing a line break is refused.
+A template file starts with a ``Subject:`` line, then a blank line, then the body
+(a Jinja comment documenting the fields may come first).  Headers other than the
+subject never come from templates: recipients come from case roles, and a subject
+into which a value brings a line break, literal or encoded, is refused.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,11 +16,16 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
 from .config import Config
+from .outbound import HeaderInjection, check_header
 from .resources import builtin
+
+UNDEFINED_NAME = re.compile(r"^'(\w+)' is undefined$")
 
 
 class TemplateError(Exception):
-    pass
+    def __init__(self, message: str, missing: str | None = None):
+        super().__init__(message)
+        self.missing = missing  # the top-level field that was not given, if that was it
 
 
 @dataclass
@@ -45,14 +52,21 @@ def render(env: SandboxedEnvironment, name: str, **context: Any) -> Rendered:
     try:
         text = env.get_template(f"{name}.txt").render(**context)
     except jinja2.UndefinedError as e:
-        raise TemplateError(f"template {name}: missing field: {e.message}") from None
+        match = UNDEFINED_NAME.match(e.message or "")
+        missing = match.group(1) if match else None
+        raise TemplateError(f"template {name}: missing field: {missing or e.message}",
+                            missing) from None
     except jinja2.TemplateNotFound:
         raise TemplateError(f"template {name}: not found") from None
     except jinja2.TemplateError as e:
         raise TemplateError(f"template {name}: {e}") from None
     head, sep, body = text.partition("\n\n")
-    if not sep or not head.startswith("Subject:") or "\n" in head:
+    if not sep or not head.startswith("Subject:"):
         raise TemplateError(
             f"template {name}: must start with one 'Subject:' line and a blank line")
     subject = head[len("Subject:"):].strip()
+    try:
+        check_header("Subject", subject)
+    except HeaderInjection as e:
+        raise TemplateError(f"template {name}: {e}") from None
     return Rendered(subject=subject, body=body.rstrip() + "\n")

@@ -3,8 +3,8 @@
 Two files: ``spool.db`` holds the raw bytes as received and is written by intake
 alone, so accepting mail never waits for the pipeline's write lock (Postfix keeps its
 incoming queue apart for the same reason); ``mailflow.db`` holds everything else.
-Every connection to ``mailflow.db`` attaches the spool as ``spooldb``, so queries
-name ``spool`` as if it were one database.
+Every connection to ``mailflow.db`` attaches the spool, read-only, as ``spooldb``,
+so queries name ``spool`` as if it were one database.
 
 Schema changes are named migrations, applied once each in order and recorded in
 ``schema_migrations``; a module that owns tables lists its migrations in
@@ -21,6 +21,7 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote
 
 import sqlite_utils
 
@@ -30,24 +31,25 @@ from .schema import SPOOL_SCHEMA
 Migration = tuple[str, Callable[[sqlite_utils.Database], None]]
 
 # Modules whose ``MIGRATIONS`` lists make up the schema, in order.
-MIGRATION_MODULES = ["mailflow.schema", "mailflow.imap", "mailflow.search"]
+MIGRATION_MODULES = ["mailflow.schema", "mailflow.imap", "mailflow.search", "mailflow.clocks",
+                     "mailflow.workflow_tables", "mailflow.schema_responses"]
 
 
 def spool_path(db_path: Path) -> Path:
     return db_path.with_name("spool.db")
 
 
-def _durable(conn: sqlite3.Connection, schema: str = "main") -> None:
-    conn.execute(f"PRAGMA {schema}.journal_mode=WAL")
-    conn.execute(f"PRAGMA {schema}.synchronous=FULL")
-    conn.execute(f"PRAGMA {schema}.secure_delete=ON")
+def _durable(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA secure_delete=ON")
 
 
 def _open(path: Path, timeout: float) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     # isolation_level=None: we issue BEGIN/COMMIT ourselves, so nothing commits by surprise.
     conn = sqlite3.connect(str(path), timeout=timeout, isolation_level=None,
-                           check_same_thread=False)
+                           check_same_thread=False, uri=True)
     _durable(conn)
     return conn
 
@@ -64,8 +66,10 @@ def connect(path: Path, timeout: float = 10.0) -> sqlite_utils.Database:
     connect_spool(path, timeout).close()  # the spool exists before we attach it
     conn = _open(path, timeout)
     conn.execute("PRAGMA foreign_keys=ON")
-    conn.execute("ATTACH DATABASE ? AS spooldb", [str(spool_path(path))])
-    _durable(conn, "spooldb")
+    # Read-only: BEGIN IMMEDIATE locks every attached database it may write, and the
+    # spool's write lock belongs to intake alone.
+    conn.execute("ATTACH DATABASE ? AS spooldb",
+                  [f"file:{quote(str(spool_path(path).resolve()))}?mode=ro"])
     for name in MIGRATION_MODULES:
         hook = getattr(importlib.import_module(name), "on_connect", None)
         if hook:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from . import audit, cases
+from . import audit, cases, events
 from .tokens import read_member_token, split_address
 
 if TYPE_CHECKING:
@@ -30,9 +30,12 @@ def route(ctx: Context) -> None:
                          ctx.case_id, spool_id=ctx.spool_id)
         return
 
-    case_id = _find_case(ctx, trust_weak_keys=False)
+    # A configured event organiser's report form may name the case it belongs to.
+    event = events.read_form(ctx)
+    case_id = _find_case(ctx, trust_weak_keys=event is not None) or events.named_case(ctx, event)
     if case_id:
         ctx.case_id, ctx.kind = case_id, "reply"
+        events.file_report(ctx, event)
         return
     if _is_bounce(ctx):
         ctx.kind = "bounce"
@@ -41,15 +44,17 @@ def route(ctx: Context) -> None:
     if forwarded and forwarded.from_addr and ctx.cfg.is_board(ctx.sender or ""):
         # Someone went to the board instead; the board member passes it on.
         ctx.kind = "forward"
-        ctx.case_id = cases.open_case(ctx.db, ctx.cfg, forwarded.subject or ctx.parsed.subject)
+        ctx.case_id = cases.open_case(ctx.db, ctx.cfg, forwarded.subject or ctx.parsed.subject,
+                                         when=ctx.when)
         cases.add_person(ctx.db, ctx.case_id, "reporter", forwarded.from_addr, forwarded.from_name)
         cases.add_person(ctx.db, ctx.case_id, "forwarder", ctx.sender or "", ctx.parsed.from_name)
     else:
         ctx.kind = "report"
-        ctx.case_id = cases.open_case(ctx.db, ctx.cfg, ctx.parsed.subject)
-        if ctx.sender:
+        ctx.case_id = cases.open_case(ctx.db, ctx.cfg, ctx.parsed.subject, when=ctx.when)
+        if ctx.sender and not event:
             cases.add_person(ctx.db, ctx.case_id, "reporter", ctx.sender, ctx.parsed.from_name)
     ctx.new_case = True
+    events.file_report(ctx, event)
 
 
 def _our_recipients(ctx: Context):

@@ -8,10 +8,13 @@ from typing import Any
 
 import sqlite_utils
 
-from . import cases
+from . import casefile, cases, clocks
+from .config import Config
 
 
-def case_list(db: sqlite_utils.Database, status: str | None = None) -> list[dict[str, Any]]:
+def case_list(db: sqlite_utils.Database, status: str | None = None,
+              as_member: str | None = None) -> list[dict[str, Any]]:
+    """All cases (with ``as_member``: less those that member is recused from)."""
     sql = """
         SELECT c.id, c.status, c.kind, c.codename, c.subject, c.opened_at, c.updated_at,
                c.acknowledged_at, c.urgent,
@@ -19,11 +22,17 @@ def case_list(db: sqlite_utils.Database, status: str | None = None) -> list[dict
                 ORDER BY p.id LIMIT 1) AS reporter,
                (SELECT count(*) FROM messages m WHERE m.case_id = c.id) AS messages
         FROM cases c {where} ORDER BY c.year, c.seq"""
-    where, args = ("WHERE c.status = ?", [status]) if status else ("", [])
+    conditions, args = (["c.status = ?"], [status]) if status else ([], [])
+    if as_member:
+        conditions.append("c.id NOT IN (SELECT case_id FROM people WHERE role = 'recused' "
+                          "AND address = lower(?))")
+        args.append(as_member)
+    where = "WHERE " + " AND ".join(conditions) if conditions else ""
     return list(db.query(sql.format(where=where), args))
 
 
-def case_detail(db: sqlite_utils.Database, case_id: str) -> dict[str, Any] | None:
+def case_detail(db: sqlite_utils.Database, case_id: str, cfg: Config | None = None
+                ) -> dict[str, Any] | None:
     case = cases.get(db, case_id)
     if case is None:
         return None
@@ -39,6 +48,9 @@ def case_detail(db: sqlite_utils.Database, case_id: str) -> dict[str, Any] | Non
         "SELECT o.id, o.kind, o.created_at, o.subject, group_concat(r.rcpt, ', ') AS rcpts, "
         "min(r.state) AS state FROM outbound o JOIN outbound_rcpt r ON r.outbound_id = o.id "
         "WHERE o.case_id = ? GROUP BY o.id ORDER BY o.id", [case_id]))
+    case["clocks"] = clocks.history(db, case_id)
+    # The record, decisions and calls: what the committee knows (#status shows the same).
+    case["file"] = casefile.case_file(db, cfg or Config(), case_id)
     return case
 
 
@@ -73,10 +85,8 @@ def format_case(case: dict[str, Any]) -> str:
         f"Opened {case['opened_at']}; acknowledged {case['acknowledged_at'] or 'not yet'}",
         f"Subject: {case['subject'] or ''}",
         "",
-        "People:",
+        casefile.format_record(case["file"]),
     ]
-    lines += [f"  {p['role']:<11} {p['name'] + ' ' if p['name'] else ''}<{p['address']}>"
-              for p in case["people"]] or ["  (none)"]
     lines += ["", "Messages:"]
     for m in case["messages"]:
         flags = f"  [{', '.join(m['flags'])}]" if m["flags"] else ""
@@ -85,4 +95,13 @@ def format_case(case: dict[str, Any]) -> str:
     lines += ["", "Sent:"]
     lines += [f"  #{s['id']} {s['created_at']} {s['kind']:<11} to {s['rcpts']} ({s['state']})"
               for s in case["sent"]] or ["  (nothing)"]
+    lines += ["", "Clocks:"]
+    for a in case["clocks"]:
+        when = f"fired {a['fired_at']}" if a["state"] == "fired" else a["state"]
+        about = f" ({a['ref']})" if a["ref"] else ""
+        late = " LATE" if a["late"] else ""
+        lines.append(f"  {a['clock']}{about}: due {a['due_at']}, {when}{late}"
+                     f"{': ' + a['outcome'] if a['outcome'] else ''}")
+    if not case["clocks"]:
+        lines.append("  (none)")
     return "\n".join(lines)

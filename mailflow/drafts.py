@@ -1,0 +1,493 @@
+"""Templated responses: drafted by any member, sent only on the chair's ``#confirm``.
+
+The path of every mail that leaves the committee on a case:
+
+1. ``#send <template> to=<role>`` (or another module through :func:`create_draft`)
+   renders the template with the case's standard context (:func:`case_context`) and
+   the fields the author gave, refuses header injection and protected identities
+   (:mod:`mailflow.redaction`), files the draft on the case and mails it to the chair
+   with a ``#confirm <id>`` line.
+2. ``#edit <id>`` files a corrected text as a new draft replacing the old one, so the
+   chair always confirms exactly the text that was mailed to them.
+3. ``#confirm <id>`` (chair only) checks identities once more and queues one mail per
+   person (group roles, such as the officers, share one), cc the committee where the
+   rules say so (``rules/sending.toml``).  ``#discard <id>`` drops a draft.
+
+Recipients never come from template text: they are the case's people in a role, or
+the configured addresses of a group role.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from email.utils import formataddr
+from typing import Any
+
+import jinja2
+import jinja2.meta
+import sqlite_utils
+
+from . import (
+    audit,
+    cases,
+    clock,
+    commands,
+    consensus,
+    outbound,
+    redaction,
+    relay,
+    render,
+    sanctions,
+    search,
+    workflow,
+)
+from .commands import COMMAND_LINE, CommandError, Invocation
+from .message import ADDR_SPEC
+
+# People on the case, by role: each gets a mail of their own, so that nobody learns
+# who else was written to.
+PERSON_ROLES = ("reporter", "originator", "affected", "witness")
+# Configured groups (committee.<role> in the config): one mail to the group.
+GROUP_ROLES = ("moderators", "officers", "maintainers", "public", "delegates")
+ROLES = PERSON_ROLES + GROUP_ROLES
+UNDETERMINED = "not yet determined"
+FIELD_LINE = re.compile(r"^([a-z][a-z0-9_]*):[ \t]*(.*)$")
+SIGNATURE = ("--", "-- ")
+
+
+class DraftError(CommandError):
+    """A draft that cannot be made, changed or sent; the message says why."""
+
+
+@dataclass
+class Prepared:
+    """A rendered, checked mail, not yet filed."""
+
+    case_id: str
+    template: str
+    to_role: str
+    recipients: list[str]
+    names: dict[str, str]
+    reply_to: str
+    subject: str
+    body: str
+    cc_committee: bool
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------
+# The standard context every template gets.
+
+def _yes_no(value: str | None) -> str:
+    return value if value in ("yes", "no") else UNDETERMINED
+
+
+def person_text(p: dict[str, Any]) -> str:
+    if p["name"] and p["address"]:
+        return f"{p['name']} <{p['address']}>"
+    return p["name"] or p["address"]
+
+
+def case_record(db: sqlite_utils.Database, case_id: str) -> dict[str, Any]:
+    """What the committee determined (see ``workflow``), in words a template can print;
+    anything not determined yet reads "not yet determined"."""
+    rows = list(db.query("SELECT * FROM case_record WHERE case_id = ?", [case_id]))
+    row = rows[0] if rows else {}
+    people = cases.people(db, case_id)
+    response = row.get("response")
+    return {
+        "channel": row.get("channel") or UNDETERMINED,
+        "what_happened": row.get("what_happened") or UNDETERMINED,
+        "violation": _yes_no(row.get("violation")),
+        "ongoing": _yes_no(row.get("ongoing")),
+        "safety": _yes_no(row.get("safety")),
+        "response": consensus.describe(response, row.get("response_detail") or "")
+                    if response else UNDETERMINED,
+        "originators": [person_text(p) for p in people if p["role"] == "originator"],
+        "affected": [person_text(p) for p in people if p["role"] == "affected"],
+    }
+
+
+class Mailer:
+    """What ``relay.mail_members`` and ``workflow.review_address`` read of a pipeline
+    context, for callers outside the pipeline (the scheduler, the CLI)."""
+
+    def __init__(self, db: sqlite_utils.Database, svc):
+        self.db, self.svc, self.cfg = db, svc, svc.cfg
+
+
+def standard_context(cfg, case: dict[str, Any], record: dict[str, Any],
+                     bans: list[dict[str, Any]], *, role: str, names: list[str],
+                     chair: str, reply_to: str, review_to: str) -> dict[str, Any]:
+    """The fields every draft template may use (see templates/README.md)."""
+    context: dict[str, Any] = {
+        "committee": cfg.committee,
+        "case": {k: case[k] for k in ("id", "codename", "subject", "status", "kind")}
+                | {"opened": case["opened_at"][:10]},
+        "tag": cases.case_tag(cfg, case["id"]),
+        "today": clock.now().date().isoformat(),
+        "chair": chair,
+        "role": role,
+        "greeting": f"Dear {names[0]}," if len(names) == 1 and names[0] else "Hello,",
+        "reply_address": reply_to,
+        "review_address": review_to,
+        "record": record,
+        "undetermined": UNDETERMINED,
+        "bans": bans,
+    }
+    if bans:
+        # The latest ban of the case; absent otherwise, so that a ban notice without a
+        # recorded ban fails naming "ban".
+        context["ban"] = bans[-1]
+    return context
+
+
+def case_context(db: sqlite_utils.Database, svc, case_id: str, role: str,
+                 recipients: list[str], names: dict[str, str]) -> dict[str, Any]:
+    case = cases.get(db, case_id)
+    if case is None:
+        raise DraftError(f"no case {case_id}")
+    return standard_context(
+        svc.cfg, case, case_record(db, case_id), sanctions.bans(db, case_id), role=role,
+        names=[names.get(r, "") for r in recipients],
+        chair=cases.acting_chair(db, svc.cfg, case_id) or svc.cfg.committee.chair,
+        reply_to=f"conduct+{svc.signer.case_token(case_id)}@{svc.cfg.committee.domain}",
+        review_to=workflow.review_address(Mailer(db, svc), case_id))
+
+
+# ---------------------------------------------------------------------------------------
+# Recipients.
+
+def recipients_for(db: sqlite_utils.Database, cfg, case_id: str, role: str) -> list[str]:
+    """The addresses a role names on this case."""
+    if role in PERSON_ROLES:
+        addresses = [p["address"] for p in cases.people(db, case_id, role) if p["address"]]
+        if not addresses:
+            raise DraftError(f"this case has no {role} with an address yet")
+        return addresses
+    if role in GROUP_ROLES:
+        addresses = [a.lower() for a in getattr(cfg.committee, role)]
+        if not addresses:
+            raise DraftError(f"no {role} are configured (committee.{role} in the config)")
+        return addresses
+    raise DraftError(f"unknown role {role!r}; use one of: {', '.join(ROLES)}")
+
+
+def names_on_case(db: sqlite_utils.Database, case_id: str) -> dict[str, str]:
+    return {p["address"]: p["name"] for p in cases.people(db, case_id) if p["address"]}
+
+
+def _header(name: str, value: str) -> str:
+    """The value, or a refusal naming the header a line break would have reached."""
+    try:
+        return outbound.check_header(name, value)
+    except outbound.HeaderInjection as e:
+        raise DraftError(str(e)) from None
+
+
+def to_headers(recipients: list[str], names: dict[str, str]) -> list[str]:
+    return [_header("To", formataddr((names.get(r, ""), r))) for r in recipients]
+
+
+def _checked_recipients(recipients: list[str]) -> list[str]:
+    out = []
+    for address in recipients:
+        address = _header("To", address.strip().lower())
+        if not ADDR_SPEC.match(address):
+            raise DraftError(f"refused: {address!r} is not a plain email address")
+        out.append(address)
+    return list(dict.fromkeys(out))
+
+
+def _outside_committee(cfg, recipients: list[str]) -> bool:
+    return any(not cfg.is_member(r) for r in recipients)
+
+
+# ---------------------------------------------------------------------------------------
+# Rendering and checking.
+
+def exists(env: jinja2.Environment, name: str) -> bool:
+    return f"{name}.txt" in env.list_templates(extensions=["txt"])
+
+
+def template_fields(env: jinja2.Environment, name: str) -> set[str]:
+    """Every top-level name the template refers to."""
+    source = env.loader.get_source(env, f"{name}.txt")[0]
+    return jinja2.meta.find_undeclared_variables(env.parse(source))
+
+
+def render_all_missing(env: jinja2.Environment, name: str, context: dict[str, Any]
+                       ) -> render.Rendered:
+    """Render, or fail naming every missing field at once (not only the first)."""
+    missing: list[str] = []
+    trial = dict(context)
+    while True:
+        try:
+            rendered = render.render(env, name, **trial)
+            break
+        except render.TemplateError as e:
+            if e.missing is None or e.missing in missing:
+                if not missing:
+                    raise DraftError(str(e)) from None
+                break  # a stand-in for a missing field tripped the template: enough said
+            missing.append(e.missing)
+            trial[e.missing] = ""
+    if missing:
+        hint = " (record it with #ban first)" if missing == ["ban"] else (
+            "; give them as 'name: text' lines after the command, up to #end")
+        raise DraftError(f"template {name}: missing field{'s' * (len(missing) > 1)}: "
+                         f"{', '.join(missing)}{hint}")
+    return rendered
+
+
+def _check_identities(db: sqlite_utils.Database, cfg, case_id: str, role: str,
+                      recipients: list[str], subject: str, body: str) -> None:
+    if not _outside_committee(cfg, recipients):
+        return
+    identities = redaction.protected(db, case_id, recipients, public=role == "public")
+    matches = redaction.find(subject, body, identities)
+    if matches:
+        raise DraftError(redaction.refusal(matches))
+
+
+def prepare(db: sqlite_utils.Database, svc, *, case_id: str, template: str, to_role: str,
+            context: dict[str, Any], recipients: list[str] | None = None) -> Prepared:
+    """Render and check a mail for the case; raises :class:`DraftError` with the reason."""
+    env = svc.templates
+    if not exists(env, template):
+        raise DraftError(f"no template {template!r}")
+    recipients = _checked_recipients(
+        recipients_for(db, svc.cfg, case_id, to_role) if recipients is None else recipients)
+    if not recipients:
+        raise DraftError("a draft needs at least one recipient")
+    names = names_on_case(db, case_id)
+    to_headers(recipients, names)
+    full = case_context(db, svc, case_id, to_role, recipients, names) | context
+    rendered = render_all_missing(env, template, full)
+    reply_to = _header("Reply-To", full["reply_address"])
+    _check_identities(db, svc.cfg, case_id, to_role, recipients, rendered.subject, rendered.body)
+    cc = template in svc.rules.get("sending", {}).get("cc_committee", [])
+    return Prepared(case_id, template, to_role, recipients, names, reply_to, rendered.subject,
+                    rendered.body, cc, context)
+
+
+# ---------------------------------------------------------------------------------------
+# Filing, confirming, editing, discarding.
+
+def get(db: sqlite_utils.Database, draft_id: int) -> dict[str, Any] | None:
+    rows = list(db.query("SELECT * FROM drafts WHERE id = ?", [draft_id]))
+    if not rows:
+        return None
+    return {**rows[0], "recipients": json.loads(rows[0]["recipients"])}
+
+
+def on_case(db: sqlite_utils.Database, case_id: str) -> list[dict[str, Any]]:
+    return list(db.query("SELECT id, template, to_role, state, author, created_at, decided_by, "
+                         "decided_at FROM drafts WHERE case_id = ? ORDER BY id", [case_id]))
+
+
+def file_draft(db: sqlite_utils.Database, svc, p: Prepared, author: str,
+               replaces: int | None = None) -> int:
+    """File a prepared draft on its case and mail it to the chair with the #confirm line."""
+    chair = cases.acting_chair(db, svc.cfg, p.case_id)
+    if chair is None:
+        raise DraftError("every chair of this case is recused: name a substitute with #chair")
+    cur = db.execute(
+        "INSERT INTO drafts (case_id, template, to_role, recipients, cc_committee, reply_to,"
+        " subject, body, fields, author, created_at, replaces)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [p.case_id, p.template, p.to_role, json.dumps(p.recipients), int(p.cc_committee),
+         p.reply_to, p.subject, p.body, json.dumps(p.fields, default=str), author.lower(),
+         clock.stamp(), replaces])
+    draft_id = cur.lastrowid
+    search.index_record(db, ref=f"draft:{draft_id}", kind="draft", case_id=p.case_id,
+                        author=author, subject=p.subject, body=p.body)
+    audit.append(db, author, "draft filed", p.case_id, draft=draft_id, template=p.template,
+                 to=p.recipients, replaces=replaces)
+    # mail_members tags the subject with the case already.
+    subject = p.subject.replace(cases.case_tag(svc.cfg, p.case_id), "").strip()
+    relay.mail_members(Mailer(db, svc), p.case_id, [chair],
+                       subject=f"Draft {draft_id} to confirm: {subject}",
+                       body=_chair_mail(svc.cfg, draft_id, p, author), kind="draft")
+    return draft_id
+
+
+def _addressed(p: Prepared) -> str:
+    return ", ".join(formataddr((p.names.get(r, ""), r)) for r in p.recipients)
+
+
+def _chair_mail(cfg, draft_id: int, p: Prepared, author: str) -> str:
+    separate = p.to_role not in GROUP_ROLES and len(p.recipients) > 1
+    cc = f"Cc:        the committee ({cfg.committee.committee_address})\n" if p.cc_committee else ""
+    return (
+        f"Draft {draft_id} on case {p.case_id}, by {author}: template {p.template}.\n\n"
+        f"To:        the {p.to_role}: {_addressed(p)}"
+        f"{' (one mail each)' if separate else ''}\n{cc}"
+        f"Reply-To:  {p.reply_to}\n\n"
+        "To send it exactly as below, reply with this line:\n\n"
+        f"#confirm {draft_id}\n\n"
+        f"To drop it, reply with #discard {draft_id}.  To change it, reply with\n"
+        f"#edit {draft_id}, then the corrected text (a first line \"Subject: ...\" changes\n"
+        "the subject), then #end; the changed draft comes back to you to confirm.\n"
+        + "=" * 72 + f"\nSubject: {p.subject}\n\n{p.body}" + "=" * 72 + "\n")
+
+
+def create_draft(db: sqlite_utils.Database, svc, *, case_id: str, template: str, to_role: str,
+                 context: dict[str, Any], author: str, recipients: list[str] | None = None
+                 ) -> int:
+    """Render ``template`` for the case, check it, file it and mail it to the chair.
+
+    ``context`` adds to (and may override) the standard context; ``recipients``
+    overrides the role's lookup.  Call inside the caller's transaction.  Raises
+    :class:`DraftError` (a :class:`CommandError`) with the reason it refused.
+    """
+    p = prepare(db, svc, case_id=case_id, template=template, to_role=to_role,
+                context=context, recipients=recipients)
+    return file_draft(db, svc, p, author)
+
+
+def _pending(db: sqlite_utils.Database, case_id: str, arg: str) -> dict[str, Any]:
+    draft = get(db, int(arg)) if arg.strip().isdigit() else None
+    if draft is None or draft["case_id"] != case_id:
+        raise DraftError(f"no draft {arg.strip()!r} on this case")
+    if draft["state"] == "replaced":
+        newer = db.execute("SELECT id FROM drafts WHERE replaces = ?", [draft["id"]]).fetchone()
+        raise DraftError(f"draft {draft['id']} was replaced by draft {newer[0]} (edited); "
+                         f"confirm that one after reading it")
+    if draft["state"] != "pending":
+        raise DraftError(f"draft {draft['id']} was already {draft['state']}")
+    return draft
+
+
+def _decide(db: sqlite_utils.Database, draft_id: int, state: str, actor: str) -> None:
+    db.execute("UPDATE drafts SET state = ?, decided_by = ?, decided_at = ? WHERE id = ?",
+               [state, actor, clock.stamp(), draft_id])
+
+
+def send(db: sqlite_utils.Database, svc, draft: dict[str, Any], actor: str) -> list[int]:
+    """Queue the mail of a pending draft; returns the outbound ids."""
+    cfg = svc.cfg
+    _check_identities(db, cfg, draft["case_id"], draft["to_role"], draft["recipients"],
+                      draft["subject"], draft["body"])
+    names = names_on_case(db, draft["case_id"])
+    cc = cases.active_members(db, cfg, draft["case_id"]) if draft["cc_committee"] else []
+    groups = ([draft["recipients"]] if draft["to_role"] in GROUP_ROLES
+              else [[r] for r in draft["recipients"]])
+    sent = []
+    for group in groups:
+        msg = outbound.compose(
+            cfg, from_=(cfg.committee.name, cfg.committee.conduct_address),
+            to=to_headers(group, names),
+            cc=[cfg.committee.committee_address] if cc else [],
+            subject=draft["subject"], body=draft["body"], reply_to=draft["reply_to"],
+            headers={"X-Mailflow-Case": draft["case_id"]})
+        sent.append(outbound.enqueue(db, msg, kind="response", rcpts=group + cc,
+                                     envelope_from=cfg.committee.conduct_address,
+                                     case_id=draft["case_id"]))
+    _decide(db, draft["id"], "sent", actor)
+    audit.append(db, actor, "draft sent", draft["case_id"], draft=draft["id"],
+                 template=draft["template"], to=draft["recipients"], cc=cc)
+    return sent
+
+
+def parse_fields(text: str) -> dict[str, str]:
+    """The ``name: text`` lines of a #send block; other lines continue the field above."""
+    fields: dict[str, str] = {}
+    current = None
+    for line in text.splitlines():
+        if line.rstrip() in SIGNATURE:
+            break
+        match = FIELD_LINE.match(line)
+        if match:
+            current = match.group(1)
+            fields[current] = match.group(2)
+        elif COMMAND_LINE.match(line.strip()) and line.strip()[1:].split()[0].lower() in \
+                commands.REGISTRY:
+            raise DraftError(f"{line.strip()!r} is inside the fields of #send: put #end after "
+                             "the fields, before other commands")
+        elif current is not None:
+            fields[current] += "\n" + line
+        elif line.strip():
+            raise DraftError(f"expected 'name: text' lines after #send, got {line.strip()!r}")
+    return {k: v.strip() for k, v in fields.items()}
+
+
+@commands.command(
+    "send", block=True,
+    summary="draft a templated mail to the people in a role; the chair gets it to #confirm. "
+    "Template fields follow as 'name: text' lines (more lines continue a field), then #end",
+    usage=f"#send <template> to=<{'|'.join(ROLES)}>\n    field: text ...\n    #end",
+    example="#send private-reprimand to=originator\n    behaviour: ...\n    #end")
+def _send(inv: Invocation) -> str:
+    words = inv.cmd.args.split()
+    options = dict(w.split("=", 1) for w in words[1:] if "=" in w)
+    if not words or list(options) != ["to"] or len(words) != 2:
+        raise DraftError("use #send <template> to=<role>, with the fields on the lines after it")
+    template, role = words[0].lower(), options["to"].lower()
+    sendable = inv.svc.rules.get("sending", {}).get("sendable", [])
+    if template not in sendable:
+        raise DraftError(f"#send cannot use template {template!r}; it can use: "
+                         f"{', '.join(sendable)}")
+    fields = parse_fields(inv.cmd.text)
+    # Standard fields (recipients' greeting, reply addresses, the record) are not the
+    # author's to change.
+    recipients = recipients_for(inv.db, inv.cfg, inv.case_id, role)
+    standard = case_context(inv.db, inv.svc, inv.case_id, role, recipients,
+                            names_on_case(inv.db, inv.case_id))
+    unknown = sorted(set(fields) - (template_fields(inv.svc.templates, template) - set(standard)))
+    if unknown:
+        raise DraftError(f"template {template} has no field {', '.join(unknown)} "
+                         "that a #send may set")
+    draft_id = create_draft(inv.db, inv.svc, case_id=inv.case_id, template=template,
+                            to_role=role, context=fields, author=inv.actor)
+    return f"draft {draft_id} ({template} to the {role}) went to the chair to confirm"
+
+
+@commands.command("confirm", summary="send a draft exactly as it was mailed to you (chair only)",
+                  usage="#confirm <draft-id>", example="#confirm 7")
+def _confirm(inv: Invocation) -> str:
+    draft = _pending(inv.db, inv.case_id, inv.cmd.args)
+    sent = send(inv.db, inv.svc, draft, inv.actor)
+    cc = " cc the committee" if draft["cc_committee"] else ""
+    return (f"draft {draft['id']} sent to the {draft['to_role']} "
+            f"({', '.join(draft['recipients'])}){cc}, {len(sent)} mail(s)")
+
+
+@commands.command("discard", summary="drop a draft (the chair or its author)",
+                  usage="#discard <draft-id>", example="#discard 7")
+def _discard(inv: Invocation) -> str:
+    draft = _pending(inv.db, inv.case_id, inv.cmd.args)
+    if not inv.is_chair and inv.actor != draft["author"] and \
+            cases.acting_chair(inv.db, inv.cfg, inv.case_id) != inv.actor:
+        raise DraftError(f"only the chair or {draft['author']} may discard draft {draft['id']}")
+    _decide(inv.db, draft["id"], "discarded", inv.actor)
+    return f"draft {draft['id']} discarded"
+
+
+@commands.command(
+    "edit", block=True,
+    summary="replace a draft's text: the lines after it, up to #end (a first line "
+    "'Subject: ...' replaces the subject); the new draft goes to the chair",
+    usage="#edit <draft-id>\n    corrected text ...\n    #end",
+    example="#edit 7\n    Dear ...\n    #end")
+def _edit(inv: Invocation) -> str:
+    old = _pending(inv.db, inv.case_id, inv.cmd.args)
+    text = inv.cmd.text.strip()
+    subject = old["subject"]
+    first, _, rest = text.partition("\n")
+    if first.startswith("Subject:"):
+        subject, text = _header("Subject", first[len("Subject:"):].strip()), rest.strip()
+    if not text:
+        raise DraftError(f"#edit {old['id']} needs the corrected text on the lines after it")
+    _check_identities(inv.db, inv.cfg, inv.case_id, old["to_role"], old["recipients"],
+                      subject, text)
+    names = names_on_case(inv.db, inv.case_id)
+    p = Prepared(inv.case_id, old["template"], old["to_role"], old["recipients"], names,
+                 old["reply_to"], subject, text.rstrip() + "\n", bool(old["cc_committee"]),
+                 json.loads(old["fields"]))
+    _decide(inv.db, old["id"], "replaced", inv.actor)
+    new_id = file_draft(inv.db, inv.svc, p, inv.actor, replaces=old["id"])
+    return f"draft {old['id']} replaced by draft {new_id}, which went to the chair to confirm"
+

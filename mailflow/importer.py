@@ -1,0 +1,255 @@
+"""``mailflow import PATH``: old mail into the archive, threaded like live mail.
+
+PATH is an mbox file, a Maildir (a directory with ``cur/`` or ``new/``), a directory
+of ``.eml`` files (searched recursively) or one ``.eml`` file.
+
+- Messages go in oldest first (by their Date header), so a reply finds the case its
+  parent opened, whatever order the files are in.
+- Each goes through the durable intake (spool source ``import``) and then the same
+  threading rules as live mail; the pipeline treats it as history (see
+  ``pipeline.HISTORY_HANDLERS``): it is filed and indexed, and sends nothing, applies
+  none of the #commands in it and starts no clock.  A case it opens takes its year
+  and opening date from the mail's Date.
+- Cases opened by an import get the status ``--status`` (closed by default: old
+  mail is mostly settled history; ``#reopen`` brings one back).
+- Restartable: what is already in the archive (the same Message-ID and body, or the
+  same bytes) is skipped, and what an interrupted run committed is processed next
+  time, so running an import twice, or after a crash, gives the same cases as once.
+- If ``mailflow serve`` is running it does the processing; the import waits for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mailbox
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+
+import sqlite_utils
+
+from . import audit, clock, intake, pipeline, store
+from .config import Config
+from .progress import Progress
+
+CHUNK = 256
+HEAD_BYTES = 16384
+DATE = re.compile(rb"^date:[ \t]*(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
+RETURN_PATH = re.compile(rb"^return-path:[ \t]*<([^>\r\n]*)>", re.IGNORECASE | re.MULTILINE)
+HEADER_END = re.compile(rb"\r?\n\r?\n")
+
+
+class SourceError(Exception):
+    """A problem with the source, phrased for the administrator."""
+
+
+@dataclass
+class Summary:
+    read: int = 0
+    imported: int = 0
+    already: int = 0
+    too_large: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+    cases_opened: int = 0
+    quarantined: int = 0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass
+class Item:
+    name: str                      # for messages to the administrator
+    read: Callable[[], bytes]
+    head: Callable[[], bytes]      # enough of the start to find the Date
+
+
+def _head(path: Path) -> bytes:
+    with open(path, "rb") as f:
+        return f.read(HEAD_BYTES)
+
+
+def _files(paths: list[Path]) -> list[Item]:
+    return [Item(str(p), p.read_bytes, lambda p=p: _head(p)) for p in paths]
+
+
+def open_source(path: Path) -> tuple[str, list[Item]]:
+    """(what kind of source, its messages in source order)."""
+    if not path.exists():
+        raise SourceError(f"{path}: no such file or directory")
+    if path.is_dir():
+        if (path / "cur").is_dir() or (path / "new").is_dir():
+            files = [p for sub in ("cur", "new") if (path / sub).is_dir()
+                     for p in sorted((path / sub).iterdir()) if p.is_file()]
+            return "Maildir", _files(files)
+        files = sorted(p for p in path.rglob("*.eml") if p.is_file())
+        if not files:
+            raise SourceError(f"{path}: no .eml files here, and not a Maildir (no cur/ or new/)")
+        return "directory of .eml files", _files(files)
+    with open(path, "rb") as f:
+        start = f.read(5)
+    if start != b"From ":
+        return "message", _files([path])
+    box = mailbox.mbox(str(path), create=False)
+    return "mbox", [Item(f"{path} message {n + 1}", lambda k=key: box.get_bytes(k),
+                         lambda k=key: box.get_file(k).read(HEAD_BYTES))
+                    for n, key in enumerate(box.keys())]
+
+
+def _date_key(head: bytes) -> str | None:
+    match = DATE.search(head)
+    if not match:
+        return None
+    try:
+        return clock.stamp(parsedate_to_datetime(match.group(1).decode("ascii", "replace")))
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+def _in_date_order(items: list[Item], summary: Summary) -> Iterator[tuple[Item, bytes]]:
+    """Oldest first; a message without a readable Date keeps its neighbour's place.
+    Reads the head of each message to sort, then each whole one to import, rather
+    than holding a whole archive in memory."""
+    keyed = []
+    last = ""
+    for n, item in enumerate(items):
+        try:
+            head = item.head()
+        except OSError as e:
+            summary.unreadable.append(f"{item.name}: {e.strerror or e}")
+            continue
+        split = HEADER_END.search(head)
+        last = _date_key(head[: split.start() if split else len(head)]) or last
+        keyed.append((last, n, item))
+    keyed.sort(key=lambda t: (t[0], t[1]))
+    for _, _, item in keyed:
+        try:
+            yield item, item.read()
+        except OSError as e:
+            summary.unreadable.append(f"{item.name}: {e.strerror or e}")
+
+
+def _envelope(raw: bytes) -> intake.Envelope:
+    split = HEADER_END.search(raw)
+    match = RETURN_PATH.search(raw[: split.start() if split else len(raw)])
+    sender = match.group(1).decode("ascii", "replace").strip() if match else None
+    # No envelope recipients: threading falls back to To and Cc, as for mail that
+    # reached us through a list.
+    return intake.Envelope("import", sender, [])
+
+
+def _pending_import_rows(db: sqlite_utils.Database) -> list[int]:
+    """Imported mail an interrupted run committed but the pipeline has not settled."""
+    return [r[0] for r in db.execute(
+        "SELECT id FROM spool WHERE source = 'import' AND id > "
+        "(SELECT coalesce(max(spool_id), 0) FROM spool_state) UNION "
+        "SELECT st.spool_id FROM spool_state st JOIN spool s ON s.id = st.spool_id "
+        "WHERE st.state = 'new' AND s.source = 'import' ORDER BY 1")]
+
+
+def run(cfg: Config, path: Path, *, status: str = "closed", show_progress: bool = True
+        ) -> Summary:
+    """Import everything at ``path``; see the module docstring."""
+    kind, items = open_source(path)
+    summary = Summary()
+    db = store.open_db(cfg.db_path)
+    svc = pipeline.Services.load(cfg)
+    progress = Progress(f"importing {kind}", len(items)) if show_progress else None
+    spool = store.connect_spool(cfg.db_path, timeout=cfg.intake.commit_timeout)
+    ours: list[int] = _pending_import_rows(db)  # left by an interrupted run
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(store.exclusive(cfg.archive_dir / "pipeline.lock", timeout=0))
+            processing = True
+        except TimeoutError:
+            processing = False  # `mailflow serve` holds it and processes as we commit
+        chunk: list[tuple[bytes, intake.Envelope]] = []
+
+        def flush() -> None:
+            for spool_id, duplicate in intake.commit_many(spool, chunk):
+                if duplicate:
+                    summary.already += 1
+                else:
+                    summary.imported += 1
+                    ours.append(spool_id)
+            if processing:
+                while pipeline.process_pending(db, svc):
+                    pass
+            if progress:
+                progress.advance(len(chunk))
+            chunk.clear()
+
+        for item, raw in _in_date_order(items, summary):
+            summary.read += 1
+            if len(raw) > cfg.intake.max_size:
+                summary.too_large.append(item.name)
+                continue
+            chunk.append((raw, _envelope(raw)))
+            if len(chunk) >= CHUNK:
+                flush()
+        flush()
+        if not processing and ours:
+            _wait_for_pipeline(db, max(ours))
+    spool.close()
+    if progress:
+        summary.seconds = progress.finish()
+    _settle(db, summary, ours, status, str(path))
+    db.close()
+    return summary
+
+
+def _wait_for_pipeline(db: sqlite_utils.Database, last: int, timeout: float = 3600.0) -> None:
+    """Until the pipeline has settled everything up to our last message."""
+    def pending() -> bool:
+        high = db.execute("SELECT coalesce(max(spool_id), 0) FROM spool_state").fetchone()[0]
+        return high < last or db.execute(
+            "SELECT 1 FROM spool_state WHERE state = 'new' AND spool_id <= ? LIMIT 1",
+            [last]).fetchone() is not None
+
+    deadline = clock.monotonic() + timeout
+    while pending():
+        if clock.monotonic() > deadline:
+            raise SourceError("mailflow serve has not processed the imported mail in an hour; "
+                               "it will go on doing so: check `mailflow quarantine`")
+        clock.sleep(0.2)
+
+
+def _settle(db: sqlite_utils.Database, summary: Summary, ours: list[int], status: str,
+            source: str) -> None:
+    """Give the cases this import opened their status; record the import."""
+    opened: list[str] = []
+    for start in range(0, len(ours), 500):
+        part = ours[start:start + 500]
+        marks = ", ".join("?" * len(part))
+        opened += [r[0] for r in db.execute(
+            f"SELECT m.case_id FROM messages m WHERE m.spool_id IN ({marks}) AND m.kind IN "
+            "('report', 'forward') AND m.case_id IS NOT NULL", part)]
+        summary.quarantined += db.execute(
+            f"SELECT count(*) FROM spool_state WHERE spool_id IN ({marks}) "
+            "AND state = 'quarantined'", part).fetchone()[0]
+    summary.cases_opened = len(opened)
+    with store.transaction(db):
+        if status != "open":
+            for case_id in opened:
+                cur = db.execute("UPDATE cases SET status = ? WHERE id = ? AND status = 'open'",
+                                 [status, case_id])
+                if cur.rowcount:
+                    audit.append(db, "admin", f"status: {status} (imported history)", case_id)
+        audit.append(db, "admin", "import", None, source=source, read=summary.read,
+                     imported=summary.imported, already=summary.already,
+                     cases_opened=summary.cases_opened)
+
+
+def format_summary(s: Summary) -> str:
+    lines = [f"read {s.read} message(s): {s.imported} imported, {s.already} already in the "
+             f"archive; {s.cases_opened} case(s) opened"]
+    if s.quarantined:
+        lines.append(f"{s.quarantined} could not be processed: see `mailflow quarantine`")
+    for name in s.too_large:
+        lines.append(f"skipped (larger than intake.max_size): {name}")
+    for problem in s.unreadable:
+        lines.append(f"unreadable: {problem}")
+    return "\n".join(lines)

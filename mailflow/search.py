@@ -1,0 +1,922 @@
+"""The searchable archive: an FTS5 index over everything archived, and its query language.
+
+What is indexed (one row of ``search_docs`` and of the FTS5 table ``search_fts`` each,
+under the same rowid; ``ref`` names the record):
+
+- every archived mail, ``message:<messages.id>`` (kinds report, forward, reply, member,
+  held, bounce), with the new text and the quoted text in separate columns;
+- every mail sent, ``outbound:<outbound.id>`` (kind ``sent``), except the per-member
+  copies of relayed mail, whose original is already indexed;
+- each case's own fields (subject, code name, status, kind), ``case:<case id>``;
+- whatever other modules hand to :func:`index_record`: call summaries, notes, drafts,
+  case fields set by commands.
+
+The first three are kept by triggers on their tables, so any insert, update or delete
+anywhere updates the index in the same transaction: search never lags.  Other records
+are indexed by calling, inside the transaction that stores them::
+
+    search.index_record(db, ref=f"call:{call_id}", kind="call", case_id=case_id,
+                        author=member, subject="Call with the reporter", body=text,
+                        at=clock.stamp())
+    search.unindex_record(db, f"call:{call_id}")
+
+``ref`` is ``<kind>:<your id>``; indexing a ref again replaces the earlier text.  Kinds
+the query language knows: see :data:`KINDS`.
+
+Query language (notmuch/public-inbox style), see :data:`HELP`.  Free words match any
+field, with the quoted text of replies weighted low; results are ranked (bm25) when
+the query has words to rank by, otherwise newest first.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlite_utils
+
+from . import archive, audit, clock, store
+from .message import parse
+from .progress import Progress
+
+HELP = """\
+Search syntax
+
+  word  "a phrase"  harass*        words match any field; * matches word beginnings
+  a b   a AND b                    both (AND is implied between terms)
+  a OR b    NOT a    -a    ( )     either; without; grouping
+  from:ADDRESS   from:WORD         the sender (an address matches exactly)
+  to:ADDRESS     to:WORD           a recipient (To or Cc)
+  subject:WORD   body:WORD         the subject; the new text of a mail
+  quoted:WORD                      the quoted part of a reply
+  case:2026-0001  case:"Amber Fox" a case, by id or code name
+  kind:KIND                        report reply member call note draft sent case
+                                   (also forward, held, bounce; report includes forward)
+  person:ADDRESS  person:WORD      anyone in any role on the case
+  status:STATUS                    the case's status (open, closed, ...)
+  date:2026-01-01..2026-03-01      a date range (both ends included)
+  date:2026-02  date:2026          one month, one year
+  date:2w..  date:..3M  date:today relative: h hours, d days, w weeks, M months, y years
+Operators are written in capitals; quote a phrase to search for a word like "OR"."""
+
+KINDS = ("report", "forward", "reply", "member", "held", "bounce", "call", "note", "draft",
+         "sent", "case")
+KIND_ALIASES = {"report": ("report", "forward")}
+TEXT_PREFIXES = {"subject": "subject", "body": "body", "quoted": "quoted"}
+PREFIXES = ("from", "to", "subject", "body", "quoted", "case", "kind", "person", "status", "date")
+# bm25 weights, in the column order of search_fts.
+COLUMNS = ("sender", "rcpt", "subject", "body", "quoted", "addr")
+WEIGHTS = (2.0, 1.0, 4.0, 3.0, 0.5, 1.0)
+MAX_QUERY = 1000
+
+
+class SearchError(ValueError):
+    """A query that cannot be run; the message is meant for the person who wrote it."""
+
+
+# ---------------------------------------------------------------------------------------
+# Schema: the index tables and the triggers that keep them.
+
+# An address becomes one token, so that from:a@x.org cannot match b.a@x.org.
+_ADDR_ESCAPES = (("q", "q71"), ("@", "q40"), (".", "q2e"), ("-", "q2d"), ("_", "q5f"),
+                 ("+", "q2b"))
+
+
+def addr_token(role: str, address: str) -> str:
+    """``f`` (sender) or ``t`` (recipient) + the address, escaped to letters and digits."""
+    out = address.strip().lower()
+    for char, escape in _ADDR_ESCAPES:
+        out = out.replace(char, escape)
+    return role + out
+
+
+def _addr_token_sql(role: str, expr: str) -> str:
+    for char, escape in _ADDR_ESCAPES:
+        expr = f"replace({expr}, '{char}', '{escape}')"
+    return f"'{role}' || lower({expr})"
+
+
+def _json_tokens_sql(role: str, column: str) -> str:
+    return (f"SELECT {_addr_token_sql(role, 'value')} AS tok FROM json_each(CASE WHEN "
+            f"json_valid({column}) THEN {column} ELSE '[]' END)")
+
+
+# Each source: the documents a row makes, as SQL over the row (alias {r}).  The triggers
+# and `rebuild` are generated from these, so the two cannot drift apart.
+SOURCES: dict[str, dict[str, Any]] = {
+    "messages": {
+        "prefix": "message",
+        "when": "1",
+        "doc": {"kind": "{r}.kind", "case_id": "{r}.case_id",
+                "at": "coalesce({r}.date, {r}.received_at)"},
+        "fts": {
+            "sender": "trim(coalesce({r}.from_name, '') || ' ' || coalesce({r}.from_addr, ''))",
+            "rcpt": "trim(coalesce({r}.to_addrs, '') || ' ' || coalesce({r}.cc_addrs, ''))",
+            "subject": "coalesce({r}.subject, '')",
+            "body": "coalesce({r}.new_text, '')",
+            "quoted": "coalesce({r}.quoted_text, '')",
+            "addr": ("trim(coalesce(" + _addr_token_sql("f", "{r}.from_addr") + ", '') || ' ' ||"
+                     " coalesce((SELECT group_concat(tok, ' ') FROM ("
+                     + _json_tokens_sql("t", "{r}.to_addrs") + " UNION ALL "
+                     + _json_tokens_sql("t", "{r}.cc_addrs") + ")), ''))"),
+        },
+        "watch": "case_id, kind, from_name, from_addr, to_addrs, cc_addrs, subject, date, "
+                 "received_at, new_text, quoted_text",
+    },
+    "outbound": {
+        "prefix": "outbound",
+        # Relayed copies repeat an indexed message, once per member.
+        "when": "{r}.kind != 'relay'",
+        "doc": {"kind": "'sent'", "case_id": "{r}.case_id", "at": "{r}.created_at"},
+        "fts": {
+            "sender": "mailflow_mail_field({r}.raw, 'sender')",
+            "rcpt": "mailflow_mail_field({r}.raw, 'rcpt')",
+            "subject": "coalesce({r}.subject, '')",
+            "body": "mailflow_mail_field({r}.raw, 'body')",
+            "quoted": "mailflow_mail_field({r}.raw, 'quoted')",
+            "addr": "mailflow_mail_field({r}.raw, 'addr')",
+        },
+        "watch": "case_id, kind, subject, raw, created_at",
+    },
+    "search_records": {
+        "prefix": None,  # the row carries its own ref
+        "when": "1",
+        "doc": {"kind": "{r}.kind", "case_id": "{r}.case_id", "at": "{r}.at"},
+        "fts": {
+            "sender": "{r}.author",
+            "rcpt": "''",
+            "subject": "{r}.subject",
+            "body": "{r}.body",
+            "quoted": "''",
+            "addr": ("CASE WHEN instr({r}.author, '@') THEN "
+                     + _addr_token_sql("f", "{r}.author") + " ELSE '' END"),
+        },
+        "watch": "kind, case_id, at, author, subject, body",
+    },
+}
+
+
+def _ref_sql(table: str, r: str) -> str:
+    prefix = SOURCES[table]["prefix"]
+    return f"{r}.ref" if prefix is None else f"'{prefix}:' || {r}.id"
+
+
+def _doc_insert_sql(table: str, r: str) -> str:
+    src = SOURCES[table]
+    doc = {k: v.format(r=r) for k, v in src["doc"].items()}
+    return (f"INSERT INTO search_docs (ref, kind, case_id, at) SELECT {_ref_sql(table, r)}, "
+            f"{doc['kind']}, {doc['case_id']}, {doc['at']}")
+
+
+def _fts_insert_sql(table: str, r: str) -> str:
+    fts = [SOURCES[table]["fts"][c].format(r=r) for c in COLUMNS]
+    return (f"INSERT INTO search_fts (rowid, {', '.join(COLUMNS)}) SELECT d.id, "
+            f"{', '.join(fts)} FROM search_docs d WHERE d.ref = {_ref_sql(table, r)}")
+
+
+def _triggers(table: str) -> list[str]:
+    when = SOURCES[table]["when"].format(r="NEW")
+    ref = _ref_sql(table, "OLD")
+    unindex = (f"DELETE FROM search_fts WHERE rowid = (SELECT id FROM search_docs WHERE ref = "
+               f"{ref}); DELETE FROM search_docs WHERE ref = {ref};")
+    index = f"{_doc_insert_sql(table, 'NEW')} WHERE {when}; {_fts_insert_sql(table, 'NEW')};"
+    return [
+        f"CREATE TRIGGER search_{table}_ai AFTER INSERT ON {table} BEGIN {index} END",
+        f"CREATE TRIGGER search_{table}_ad AFTER DELETE ON {table} BEGIN {unindex} END",
+        f"CREATE TRIGGER search_{table}_au AFTER UPDATE OF {SOURCES[table]['watch']} ON {table} "
+        f"BEGIN {unindex} {index} END",
+    ]
+
+
+# A case's own fields are a record like any other, kept by triggers on cases.
+CASE_RECORD = ("INSERT INTO search_records (ref, kind, case_id, at, author, subject, body) "
+               "SELECT 'case:' || {r}.id, 'case', {r}.id, {r}.opened_at, '', "
+               "coalesce({r}.subject, ''), {r}.id || ' ' || {r}.codename || ' ' || {r}.status "
+               "|| ' ' || {r}.kind")
+CASE_TRIGGERS = [
+    f"CREATE TRIGGER search_cases_ai AFTER INSERT ON cases BEGIN {CASE_RECORD.format(r='NEW')};"
+    " END",
+    "CREATE TRIGGER search_cases_ad AFTER DELETE ON cases BEGIN "
+    "DELETE FROM search_records WHERE ref = 'case:' || OLD.id; END",
+    "CREATE TRIGGER search_cases_au AFTER UPDATE OF subject, codename, status, kind ON cases "
+    "BEGIN DELETE FROM search_records WHERE ref = 'case:' || OLD.id; "
+    f"{CASE_RECORD.format(r='NEW')}; END",
+]
+
+
+def _create_index_tables(db: sqlite_utils.Database) -> None:
+    db.execute("""
+        CREATE TABLE search_docs (
+            id INTEGER PRIMARY KEY,          -- the rowid in search_fts
+            ref TEXT NOT NULL UNIQUE,        -- message:12, outbound:3, case:2026-0001, call:7
+            kind TEXT NOT NULL,
+            case_id TEXT,
+            at TEXT NOT NULL                 -- the record's date (a mail's Date header)
+        )""")
+    db.execute("CREATE INDEX search_docs_at ON search_docs(at)")
+    db.execute("CREATE INDEX search_docs_case ON search_docs(case_id, at)")
+    db.execute("CREATE INDEX search_docs_kind ON search_docs(kind, at)")
+    db.execute(f"CREATE VIRTUAL TABLE search_fts USING fts5({', '.join(COLUMNS)}, "
+               "tokenize = 'porter unicode61 remove_diacritics 2')")
+
+
+def _create_triggers(db: sqlite_utils.Database) -> None:
+    for table in SOURCES:
+        for sql in _triggers(table):
+            db.execute(sql)
+    for sql in CASE_TRIGGERS:
+        db.execute(sql)
+
+
+def _drop_triggers(db: sqlite_utils.Database) -> None:
+    names = [r[0] for r in db.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'search\\_%' "
+        "ESCAPE '\\'")]
+    for name in names:
+        db.execute(f"DROP TRIGGER {name}")
+
+
+def search_tables(db: sqlite_utils.Database) -> None:
+    db.execute("""
+        CREATE TABLE search_records (
+            ref TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            case_id TEXT,
+            at TEXT NOT NULL,
+            author TEXT NOT NULL DEFAULT '',
+            subject TEXT NOT NULL DEFAULT '',
+            body TEXT NOT NULL DEFAULT ''
+        )""")
+    db.execute("CREATE INDEX search_records_case ON search_records(case_id)")
+    _create_index_tables(db)
+    _fill(db)
+    _create_triggers(db)
+    db.execute(CASE_RECORD.format(r="c") + " FROM cases c ORDER BY c.rowid")
+
+
+MIGRATIONS = [("0100_search_index", search_tables)]
+
+
+# ---------------------------------------------------------------------------------------
+# The SQL functions the triggers use (registered on every connection by store.connect).
+
+# The trigger asks for five fields of the same row: parse it once (per thread).
+_mail_cache = threading.local()
+
+
+def mail_fields(raw: bytes) -> dict[str, str]:
+    """The indexed fields of a composed mail (outbound rows keep only raw bytes)."""
+    p = parse(raw)
+    rcpts = p.to_addrs + p.cc_addrs
+    tokens = ([addr_token("f", p.from_addr)] if p.from_addr else []) + [
+        addr_token("t", a) for a in rcpts]
+    return {"sender": f"{p.from_name} {p.from_addr or ''}".strip(), "rcpt": " ".join(rcpts),
+            "body": p.new_text, "quoted": p.quoted_text, "addr": " ".join(tokens)}
+
+
+def _mail_field(raw: bytes | None, name: str) -> str:
+    try:
+        if raw is None:
+            return ""
+        if getattr(_mail_cache, "raw", None) != raw:
+            _mail_cache.fields = mail_fields(bytes(raw))
+            _mail_cache.raw = raw
+        return _mail_cache.fields.get(name, "")
+    except Exception:  # an index must never stop mail from being queued
+        return ""
+
+
+def on_connect(conn: sqlite3.Connection) -> None:
+    conn.create_function("mailflow_mail_field", 2, _mail_field, deterministic=True)
+
+
+# ---------------------------------------------------------------------------------------
+# Records from other modules.
+
+def index_record(db: sqlite_utils.Database, *, ref: str, kind: str, case_id: str | None,
+                 body: str, at: str | None = None, author: str = "", subject: str = "") -> None:
+    """Index (or re-index) a record; call inside the transaction that stores it."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown search kind {kind!r}")
+    db.execute(
+        "INSERT INTO search_records (ref, kind, case_id, at, author, subject, body) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(ref) DO UPDATE SET kind = excluded.kind, "
+        "case_id = excluded.case_id, at = excluded.at, author = excluded.author, "
+        "subject = excluded.subject, body = excluded.body",
+        [ref, kind, case_id, at or clock.stamp(), author.lower() if "@" in author else author,
+         subject, body])
+
+
+def unindex_record(db: sqlite_utils.Database, ref: str) -> None:
+    db.execute("DELETE FROM search_records WHERE ref = ?", [ref])
+
+
+# ---------------------------------------------------------------------------------------
+# Rebuilding the index from its sources.
+
+def _fill(db: sqlite_utils.Database) -> None:
+    for table, src in SOURCES.items():
+        where = src["when"].format(r="r")
+        db.execute(f"{_doc_insert_sql(table, 'r')} FROM {table} r WHERE {where} ORDER BY r.rowid")
+        fts = [src["fts"][c].format(r="r") for c in COLUMNS]
+        db.execute(f"INSERT INTO search_fts (rowid, {', '.join(COLUMNS)}) SELECT d.id, "
+                   f"{', '.join(fts)} FROM {table} r JOIN search_docs d ON d.ref = "
+                   f"{_ref_sql(table, 'r')} WHERE {where}")
+
+
+def rebuild_index(db: sqlite_utils.Database) -> int:
+    """Drop and rebuild ``search_docs`` and ``search_fts`` (inside the caller's
+    transaction); returns the number of documents."""
+    _drop_triggers(db)
+    db.execute("DROP TABLE search_fts")
+    db.execute("DROP TABLE search_docs")
+    db.execute("DELETE FROM search_records WHERE ref LIKE 'case:%'")
+    db.execute(CASE_RECORD.format(r="c") + " FROM cases c ORDER BY c.rowid")
+    _create_index_tables(db)
+    _fill(db)
+    _create_triggers(db)
+    db.execute("INSERT INTO search_fts (search_fts) VALUES ('optimize')")
+    return db.execute("SELECT count(*) FROM search_docs").fetchone()[0]
+
+
+def reindex(db: sqlite_utils.Database, show_progress: bool = True) -> dict[str, int]:
+    """``mailflow reindex``: recompute what derives from the raw bytes, in one
+    transaction: the parsed columns of every message (:func:`archive.parsed_columns`)
+    from ``spool.raw``, then the whole search index.  Which case a message belongs to,
+    its kind and flags, people, decisions and the audit log are history, not derived,
+    and stay as they are."""
+    total = db.execute("SELECT count(*) FROM messages").fetchone()[0]
+    progress = Progress("reindexing", total) if show_progress else None
+    with store.transaction(db):
+        _drop_triggers(db)  # the index is rebuilt once, at the end
+        last = 0
+        while rows := db.execute(
+                "SELECT m.id, s.raw FROM messages m JOIN spool s ON s.id = m.spool_id "
+                "WHERE m.id > ? ORDER BY m.id LIMIT 500", [last]).fetchall():
+            updates = [{**archive.parsed_columns(parse(raw)), "id": mid} for mid, raw in rows]
+            names = [k for k in updates[0] if k != "id"]
+            db.conn.executemany(
+                f"UPDATE messages SET {', '.join(f'{n} = :{n}' for n in names)} WHERE id = :id",
+                updates)
+            last = rows[-1][0]
+            if progress:
+                progress.advance(len(rows))
+        docs = rebuild_index(db)
+        audit.append(db, "admin", "reindex", None, messages=total, documents=docs)
+    if progress:
+        progress.finish()
+    return {"messages": total, "documents": docs}
+
+
+# ---------------------------------------------------------------------------------------
+# The query language.
+
+@dataclass
+class Text:
+    """A full-text condition, as an FTS5 expression."""
+
+    expr: str
+    ranked: bool        # words to rank by (an exact address is not)
+
+
+@dataclass
+class Meta:
+    """A condition on the record or its case, as SQL over ``search_docs d``."""
+
+    sql: str
+    params: list[Any]
+
+
+@dataclass
+class And:
+    items: list[Node]
+
+
+@dataclass
+class Or:
+    items: list[Node]
+
+
+@dataclass
+class Not:
+    item: Node
+
+
+Node = Text | Meta | And | Or | Not
+
+_TOKEN = re.compile(r'\s*(?:(\()|(\))|("(?:[^"]*)"?)|([^\s()"]+(?:"[^"]*"?)?))')
+
+
+def _lex(query: str) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    pos = 0
+    while pos < len(query):
+        m = _TOKEN.match(query, pos)
+        if not m or m.end() == pos:
+            break
+        pos = m.end()
+        lpar, rpar, phrase, word = m.groups()
+        if lpar:
+            out.append(("(", lpar))
+        elif rpar:
+            out.append((")", rpar))
+        elif phrase is not None:
+            if len(phrase) < 2 or not phrase.endswith('"'):
+                raise SearchError(f"unclosed quote in {phrase!r}")
+            out.append(("phrase", phrase[1:-1]))
+        elif word in ("AND", "OR", "NOT"):
+            out.append((word, word))
+        elif word:
+            if word.count('"') % 2:
+                raise SearchError(f"unclosed quote in {word!r}")
+            out.append(("word", word))
+    return out
+
+
+class _Parser:
+    def __init__(self, query: str):
+        self.tokens = _lex(query)
+        self.pos = 0
+
+    def peek(self) -> str | None:
+        return self.tokens[self.pos][0] if self.pos < len(self.tokens) else None
+
+    def take(self) -> tuple[str, str]:
+        token = self.tokens[self.pos]
+        self.pos += 1
+        return token
+
+    def parse(self) -> Node:
+        if not self.tokens:
+            raise SearchError("empty query: give words, a phrase or a prefix like from:")
+        node = self.or_expr()
+        if self.peek() == ")":
+            raise SearchError("a ')' without its '('")
+        return node
+
+    def or_expr(self) -> Node:
+        items = [self.and_expr()]
+        while self.peek() == "OR":
+            self.take()
+            items.append(self.and_expr("OR"))
+        return items[0] if len(items) == 1 else Or(items)
+
+    def and_expr(self, after: str | None = None) -> Node:
+        items = [self.unary(after)]
+        while self.peek() not in (None, ")", "OR"):
+            op = None
+            if self.peek() == "AND":
+                op = self.take()[0]
+            items.append(self.unary(op))
+        return items[0] if len(items) == 1 else And(items)
+
+    def unary(self, after: str | None = None) -> Node:
+        kind = self.peek()
+        if kind is None or kind in (")", "OR", "AND"):
+            where = f"after {after}" if after else "here"
+            found = "the end of the query" if kind is None else repr(kind)
+            raise SearchError(f"expected a search term {where}, found {found}")
+        if kind == "NOT":
+            self.take()
+            return Not(self.unary("NOT"))
+        if kind == "(":
+            self.take()
+            if self.peek() == ")":
+                raise SearchError("empty parentheses")
+            node = self.or_expr()
+            if self.peek() != ")":
+                raise SearchError("missing ')'")
+            self.take()
+            return node
+        kind, value = self.take()
+        if kind == "phrase":
+            return _free_text(value, phrase=True)
+        if value.startswith("-") and len(value) > 1:
+            return Not(_term(value[1:]))
+        return _term(value)
+
+
+def parse_query(query: str) -> Node:
+    if len(query) > MAX_QUERY:
+        raise SearchError(f"query too long (at most {MAX_QUERY} characters)")
+    return _Parser(query).parse()
+
+
+def _quote(text: str) -> str:
+    return '"' + text.replace('"', '""') + '"'
+
+
+def _fts_value(value: str, where: str) -> str:
+    """A value as an FTS5 phrase (``word*`` as a prefix search); it must have a word in it."""
+    star = value.endswith("*") and not value.endswith('"*')
+    core = value[:-1] if star else value
+    if core.startswith('"') and core.endswith('"') and len(core) >= 2:
+        core = core[1:-1]
+    if not re.search(r"\w", core):
+        raise SearchError(f"{where}: {value!r} has no letters or digits to search for")
+    return _quote(core) + ("*" if star else "")
+
+
+def _free_text(value: str, phrase: bool = False) -> Node:
+    if phrase:
+        if not re.search(r"\w", value):
+            raise SearchError(f'"{value}" has no letters or digits to search for')
+        return Text(_quote(value), ranked=True)
+    return Text(_fts_value(value, "search term"), ranked=True)
+
+
+def _term(word: str) -> Node:
+    name, sep, value = word.partition(":")
+    if not sep or not re.fullmatch(r"[A-Za-z]+", name):
+        return _free_text(word)
+    name = name.lower()
+    if name not in PREFIXES:
+        known = ", ".join(p + ":" for p in PREFIXES)
+        raise SearchError(f"unknown prefix {name + ':'!r} (known: {known}); "
+                          f"put {word!r} in quotes to search for it as text")
+    if not value:
+        raise SearchError(f"{name}: needs a value, e.g. {_EXAMPLES[name]}")
+    plain = value[1:-1] if len(value) >= 2 and value[0] == value[-1] == '"' else value
+    if name in ("from", "to"):
+        if "@" in plain and not plain.endswith("*"):
+            role = "f" if name == "from" else "t"
+            return Text(f"addr : {_quote(addr_token(role, plain))}", ranked=False)
+        column = "sender" if name == "from" else "rcpt"
+        return Text(f"{column} : {_fts_value(value, name + ':')}", ranked=False)
+    if name in TEXT_PREFIXES:
+        return Text(f"{TEXT_PREFIXES[name]} : {_fts_value(value, name + ':')}", ranked=True)
+    if name == "case":
+        if re.fullmatch(r"\d{4}-\d{4,}", plain):
+            return Meta("d.case_id = ?", [plain])
+        return Meta("d.case_id IN (SELECT id FROM cases WHERE lower(codename) = lower(?))",
+                    [plain])
+    if name == "kind":
+        kind = plain.lower()
+        if kind not in KINDS:
+            raise SearchError(f"kind: {plain!r} is not a kind (known: {', '.join(KINDS)})")
+        kinds = KIND_ALIASES.get(kind, (kind,))
+        return Meta(f"d.kind IN ({', '.join('?' * len(kinds))})", list(kinds))
+    if name == "person":
+        if "@" in plain:
+            return Meta("d.case_id IN (SELECT case_id FROM people WHERE address = lower(?))",
+                        [plain])
+        return Meta("d.case_id IN (SELECT case_id FROM people WHERE ' ' || lower(name) || ' ' "
+                    "LIKE '% ' || lower(?) || ' %' OR address LIKE lower(?) || '@%')",
+                    [plain, plain])
+    if name == "status":
+        return Meta("d.case_id IN (SELECT id FROM cases WHERE status = lower(?))", [plain])
+    start, end = parse_date_range(plain)
+    return Meta("d.at >= ? AND d.at < ?", [clock.stamp(start), clock.stamp(end)])
+
+
+_EXAMPLES = {
+    "from": "from:alice@example.org", "to": "to:conduct@example.org", "subject": "subject:slides",
+    "body": "body:apology", "quoted": "quoted:apology", "case": "case:2026-0001",
+    "kind": "kind:call", "person": "person:bob@example.org", "status": "status:open",
+    "date": "date:2026-01-01..2026-03-01",
+}
+
+# ---------------------------------------------------------------------------------------
+# Dates: absolute (YYYY, YYYY-MM, YYYY-MM-DD, with an optional THH:MM), today,
+# yesterday, now, and ages (2w, 3d, 6M, 1y, 12h, 30m).
+
+_AGE = re.compile(r"^(\d+)\s*(m|min|mins|minutes?|h|hours?|d|days?|w|weeks?|M|months?|"
+                  r"y|years?)$")
+DATE_HINT = ("use YYYY-MM-DD, YYYY-MM, YYYY, today, yesterday, now, or an age such as "
+             "2w, 3d, 6M, 1y")
+LATEST = datetime(9999, 12, 31, tzinfo=UTC)
+EARLIEST = datetime(1, 1, 1, tzinfo=UTC)
+
+
+def _months_before(when: datetime, months: int) -> datetime:
+    total = when.year * 12 + (when.month - 1) - months
+    year, month = divmod(total, 12)
+    day = min(when.day, 28)  # the same day-of-month may not exist; close enough for an age
+    return when.replace(year=year, month=month + 1, day=day)
+
+
+def _point(text: str) -> tuple[datetime, datetime]:
+    """The period a date expression names: [start, end)."""
+    now = clock.now()
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    lowered = text.lower()
+    if lowered == "now":
+        return now, now
+    if lowered == "today":
+        return today, today + timedelta(days=1)
+    if lowered == "yesterday":
+        return today - timedelta(days=1), today
+    age = _AGE.match(text)
+    if age:
+        n, unit = int(age.group(1)), age.group(2)
+        if unit == "M" or unit.startswith("month"):
+            when = _months_before(now, n)
+        elif unit.startswith("y"):
+            when = _months_before(now, 12 * n)
+        else:
+            seconds = {"m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}[unit[0]]
+            when = now - timedelta(seconds=n * seconds)
+        return when, when
+    try:
+        if re.fullmatch(r"\d{4}", text):
+            start = datetime(int(text), 1, 1, tzinfo=UTC)
+            return start, start.replace(year=start.year + 1)
+        if re.fullmatch(r"\d{4}-\d{2}", text):
+            start = datetime(int(text[:4]), int(text[5:7]), 1, tzinfo=UTC)
+            return start, _months_before(start, -1)
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            start = clock.parse(text)
+            return start, start + timedelta(days=1)
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2})?Z?", text):
+            start = clock.parse(text)
+            return start, start + timedelta(seconds=1 if text.count(":") == 2 else 60)
+    except ValueError:
+        pass
+    raise SearchError(f"date: cannot read {text!r}; {DATE_HINT}")
+
+
+def parse_date_range(value: str) -> tuple[datetime, datetime]:
+    """``A..B`` (both included), ``A..``, ``..B`` or ``A``: [start, end) in UTC."""
+    if ".." in value:
+        first, _, last = value.partition("..")
+        start = _point(first)[0] if first else EARLIEST
+        end = _point(last)[1] if last else LATEST
+        # An age as the end means up to that moment: "..2w" is "more than two weeks ago".
+        if last and _AGE.match(last):
+            end = _point(last)[0]
+    else:
+        start, end = _point(value)
+        if _AGE.match(value) or value.lower() == "now":
+            end = LATEST  # "date:2w" reads as "in the last two weeks"
+    if end <= start:
+        raise SearchError(f"date: {value!r} ends before it starts")
+    return start, end
+
+
+# ---------------------------------------------------------------------------------------
+# Compiling a query to SQL.
+
+def _fts(node: Node) -> str | None:
+    """The node as one FTS5 expression, or None if it needs SQL."""
+    if isinstance(node, Text):
+        return node.expr
+    if isinstance(node, Or):
+        parts = [_fts(n) for n in node.items]
+        return None if None in parts else " OR ".join(f"({p})" for p in parts)
+    if isinstance(node, And):
+        positive = [_fts(n) for n in node.items if not isinstance(n, Not)]
+        negative = [_fts(n.item) for n in node.items if isinstance(n, Not)]
+        if not positive or None in positive or None in negative:
+            return None
+        expr = " AND ".join(f"({p})" for p in positive)
+        for n in negative:
+            expr = f"({expr}) NOT ({n})"
+        return expr
+    return None
+
+
+def _ranked(node: Node) -> bool:
+    if isinstance(node, Text):
+        return node.ranked
+    if isinstance(node, And | Or):
+        return any(_ranked(n) for n in node.items)
+    return False  # words under NOT rank nothing
+
+
+def _sql(node: Node) -> tuple[str, list[Any]]:
+    """The node as a SQL condition over ``search_docs d``."""
+    if isinstance(node, Meta):
+        return f"({node.sql})", list(node.params)
+    expr = _fts(node)
+    if expr is not None:
+        return "d.id IN (SELECT rowid FROM search_fts WHERE search_fts MATCH ?)", [expr]
+    if isinstance(node, Not):
+        sql, params = _sql(node.item)
+        return f"NOT {sql}", params
+    assert isinstance(node, And | Or)
+    parts = [_sql(n) for n in node.items]
+    joiner = " AND " if isinstance(node, And) else " OR "
+    return "(" + joiner.join(p[0] for p in parts) + ")", [x for p in parts for x in p[1]]
+
+
+@dataclass
+class Plan:
+    match: str | None          # the FTS5 expression that drives the query, if any
+    ranked: bool
+    where: list[str]
+    params: list[Any]
+
+
+def plan(node: Node, as_member: str | None = None) -> Plan:
+    match = _fts(node)
+    if match is not None:
+        p = Plan(match, _ranked(node), [], [])
+    elif isinstance(node, And):
+        # The parts FTS5 can do drive the query; the rest filter its hits.
+        text = [n for n in node.items if _fts(n.item if isinstance(n, Not) else n) is not None]
+        match = _fts(And(text)) if text else None
+        rest = node.items if match is None else [n for n in node.items
+                                                 if not any(n is t for t in text)]
+        p = Plan(match, match is not None and _ranked(And(text)), [], [])
+        for n in rest:
+            sql, params = _sql(n)
+            p.where.append(sql)
+            p.params += params
+    else:
+        sql, params = _sql(node)
+        p = Plan(None, False, [sql], params)
+    if as_member:
+        # The recused are people of the case with the role "recused" (cases.recused).
+        p.where.append("(d.case_id IS NULL OR d.case_id NOT IN (SELECT case_id FROM people "
+                       "WHERE role = 'recused' AND address = lower(?)))")
+        p.params.append(as_member)
+    return p
+
+
+# ---------------------------------------------------------------------------------------
+# Running a query.
+
+MARKS = ("\x02", "\x03")   # highlight markers inside the engine, replaced on output
+SNIPPET_TOKENS = 16
+
+
+def _hits(db: sqlite_utils.Database, p: Plan, limit: int, extra: str = "",
+          extra_params: list[Any] | None = None) -> list[tuple]:
+    where = list(p.where) + ([extra] if extra else [])
+    params = list(p.params) + (extra_params or [])
+    if p.match is not None:
+        score = f"bm25(search_fts, {', '.join(str(w) for w in WEIGHTS)})" if p.ranked else "0"
+        order = "score, d.at DESC, d.ref" if p.ranked else "d.at DESC, d.ref"
+        sql = (f"SELECT d.id, d.ref, d.kind, d.case_id, d.at, {score} AS score "
+               "FROM search_fts JOIN search_docs d ON d.id = search_fts.rowid "
+               f"WHERE search_fts MATCH ? {''.join(' AND ' + w for w in where)} "
+               f"ORDER BY {order} LIMIT ?")
+        args = [p.match, *params, limit]
+    else:
+        sql = ("SELECT d.id, d.ref, d.kind, d.case_id, d.at, 0 AS score FROM search_docs d "
+               f"{'WHERE ' + ' AND '.join(where) if where else ''} "
+               "ORDER BY d.at DESC, d.ref LIMIT ?")
+        args = [*params, limit]
+    try:
+        return db.execute(sql, args).fetchall()
+    except sqlite3.OperationalError as e:
+        raise SearchError(f"the query could not be run: {e}") from None
+
+
+def _display(db: sqlite_utils.Database, p: Plan, rows: list[tuple]) -> dict[int, dict]:
+    """Sender, subject and a highlighted snippet for each hit."""
+    if not rows:
+        return {}
+    ids = [r[0] for r in rows]
+    marks = ", ".join("?" * len(ids))
+    o, c = MARKS
+    if p.match is not None:
+        sql = (f"SELECT rowid, sender, subject, snippet(search_fts, 3, ?, ?, '…', "
+               f"{SNIPPET_TOKENS}), snippet(search_fts, 4, ?, ?, '…', {SNIPPET_TOKENS}), "
+               f"snippet(search_fts, 2, ?, ?, '…', {SNIPPET_TOKENS}) FROM search_fts "
+               f"WHERE search_fts MATCH ? AND rowid IN ({marks})")
+        args = [o, c, o, c, o, c, p.match, *ids]
+    else:
+        sql = (f"SELECT rowid, sender, subject, substr(body, 1, 200), '', '' FROM search_fts "
+               f"WHERE rowid IN ({marks})")
+        args = ids
+    out = {}
+    for rowid, sender, subject, body, quoted, subj in db.execute(sql, args):
+        # The new text if the words are there, else the quoted text, else the subject.
+        snippet = next((s for s in (body, quoted, subj) if o in s), body)
+        out[rowid] = {"from": sender, "subject": subject,
+                      "snippet": " ".join(snippet.split())}
+    return out
+
+
+def _results(db: sqlite_utils.Database, p: Plan, rows: list[tuple], marks: tuple[str, str]
+             ) -> list[dict[str, Any]]:
+    shown = _display(db, p, rows)
+    out = []
+    for doc_id, ref, kind, case_id, at, score in rows:
+        d = shown.get(doc_id, {"from": "", "subject": "", "snippet": ""})
+        snippet = d["snippet"].replace(MARKS[0], marks[0]).replace(MARKS[1], marks[1])
+        out.append({"ref": ref, "kind": kind, "case": case_id, "date": at,
+                    "from": d["from"], "subject": d["subject"], "snippet": snippet,
+                    "score": round(-score, 4) if p.ranked else None})
+    return out
+
+
+def run(db: sqlite_utils.Database, query: str, *, as_member: str | None = None,
+        limit: int = 20, by_case: bool = False, per_case: int = 3,
+        marks: tuple[str, str] = ("*", "*")) -> dict[str, Any]:
+    """Run a query; plain data for ``--json``, :func:`format_results` and ``#search``.
+
+    ``as_member``: leave out the cases that member is recused from.
+    ``by_case``: ``limit`` counts cases, each with up to ``per_case`` hits.
+    Raises :class:`SearchError` with a message for the person who wrote the query.
+    """
+    if limit < 1:
+        raise SearchError("the limit must be at least 1")
+    p = plan(parse_query(query), as_member)
+    if not by_case:
+        rows = _hits(db, p, limit + 1)
+        return {"query": query, "results": _results(db, p, rows[:limit], marks),
+                "more": len(rows) > limit}
+    groups = _case_groups(db, p, limit + 1)
+    chosen = groups[:limit]
+    case_ids = [g["case"] for g in chosen if g["case"] is not None]
+    cases_out = []
+    if chosen:
+        marks_sql = ", ".join("?" * len(case_ids))
+        cond = [f"d.case_id IN ({marks_sql})"] if case_ids else []
+        if any(g["case"] is None for g in chosen):
+            cond.append("d.case_id IS NULL")
+        rows = _hits(db, p, 10 ** 9, "(" + " OR ".join(cond) + ")", case_ids)
+        by: dict[str | None, list[tuple]] = {}
+        for r in rows:
+            if len(by.setdefault(r[3], [])) < per_case:
+                by[r[3]].append(r)
+        info = {r["id"]: r for r in db.query(
+            f"SELECT id, codename, status, subject FROM cases WHERE id IN ({marks_sql})",
+            case_ids)}
+        for g in chosen:
+            c = info.get(g["case"], {})
+            cases_out.append({"case": g["case"], "codename": c.get("codename"),
+                              "status": c.get("status"), "hits": g["hits"],
+                              "results": _results(db, p, by.get(g["case"], []), marks)})
+    return {"query": query, "cases": cases_out, "more": len(groups) > limit}
+
+
+def _case_groups(db: sqlite_utils.Database, p: Plan, limit: int) -> list[dict[str, Any]]:
+    where = "".join(" AND " + w for w in p.where)
+    if p.match is not None:
+        score = f"bm25(search_fts, {', '.join(str(w) for w in WEIGHTS)})" if p.ranked else "0"
+        hits = (f"SELECT d.case_id, {score} AS score, d.at FROM search_fts JOIN search_docs d "
+                f"ON d.id = search_fts.rowid WHERE search_fts MATCH ? {where}")
+        args = [p.match, *p.params, limit]
+    else:
+        hits = f"SELECT d.case_id, 0 AS score, d.at FROM search_docs d WHERE 1 {where}"
+        args = [*p.params, limit]
+    # Materialized: bm25() only works in the query that does the MATCH, not an aggregate.
+    order = "best, latest DESC" if p.ranked else "latest DESC"
+    sql = (f"WITH hits AS MATERIALIZED ({hits}) SELECT case_id, min(score) AS best, count(*), "
+           f"max(at) AS latest FROM hits GROUP BY case_id ORDER BY {order}, case_id LIMIT ?")
+    try:
+        rows = db.execute(sql, args).fetchall()
+    except sqlite3.OperationalError as e:
+        raise SearchError(f"the query could not be run: {e}") from None
+    return [{"case": r[0], "hits": r[2]} for r in rows]
+
+
+def format_results(data: dict[str, Any]) -> str:
+    """Results as text, for the terminal and for a ``#search`` reply."""
+    def hit(r: dict[str, Any], indent: str) -> list[str]:
+        head = f"{indent}{r['date'][:10]}  {r['kind']:<7} {r['case'] or '-':<10} {r['from']}"
+        lines = [head, f"{indent}    {r['subject'] or '(no subject)'}"]
+        if r["snippet"]:
+            lines.append(f"{indent}    {r['snippet']}")
+        return lines
+
+    lines: list[str] = []
+    if "cases" in data:
+        for c in data["cases"]:
+            name = f"{c['case']} ({c['codename']}, {c['status']})" if c["case"] else "no case"
+            lines.append(f"{name}: {c['hits']} hit{'s' if c['hits'] != 1 else ''}")
+            for r in c["results"]:
+                lines += hit(r, "  ")
+            lines.append("")
+        empty = not data["cases"]
+    else:
+        for r in data["results"]:
+            lines += hit(r, "")
+        empty = not data["results"]
+    if empty:
+        return f"Nothing matches {data['query']!r}."
+    if data["more"]:
+        lines.append("(more results: raise the limit or narrow the query)")
+    return "\n".join(lines).rstrip()
+
+
+# ---------------------------------------------------------------------------------------
+# #search by mail: the asking member's view (no case they are recused from).
+
+MAIL_LIMIT = 20
+
+
+def _register_command() -> None:
+    from .commands import CommandError, Invocation, command
+
+    @command("search", needs_case=False,
+             summary="search the archive; the results come back in the transcript "
+             "(never a case you are recused from)",
+             usage="#search <query>   (the syntax of `mailflow search --help`)",
+             example='#search from:alice@example.org "keynote slides" date:2026')
+    def _search(inv: Invocation) -> str:
+        try:
+            data = run(inv.db, inv.cmd.args, as_member=inv.actor, limit=MAIL_LIMIT)
+        except SearchError as e:
+            raise CommandError(f"{e} (send #help search for the syntax)") from None
+        return format_results(data)
+
+
+_register_command()

@@ -1,0 +1,118 @@
+"""Urgent triage: words and patterns from ``rules/triage.toml`` (threats of violence,
+self-harm, doxxing, an event in progress) mark a new report urgent.
+
+Two pipeline handlers, because they need different moments:
+
+- :func:`assess`, right after threading, marks the case urgent, so that the clocks,
+  the acknowledgement (which then tells the reporter whom to call in an emergency)
+  and the relay all see it;
+- :func:`alert`, just before the relay (after any automatic recusal), alerts every
+  member on the case at once with a distinct subject, ahead of the ordinary copy.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from . import audit, cases, relay, render
+
+if TYPE_CHECKING:
+    from .pipeline import Context
+
+
+@dataclass(frozen=True)
+class Hit:
+    label: str
+    matched: str
+
+
+def _word_pattern(word: str) -> str:
+    # Whole words or phrases, any spacing between the words of a phrase.
+    return r"(?<!\w)" + r"\s+".join(re.escape(w) for w in word.split()) + r"(?!\w)"
+
+
+def categories(rules: Mapping[str, Any]) -> dict[str, tuple[str, re.Pattern[str]]]:
+    """{category: (label, one compiled pattern of its words and patterns)}."""
+    out = {}
+    for name, spec in rules.get("triage", {}).get("categories", {}).items():
+        parts = [_word_pattern(w) for w in spec.get("words", [])] + list(spec.get("patterns", []))
+        if parts:
+            out[name] = (spec.get("label", name),
+                         re.compile("|".join(f"(?:{p})" for p in parts), re.IGNORECASE))
+    return out
+
+
+def problems(rules: Mapping[str, Any]) -> list[str]:
+    """Every problem with ``rules/triage.toml``, for ``mailflow check``."""
+    out = []
+    table = rules.get("triage", {})
+    cats = table.get("categories", {})
+    if not isinstance(cats, dict):
+        return ["rules/triage.toml: categories: expected tables [categories.NAME]"]
+    for name, spec in cats.items():
+        key = f"rules/triage.toml: categories.{name}"
+        if not isinstance(spec, dict):
+            out.append(f"{key}: expected a table")
+            continue
+        for field in ("words", "patterns"):
+            values = spec.get(field, [])
+            if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+                out.append(f"{key}.{field}: expected a list of strings")
+        for pattern in spec.get("patterns", []):
+            try:
+                re.compile(pattern)
+            except (re.error, TypeError) as e:
+                out.append(f"{key}.patterns: {pattern!r}: {e}")
+    if not isinstance(table.get("subject_prefix", "URGENT"), str):
+        out.append("rules/triage.toml: subject_prefix: expected a string")
+    return out
+
+
+def find(rules: Mapping[str, Any], text: str) -> list[Hit]:
+    """One hit per category whose words or patterns occur in ``text``."""
+    hits = []
+    for label, pattern in categories(rules).values():
+        match = pattern.search(text)
+        if match:
+            hits.append(Hit(label, " ".join(match.group(0).split())))
+    return hits
+
+
+def _report_text(ctx: Context) -> str:
+    p = ctx.parsed
+    return "\n".join([p.subject, p.body_text, *(f.subject + "\n" + f.text for f in p.forwarded)])
+
+
+def assess(ctx: Context) -> None:
+    if not ctx.new_case or not ctx.case_id:
+        return
+    hits = find(ctx.svc.rules, _report_text(ctx))
+    if not hits:
+        return
+    ctx.db.execute("UPDATE cases SET urgent = 1 WHERE id = ?", [ctx.case_id])
+    labels = ", ".join(h.label for h in hits)
+    ctx.flags.append(f"urgent: {labels}")
+    audit.append(ctx.db, "mailflow", "marked urgent", ctx.case_id,
+                 categories=[h.label for h in hits], matched=[h.matched for h in hits])
+
+
+def alert(ctx: Context) -> None:
+    if not ctx.new_case or not ctx.case_id:
+        return
+    case = cases.get(ctx.db, ctx.case_id)
+    if not case or not case["urgent"]:
+        return
+    members = cases.active_members(ctx.db, ctx.cfg, ctx.case_id)
+    if not members:
+        return
+    hits = find(ctx.svc.rules, _report_text(ctx))
+    text = render.render(
+        ctx.svc.templates, "urgent-alert", committee=ctx.cfg.committee, case=case,
+        prefix=ctx.svc.rules.get("triage", {}).get("subject_prefix", "URGENT"),
+        labels=[h.label for h in hits], hits=hits, body=ctx.parsed.body_text,
+        reporters=cases.reporters(ctx.db, ctx.case_id))
+    relay.mail_members(ctx, ctx.case_id, members, subject=text.subject, body=text.body,
+                       kind="urgent")

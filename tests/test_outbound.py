@@ -1,0 +1,129 @@
+"""Outbound delivery: through a relay that demands STARTTLS and AUTH, into a Maildir
+when there is no relay, and never with a header that carries a line break."""
+
+from __future__ import annotations
+
+import ssl
+from email import message_from_bytes, policy
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
+from conftest import CaptureRelay, MailflowServer, free_port, make_mail, wait_until
+from dovecot import make_certificate
+
+from mailflow import config, outbound
+from mailflow.outbound import HeaderInjection
+
+REPORTER = "reporter@people.test"
+
+
+class SecureRelay(CaptureRelay):
+    """A relay that refuses mail unless the session is encrypted and authenticated."""
+
+    def __init__(self, port: int, cert: Path, key: Path):
+        super().__init__(port)
+        self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self.context.load_cert_chain(cert, key)
+        self.logins: list[str] = []
+
+    def authenticate(self, server, session, envelope, mechanism, auth_data):
+        ok = auth_data.login == b"mailflow" and auth_data.password == b"relay-secret"
+        if ok:
+            self.logins.append(auth_data.login.decode())
+        return AuthResult(success=ok)
+
+    def start(self) -> None:
+        self.controller = Controller(
+            self, hostname="127.0.0.1", port=self.port, tls_context=self.context,
+            require_starttls=True, auth_required=True, auth_require_tls=True,
+            authenticator=self.authenticate)
+        self.controller.start()
+
+
+@pytest.fixture
+def secure_relay(tmp_path):
+    cert, key = make_certificate(tmp_path)
+    relay = SecureRelay(free_port(), cert, key)
+    relay.start()
+    yield relay, cert
+    relay.stop()
+
+
+def relay_settings(ca: Path | None) -> str:
+    return ("starttls = true\nusername = \"mailflow\"\npassword_env = \"RELAY_PASSWORD\"\n"
+            + (f'ca_file = "{ca}"\n' if ca else ""))
+
+
+def server_with(tmp_path: Path, port: int, settings: str) -> MailflowServer:
+    server = MailflowServer(tmp_path, port, env={"RELAY_PASSWORD": "relay-secret"})
+    text = server.config.read_text().replace("[outbound]\n", "[outbound]\n" + settings)
+    server.config.write_text(text)
+    return server.start()
+
+
+def test_delivery_through_a_relay_with_starttls_and_auth(tmp_path, secure_relay):
+    relay, cert = secure_relay
+    server = server_with(tmp_path, relay.port, relay_settings(cert))
+    try:
+        server.send(make_mail(REPORTER, "conduct@example.org", "Secure", "Over TLS."),
+                    REPORTER, ["conduct@example.org"])
+        relay.wait_for(lambda c: REPORTER in c.rcpts, what="ack over TLS")
+        assert "mailflow" in relay.logins
+    finally:
+        server.stop()
+
+
+def test_an_untrusted_relay_certificate_defers_and_loses_nothing(tmp_path, secure_relay):
+    relay, _ = secure_relay
+    server = server_with(tmp_path, relay.port, relay_settings(None))  # no private CA
+    try:
+        server.send(make_mail(REPORTER, "conduct@example.org", "Untrusted", "Hold it."),
+                    REPORTER, ["conduct@example.org"])
+        rows = wait_until(lambda: [r for r in server.cli_json("queue") if r["attempts"]],
+                          what="a deferred delivery")
+        assert "CERTIFICATE_VERIFY_FAILED" in rows[0]["last_error"]
+        assert relay.received == []
+    finally:
+        server.stop()
+
+
+def test_without_a_relay_mail_goes_to_the_maildir_outbox(tmp_path):
+    server = MailflowServer(tmp_path, relay_port=None).start()
+    try:
+        server.send(make_mail(REPORTER, "conduct@example.org", "No relay", "Maildir."),
+                    REPORTER, ["conduct@example.org"])
+        new = server.archive / "outbox" / "new"
+        files = wait_until(lambda: sorted(new.iterdir()) if new.exists() and len(
+            list(new.iterdir())) == 4 else None, what="4 files in the outbox")
+        texts = [f.read_bytes() for f in files]
+        ack = next(t for t in texts if f"X-Mailflow-Envelope-To: {REPORTER}".encode() in t)
+        assert b"Return-Path: <>" in ack and b"Auto-Submitted: auto-replied" in ack
+        assert not list((server.archive / "outbox" / "tmp").iterdir())
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("value", ["Hello\r\nBcc: victim@x.test", "Hi\nthere", "a%0aBcc: x",
+                                   "x=0D=0ABcc: y", "line\u2028break"])
+def test_compose_refuses_a_line_break_in_any_header(value):
+    cfg = config.Config()
+    with pytest.raises(HeaderInjection):
+        outbound.compose(cfg, from_=("x", "conduct@example.org"), to=["a@b.test"],
+                         subject=value, body="text")
+    with pytest.raises(HeaderInjection):
+        outbound.compose(cfg, from_=(value, "conduct@example.org"), to=["a@b.test"],
+                         subject="ok", body="text")
+
+
+def test_compose_encodes_non_ascii_and_long_lines():
+    cfg = config.Config()
+    msg = outbound.compose(cfg, from_=("Comité de conduite", "conduct@example.org"),
+                           to=["a@b.test"], subject="Ihre Meldung über #general",
+                           body="Grüße\n" + "x" * 2000 + "\n")
+    parsed = message_from_bytes(msg.as_bytes(), policy=policy.default)
+    assert parsed["Subject"] == "Ihre Meldung über #general"
+    assert parsed["From"].addresses[0].display_name == "Comité de conduite"
+    assert parsed.get_content().replace("\r\n", "\n") == "Grüße\n" + "x" * 2000 + "\n"
+    assert max(len(line) for line in msg.as_bytes().split(b"\r\n")) <= 998
