@@ -17,14 +17,15 @@ from . import cases, clock, clocks, relay, render
 from .config import Config
 
 if TYPE_CHECKING:
-    from .scheduler import Scope
+    from .drafts import Mailer
 
 
-def send_all(scope: Scope, policy: clocks.Policy, now: datetime, late: bool) -> str:
+def send_all(scope: Mailer, policy: clocks.Policy, now: datetime, late: bool) -> str:
     cfg = scope.cfg
+    board = open_cases(scope.db, policy, now)
     sent = []
     for member in cfg.committee.members:
-        entries = for_member(scope.db, cfg, policy, member.lower(), now)
+        entries = for_member(scope.db, cfg, board, member.lower())
         busy = any(e["due"] or e["overdue"] or e["waiting"] for e in entries)
         if not busy and not policy.digest.send_empty:
             continue
@@ -35,23 +36,29 @@ def send_all(scope: Scope, policy: clocks.Policy, now: datetime, late: bool) -> 
         relay.mail_members(scope, None, [member.lower()], subject=text.subject,
                            body=text.body, kind="digest")
         sent.append(member.lower())
-    return f"sent digests to {', '.join(sent)}" if sent else "nobody had anything to hear"
+    return (f"sent digests to {', '.join(sent)}" if sent
+            else "no member had anything due, overdue or waiting")
 
 
-def for_member(db: sqlite_utils.Database, cfg: Config, policy: clocks.Policy, member: str,
-               now: datetime) -> list[dict[str, Any]]:
-    """The open cases ``member`` is on, each with its due, overdue and waiting items."""
-    closed = json.dumps(policy.closed_states)
+def open_cases(db: sqlite_utils.Database, policy: clocks.Policy, now: datetime
+               ) -> list[dict[str, Any]]:
+    """Every open case with what is due and overdue on it."""
     rows = db.query("SELECT id, codename, status, urgent FROM cases WHERE status NOT IN "
-                    "(SELECT value FROM json_each(?)) ORDER BY year, seq", [closed])
+                    "(SELECT value FROM json_each(?)) ORDER BY year, seq",
+                    [json.dumps(policy.closed_states)])
     out = []
     for case in rows:
-        if member in cases.recused(db, case["id"]):
-            continue
         due, overdue = _clocks(db, policy, case["id"], now)
-        out.append({**case, "due": due, "overdue": overdue,
-                    "waiting": waiting_for(db, cfg, case["id"], member)})
+        out.append({**case, "due": due, "overdue": overdue})
     return out
+
+
+def for_member(db: sqlite_utils.Database, cfg: Config, board: list[dict[str, Any]],
+               member: str) -> list[dict[str, Any]]:
+    """The open cases ``member`` is on, never one they are recused from, each with what
+    waits for them."""
+    return [{**case, "waiting": waiting_for(db, cfg, case["id"], member)} for case in board
+            if member not in cases.recused(db, case["id"])]
 
 
 def _clocks(db: sqlite_utils.Database, policy: clocks.Policy, case_id: str, now: datetime

@@ -263,7 +263,7 @@ def prepare(db: sqlite_utils.Database, svc, *, case_id: str, template: str, to_r
     if not recipients:
         raise DraftError("a draft needs at least one recipient")
     names = names_on_case(db, case_id)
-    to_headers(recipients, names)
+    to_headers(recipients, names)  # refuse now what composing would refuse at #confirm
     full = case_context(db, svc, case_id, to_role, recipients, names) | context
     rendered = render_all_missing(env, template, full)
     reply_to = _header("Reply-To", full["reply_address"])
@@ -314,16 +314,12 @@ def file_draft(db: sqlite_utils.Database, svc, p: Prepared, author: str,
     return draft_id
 
 
-def _addressed(p: Prepared) -> str:
-    return ", ".join(formataddr((p.names.get(r, ""), r)) for r in p.recipients)
-
-
 def _chair_mail(cfg, draft_id: int, p: Prepared, author: str) -> str:
     separate = p.to_role not in GROUP_ROLES and len(p.recipients) > 1
     cc = f"Cc:        the committee ({cfg.committee.committee_address})\n" if p.cc_committee else ""
     return (
         f"Draft {draft_id} on case {p.case_id}, by {author}: template {p.template}.\n\n"
-        f"To:        the {p.to_role}: {_addressed(p)}"
+        f"To:        the {p.to_role}: {', '.join(to_headers(p.recipients, p.names))}"
         f"{' (one mail each)' if separate else ''}\n{cc}"
         f"Reply-To:  {p.reply_to}\n\n"
         "To send it exactly as below, reply with this line:\n\n"
@@ -417,7 +413,8 @@ def parse_fields(text: str) -> dict[str, str]:
 @commands.command(
     "send", block=True,
     summary="draft a templated mail to the people in a role; the chair gets it to #confirm. "
-    "Template fields follow as 'name: text' lines (more lines continue a field), then #end",
+    "Template fields follow as 'name: text' lines (more lines continue a field), then #end. "
+    "The templates it can use are listed in rules/sending.toml (and in its error)",
     usage=f"#send <template> to=<{'|'.join(ROLES)}>\n    field: text ...\n    #end",
     example="#send private-reprimand to=originator\n    behaviour: ...\n    #end")
 def _send(inv: Invocation) -> str:
@@ -445,7 +442,7 @@ def _send(inv: Invocation) -> str:
     return f"draft {draft_id} ({template} to the {role}) went to the chair to confirm"
 
 
-@commands.command("confirm", summary="send a draft exactly as it was mailed to you (chair only)",
+@commands.command("confirm", summary="send a draft exactly as it was mailed to you",
                   usage="#confirm <draft-id>", example="#confirm 7")
 def _confirm(inv: Invocation) -> str:
     draft = _pending(inv.db, inv.case_id, inv.cmd.args)

@@ -365,10 +365,13 @@ class Poller:
         is no longer readable, and IMAPClient.idle_check (which only polls the socket)
         would not see it until the next renewal.  Peek at the buffer, without blocking.
         """
+        reader = getattr(client._imap, "file", None)
+        if reader is None:  # another imaplib: renewal remains the backstop
+            return False
         sock = client.socket()
         sock.setblocking(False)
         try:
-            return bool(client._imap.file.peek(1))
+            return bool(reader.peek(1))
         except OSError:  # nothing buffered, nothing on the socket (TLS: SSLWantReadError)
             return False
         finally:

@@ -35,8 +35,10 @@ from .wakeup import Doorbell
 
 log = logging.getLogger("mailflow.outbound")
 
-# Header values may carry no line breaks, literal or encoded (RFC 2047 can hide one).
-FORBIDDEN_IN_HEADERS = ("\r", "\n", "\x00", "%0a", "%0d", "=0a", "=0d", "\u2028", "\u2029")
+# Header values may carry no line breaks, literal or encoded (RFC 2047 can hide one),
+# nor any other character Python's str.splitlines() breaks lines at.
+FORBIDDEN_IN_HEADERS = ("\r", "\n", "\x00", "%0a", "%0d", "=0a", "=0d", "\u2028", "\u2029",
+                        "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85")
 
 
 RECORD_EVERY, RECORD_SECONDS = 20, 0.05

@@ -8,9 +8,10 @@ may name that person.  A recorded ``#consent`` lifts the protection for that per
 
 What is looked for, per person:
 - the address, and its local part when it is distinctive (4+ characters);
-- the full name, case-insensitively, and each part of it (3+ letters) as a whole
-  word with its capital, so "Dawn" matches the name but "dawn" in prose does not;
-- handles: a name given as ``@handle`` matches with or without the ``@``.
+- the full name, case-insensitively, and each capitalised part of a name of several
+  words (3+ letters) as a whole word with its capital, so "Dawn" matches the name
+  but "dawn" in prose does not;
+- handles: an ``@handle`` in the name matches with or without the ``@``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from .commands import CommandError, Invocation
 PROTECTED_ROLES = ("reporter", "witness")
 PUBLIC_PROTECTED_ROLES = ("reporter", "witness", "affected")
 LABELS = {"reporter": "the reporter", "witness": "a witness", "affected": "an affected party"}
+HANDLE = re.compile(r"@([\w][\w.\-]*\w)")
 
 
 @dataclass(frozen=True)
@@ -70,17 +72,16 @@ def identities_of(person: dict) -> list[Identity]:
         if len(local) >= 4:
             found.append(Identity(role, "address", local, _word(local)))
     name = (person.get("name") or "").strip()
-    if name.startswith("@"):
-        handle = name[1:]
-        found.append(Identity(role, "handle", name, _word(name)))
+    if name:
+        found.append(Identity(role, "name", name, _word(name)))
+    for handle in HANDLE.findall(name):
+        found.append(Identity(role, "handle", "@" + handle, _word("@" + handle)))
         if len(handle) >= 3:
             found.append(Identity(role, "handle", handle, _word(handle)))
-    elif name:
-        found.append(Identity(role, "name", name, _word(name)))
-        parts = re.split(r"[\s,]+", name)
-        if len(parts) > 1:
-            found += [Identity(role, "name", p, _word(p, 0)) for p in parts
-                      if len(p) >= 3 and p.isalpha()]
+    words = [w for w in re.split(r"[\s,]+", name) if w and not w.startswith("@")]
+    if len(words) > 1:
+        found += [Identity(role, "name", w, _word(w, 0)) for w in words
+                  if len(w) >= 3 and w.isalpha() and w[0].isupper()]
     return found
 
 

@@ -6,11 +6,11 @@ audit entry) is older than ``closed_days``.  ``--before DATE`` limits a run to t
 expired cases last active before DATE.  A case with an ongoing ban (not lifted, not
 ended) is refused: the ban's record must stay reviewable while it is in force.
 
-What a purge removes, in one transaction per case: the raw mail of the case (from
-``spool.db``), its messages, everything sent about it (relayed copies included), the
-indexed records, and the rows of every other table with the case's ``case_id`` (or
-pointing at such rows): case fields, proposals and votes, notes and call summaries,
-drafts, mediation, people.  What it keeps: the case row itself, with its subject
+What a purge removes, in one transaction per case: its messages, everything sent about
+it (relayed copies included), the indexed records, and the rows of every other table
+with the case's ``case_id`` (or pointing at such rows): case fields, proposals and
+votes, notes and call summaries, drafts, mediation, people; then the raw mail of those
+messages from ``spool.db``.  What it keeps: the case row itself, with its subject
 cleared and the status ``purged`` (so its id is never reused), the registries the
 guidelines require (bans, warnings), and the audit log, which gains an entry for the
 purge (the log is hash-chained; its entries name addresses, never mail text).
@@ -18,6 +18,8 @@ purge (the log is hash-chained; its entries name addresses, never mail text).
 Then it makes the text unrecoverable: ``secure_delete`` (on for every connection)
 zeroes freed content, an FTS5 ``optimize`` rewrites the index without the removed
 terms, and a ``wal_checkpoint(TRUNCATE)`` of both databases empties their WALs.
+Also in the Maildir outbox, if there is no relay, are the copies of mail delivered there;
+they are the deployment's to rotate.
 """
 
 from __future__ import annotations
@@ -72,35 +74,49 @@ def _purge_case(db: sqlite_utils.Database, case_id: str, before: str) -> dict[st
                 n = db.execute(f"DELETE FROM {table} WHERE {cond}", [case_id]).rowcount
                 if n > 0:
                     removed[table] = removed.get(table, 0) + n
-        for start in range(0, len(spool_ids), 500):
-            part = spool_ids[start:start + 500]
-            db.execute(f"DELETE FROM spool WHERE id IN ({', '.join('?' * len(part))})", part)
-        removed["spool"] = len(spool_ids)
+        removed["raw messages"] = len(spool_ids)  # from spool.db next, by _sweep_spool
         db.execute("UPDATE cases SET subject = NULL, status = 'purged' WHERE id = ?", [case_id])
         audit.append(db, "admin", "purged", case_id, before=before, removed=removed)
     return removed
 
 
-def _scrub(db: sqlite_utils.Database) -> list[str]:
+def _sweep_spool(db: sqlite_utils.Database, spool: sqlite_utils.Database) -> int:
+    """Remove the raw bytes no message refers to any more.  The spool is its own
+    database (intake's), so this follows the purge's commit; a crash in between
+    leaves raw bytes that the next purge removes."""
+    orphans = [r[0] for r in db.execute(
+        "SELECT st.spool_id FROM spool_state st WHERE st.state = 'done' AND NOT EXISTS "
+        "(SELECT 1 FROM messages m WHERE m.spool_id = st.spool_id) AND EXISTS "
+        "(SELECT 1 FROM spool s WHERE s.id = st.spool_id)")]
+    with store.transaction(spool):
+        for start in range(0, len(orphans), 500):
+            part = orphans[start:start + 500]
+            spool.execute(f"DELETE FROM spool WHERE id IN ({', '.join('?' * len(part))})", part)
+    return len(orphans)
+
+
+def _checkpoint(db: sqlite_utils.Database, name: str) -> str | None:
+    for _ in range(50):  # a reader (mailflow serve) may hold the WAL for a moment
+        # main: the spool attached to mailflow.db is read-only there.
+        if not db.execute("PRAGMA main.wal_checkpoint(TRUNCATE)").fetchone()[0]:
+            return None
+        clock.sleep(0.1)
+    return (f"{name}: the WAL could not be emptied while other processes read it; run the "
+            "purge again when they are idle")
+
+
+def _scrub(db: sqlite_utils.Database, spool: sqlite_utils.Database) -> list[str]:
     """Leave no copy of removed text in the index, the free pages or the WALs."""
     with store.transaction(db):
         db.execute("INSERT INTO search_fts (search_fts) VALUES ('optimize')")
-    problems = []
-    for schema in ("main", "spooldb"):
-        for _ in range(50):  # a reader (mailflow serve) may hold the WAL for a moment
-            busy = db.execute(f"PRAGMA {schema}.wal_checkpoint(TRUNCATE)").fetchone()[0]
-            if not busy:
-                break
-            clock.sleep(0.1)
-        else:
-            problems.append(f"{schema}: the WAL could not be emptied while other processes "
-                            "read it; run the purge again when they are idle")
-    return problems
+    _sweep_spool(db, spool)
+    return [p for p in (_checkpoint(db, "mailflow.db"), _checkpoint(spool, "spool.db")) if p]
 
 
-def purge(db: sqlite_utils.Database, rules: dict[str, Any], before: datetime,
-          dry_run: bool = False) -> tuple[list[Outcome], list[str]]:
-    """Purge the expired cases last active before ``before``; (outcomes, problems)."""
+def purge(db: sqlite_utils.Database, spool: sqlite_utils.Database, rules: dict[str, Any],
+          before: datetime, dry_run: bool = False) -> tuple[list[Outcome], list[str]]:
+    """Purge the expired cases last active before ``before``; (outcomes, problems).
+    ``spool`` is a writable connection to spool.db (``store.connect_spool``)."""
     table = rules.get("retention", {})
     days = table.get("closed_days", 1825)
     statuses = table.get("closed_statuses", ["closed"])
@@ -124,7 +140,7 @@ def purge(db: sqlite_utils.Database, rules: dict[str, Any], before: datetime,
         removed = _purge_case(db, case_id, stamp)
         outcomes.append(Outcome(case_id, last, "purged",
                                 ", ".join(f"{n} {t}" for t, n in sorted(removed.items()))))
-    problems = _scrub(db) if any(o.action == "purged" for o in outcomes) else []
+    problems = _scrub(db, spool) if any(o.action == "purged" for o in outcomes) else []
     return outcomes, problems
 
 

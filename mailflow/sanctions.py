@@ -31,7 +31,7 @@ OPTION = re.compile(r"^(scope|until|start)=(.*)$", re.IGNORECASE)
 
 def parse_when(text: str | date | datetime | None, what: str) -> datetime | None:
     """A date (the moment that day begins, UTC) or a timestamp; None for permanent."""
-    if text is None or text == PERMANENT:
+    if text is None or (isinstance(text, str) and text.strip().lower() == PERMANENT):
         return None
     if isinstance(text, datetime):
         return text if text.tzinfo else text.replace(tzinfo=UTC)

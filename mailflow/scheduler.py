@@ -46,21 +46,8 @@ POLL = 30.0         # seconds between passes at most
 
 
 @dataclass
-class Scope:
-    """What mail from mailflow needs when no incoming message caused it: the database
-    and the services (the part of a pipeline Context that ``relay.mail_members`` uses)."""
-
-    db: sqlite_utils.Database
-    svc: Services
-
-    @property
-    def cfg(self) -> Config:
-        return self.svc.cfg
-
-
-@dataclass
 class Firing:
-    scope: Scope
+    scope: drafts.Mailer
     policy: clocks.Policy
     alarm: dict[str, Any]
     spec: clocks.Clock
@@ -89,7 +76,7 @@ def run_due(db: sqlite_utils.Database, svc: Services, now: datetime | None = Non
     due = db.execute("SELECT id FROM alarms WHERE state = 'pending' AND due_at <= ? "
                      "ORDER BY clock = ?, due_at, id", [clock.stamp(now), clocks.DIGEST]
                      ).fetchall()
-    scope = Scope(db, svc)
+    scope = drafts.Mailer(db, svc)
     fired = 0
     for (alarm_id,) in due:
         try:
@@ -101,7 +88,7 @@ def run_due(db: sqlite_utils.Database, svc: Services, now: datetime | None = Non
     return fired
 
 
-def _fire(scope: Scope, policy: clocks.Policy, alarm_id: int, now: datetime) -> int:
+def _fire(scope: drafts.Mailer, policy: clocks.Policy, alarm_id: int, now: datetime) -> int:
     db = scope.db
     # Read inside the transaction: another process may have fired it since we looked.
     rows = list(db.query("SELECT * FROM alarms WHERE id = ? AND state = 'pending'", [alarm_id]))
@@ -156,6 +143,8 @@ def _failed(db: sqlite_utils.Database, alarm_id: int, error: str) -> None:
 # -- what an alarm does ----------------------------------------------------------------
 
 def _reminder(f: Firing, members: list[str], audience: str) -> str:
+    if not members:
+        return "nobody to remind: every member is recused"
     case = cases.get(f.db, f.case_id)
     text = render.render(
         f.scope.svc.templates, "alarm", committee=f.scope.cfg.committee, case=case,
@@ -180,7 +169,7 @@ def remind_committee(f: Firing) -> str:
     return _reminder(f, cases.active_members(f.db, f.scope.cfg, f.case_id), "the committee")
 
 
-def status_update(scope: Scope, case_id: str, projected: date, author: str,
+def status_update(scope: drafts.Mailer, case_id: str, projected: date, author: str,
                   reason: str) -> int:
     """Draft the update to the reporter with a projected date; only the chair's
     ``#confirm`` sends it.  An unsent update with an older date is withdrawn, so the
@@ -276,7 +265,7 @@ def _timeline(inv: Invocation) -> str:
         raise CommandError(f"{day} is not in the future")
     clocks.arm(inv.db, rules, inv.case_id, "resolution", due_at=day,
                detail={"projected": day.isoformat(), "by": inv.actor})
-    draft_id = status_update(Scope(inv.db, inv.ctx.svc), inv.case_id, day, inv.actor,
+    draft_id = status_update(drafts.Mailer(inv.db, inv.ctx.svc), inv.case_id, day, inv.actor,
                              f"{inv.actor} set the projected date")
     return (f"projected resolution by {day}; the resolution clock now runs to "
             f"{policy.show(policy.at(day, policy.closes))}. The update to the reporter is "

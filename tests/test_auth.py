@@ -55,6 +55,8 @@ def test_forged_commands_apply_nothing_and_the_real_member_is_told(tmp_path, rel
              token_address, [], None),
             ("a look-alike domain", ["m1@examp1e.org"], token_address, [], None),
             ("two From headers", [M1, ATTACKER], token_address, [], (M1, "several From")),
+            ("two addresses in From", [f"{M1}, {ATTACKER}"], token_address, [],
+             (M1, "exactly one address")),
             ("injected Authentication-Results", [M1], plain,
              [f"Authentication-Results: {GENUINE_FAIL}", f"Authentication-Results: {FORGED_PASS}"],
              (M1, "no trusted DKIM/DMARC pass")),
@@ -82,7 +84,7 @@ def test_forged_commands_apply_nothing_and_the_real_member_is_told(tmp_path, rel
                 assert "was not accepted as yours" in transcript and why in transcript, what
                 assert f"> {command}\r\nnot run" in transcript
         # Without commands, unproven mail from a member's address is not relayed either.
-        server.send(raw_mail([M1], plain, subject, "FORGED-13: the reporter withdrew."),
+        server.send(raw_mail([M1], plain, subject, "FORGED-14: the reporter withdrew."),
                     ATTACKER, [plain])
         notice = relay.wait_for(lambda c: c.rcpts == [M1] and "archived as a note and not "
                                 "relayed" in c.body() and "> " not in c.body(),
@@ -91,7 +93,7 @@ def test_forged_commands_apply_nothing_and_the_real_member_is_told(tmp_path, rel
         # Forged mail is archived as a note (or held, from a non-member) and relayed to nobody.
         kinds = server.query("SELECT kind, count(*) FROM messages WHERE body_text LIKE "
                              "'FORGED-%' GROUP BY kind ORDER BY kind")
-        assert kinds == [("held", 5), ("note", 8)]
+        assert kinds == [("held", 5), ("note", 9)]
         assert not [c for c in relay.received if "FORGED" in c.body()]
         assert not relay.to(ATTACKER)
 

@@ -6,13 +6,13 @@ the time is MAILFLOW_FAKE_NOW, so nothing sleeps."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 from clockkit import REPORTER, Archive, draft_id, stamp
-from conftest import CHAIR, M1, M2, MEMBERS
+from conftest import CHAIR, M1, M2, MEMBERS, make_mail
 
-from mailflow import clock, clocks, rules, scheduler, store
+from mailflow import clock, clocks, drafts, mediation, rules, scheduler, store
 from mailflow.config import Config
 
 SHIPPED = rules.load(Config())["clocks"]
@@ -83,6 +83,43 @@ def archive(tmp_path, monkeypatch) -> Archive:
     a = Archive(tmp_path, monkeypatch, BERLIN_RULES)
     a.at("2026-11-27T17:00:00Z")          # Friday 18:00 in Berlin
     return a
+
+
+# Each clock, started the way it is in use, and what it does when due.
+STARTED = {
+    "receipt": ("", "He insulted me.", "reminded the committee; flagged the case"),
+    "resolution": ("", "He insulted me.", "drafted status update #1 (projected 2026-12-11)"),
+    "acted-alone": ("", "He will hurt me.", "reminded the committee"),
+    "deadlock": (f"{CHAIR}:#propose private reprimand\n{M1}:#vote object too harsh",
+                 "He insulted me.", "sent the deadlock to the officers"),
+    "signoff": (f"{CHAIR}:#originator Sam <sam@people.test>\n"
+                f"{CHAIR}:#severe all: threatened to hurt someone", "He insulted me.",
+                "reminded the committee; flagged the case"),
+    "ban-end": (f"{CHAIR}:#originator Sam <sam@people.test>\n"
+                f"{CHAIR}:#ban originator scope=all until=2026-12-20 insults", "He insulted me.",
+                "reminded the chair"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(STARTED))
+def test_each_clock_fires_at_its_due_time_doing_what_the_rules_say(archive, name):
+    commands, body, outcome = STARTED[name]
+    case = archive.report(body)
+    for line in filter(None, commands.split("\n")):
+        member, text = line.split(":", 1)
+        assert "All commands were applied" in archive.member(member, case, text)
+    [alarm] = archive.alarms(case_id=case, clock=name)
+    due = clock.parse(alarm["due_at"])
+    archive.at(clock.stamp(due - timedelta(seconds=1)))
+    archive.tick()
+    assert archive.alarms(id=alarm["id"])[0]["state"] == "pending"
+    archive.at(alarm["due_at"])
+    archive.tick()
+    fired = archive.alarms(id=alarm["id"])[0]
+    assert (fired["state"], fired["late"]) == ("fired", 0)
+    assert fired["outcome"].startswith(outcome)
+    [entry] = archive.audit(f"alarm fired: {name}")
+    assert entry["case_id"] == case and entry["detail"]["due"] == alarm["due_at"]
 
 
 def test_receipt_alarm_fires_at_its_due_time_once(archive):
@@ -191,6 +228,15 @@ def test_an_urgent_case_starts_the_acted_alone_clock_until_someone_reports(archi
     assert (alarm["state"], alarm["outcome"]) == ("ended", "the committee heard back")
 
 
+def test_safety_yes_starts_the_urgent_clocks_once(archive):
+    case = archive.report()
+    assert archive.alarms(case_id=case, clock="acted-alone") == []
+    archive.member(M1, case, "#safety yes")
+    archive.member(M1, case, "#ongoing yes")
+    [alarm] = archive.alarms(case_id=case, clock="acted-alone")
+    assert alarm["due_at"] == "2026-11-28T17:00:00Z"
+
+
 def test_an_event_delegate_who_only_sent_a_note_is_reminded_to_the_chair(tmp_path, monkeypatch):
     delegate = "organiser@events.test"
     archive = Archive(tmp_path, monkeypatch, BERLIN_RULES,
@@ -202,6 +248,18 @@ def test_an_event_delegate_who_only_sent_a_note_is_reminded_to_the_chair(tmp_pat
     archive.tick()
     assert [r["rcpt"] for r in archive.sent("alarm")] == [CHAIR]
     assert "event delegate" in archive.sent("alarm")[0]["body"]
+
+
+def test_a_settled_mediation_runs_to_its_target_date(archive):
+    case = archive.report()
+    archive.member(CHAIR, case, "#originator Sam <sam@people.test>\n"
+                                "#mediate Mia <mia@mediators.test>")
+    for party in (REPORTER, "sam@people.test"):
+        to = mediation.answer_address(drafts.Mailer(archive.db, archive.svc), case, 1, party,
+                                      "agree")
+        archive.deliver(make_mail(party, to, "Re: mediation", "Yes, I agree."), party, [to])
+    # Settled on Friday 27 November: two weeks to complete, by the end of that day.
+    assert archive.due(case, "mediation") == "2026-12-11T16:00:00Z"
 
 
 def test_a_date_means_by_the_end_of_that_day(archive):

@@ -97,11 +97,14 @@ def test_protected_identities_are_refused_until_consent(server, relay):
     case = open_case(server, relay)
     ask = ("#send information-request to=originator\nquestions: Rita Moreno "
            "(rita.moreno@people.test) and Kim say you insulted her. Did you?\n#end\n")
+    handle = "#witness @kl_watch on the chat\n#send outcome to=originator\noutcome: As " \
+             "kl_watch saw, ...\n#end\n"
     refused = case.command(M1, PEOPLE + ask)
     assert "refused: the text names people whose identity is protected" in refused
     for match in ("the reporter's address 'rita.moreno@people.test' (line 7)",
                   "the reporter's name 'Rita Moreno'", "a witness's name 'Kim'"):
         assert match in refused
+    assert "a witness's handle 'kl_watch' (line " in case.command(M1, PEOPLE + handle)
     assert "Nothing in this message was applied." in refused
     assert server.query("SELECT count(*) FROM drafts")[0][0] == 0
 
