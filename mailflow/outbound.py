@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from email.header import Header
+from email.header import Header, decode_header
 from email.utils import format_datetime, formataddr, getaddresses
 from multiprocessing.synchronize import Event
 from pathlib import Path
@@ -37,8 +37,10 @@ log = logging.getLogger("mailflow.outbound")
 
 # Header values may carry no line breaks, literal or encoded (RFC 2047 can hide one),
 # nor any other character Python's str.splitlines() breaks lines at.
-FORBIDDEN_IN_HEADERS = ("\r", "\n", "\x00", "%0a", "%0d", "=0a", "=0d", "\u2028", "\u2029",
-                        "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85")
+# Line breaks in any disguise: literal, Unicode line separators, URL-encoded.
+LINE_BREAKS = ("\r", "\n", "\x00", "\u2028", "\u2029", "\x0b", "\x0c", "\x1c", "\x1d",
+               "\x1e", "\x85")
+URL_ENCODED_BREAKS = ("%0a", "%0d")
 
 
 RECORD_EVERY, RECORD_SECONDS = 20, 0.05
@@ -51,10 +53,20 @@ class HeaderInjection(ValueError):
     pass
 
 
+def _decoded_words(value: str) -> str:
+    """The text of any RFC 2047 encoded words, where a line break can hide (=0A, base64)."""
+    try:
+        return "".join(chunk.decode(charset or "ascii", "replace") if isinstance(chunk, bytes)
+                       else chunk for chunk, charset in decode_header(value))
+    except Exception:  # undecodable: judged on its literal text alone
+        return ""
+
+
 def check_header(name: str, value: str) -> str:
-    lowered = value.lower()
-    for bad in FORBIDDEN_IN_HEADERS:
-        if bad in lowered:
+    texts = [value, _decoded_words(value)] if "=?" in value else [value]
+    for text in texts:
+        if any(b in text for b in LINE_BREAKS) or any(
+                b in text.lower() for b in URL_ENCODED_BREAKS):
             raise HeaderInjection(f"refused: a line break in the {name} header ({value[:60]!r})")
     return value
 

@@ -51,7 +51,8 @@ def test_broken_mail_is_accepted_archived_and_threaded(server, relay):
     for i, raw in enumerate(BROKEN.values()):
         server.send(raw, f"sender{i}@people.test", ["conduct@example.org"])
     server.processed(len(BROKEN))
-    assert server.query("SELECT count(*) FROM spool_state WHERE state = 'done'")[0][0] == len(BROKEN)
+    done = server.query("SELECT count(*) FROM spool_state WHERE state = 'done'")[0][0]
+    assert done == len(BROKEN)
     assert server.query("SELECT count(*) FROM cases")[0][0] == len(BROKEN)
     # The raw bytes are kept exactly as received.
     stored = {r[0] for r in server.query("SELECT raw FROM spool")}

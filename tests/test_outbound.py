@@ -106,7 +106,8 @@ def test_without_a_relay_mail_goes_to_the_maildir_outbox(tmp_path):
 
 
 @pytest.mark.parametrize("value", ["Hello\r\nBcc: victim@x.test", "Hi\nthere", "a%0aBcc: x",
-                                   "x=0D=0ABcc: y", "line\u2028break"])
+                                   "=?utf-8?q?x=0D=0ABcc:_y?=", "=?utf-8?b?eApCY2M6IHk=?=",
+                                   "line\u2028break"])
 def test_compose_refuses_a_line_break_in_any_header(value):
     cfg = config.Config()
     with pytest.raises(HeaderInjection):
@@ -115,6 +116,12 @@ def test_compose_refuses_a_line_break_in_any_header(value):
     with pytest.raises(HeaderInjection):
         outbound.compose(cfg, from_=(value, "conduct@example.org"), to=["a@b.test"],
                          subject="ok", body="text")
+
+
+def test_compose_accepts_text_that_only_looks_encoded():
+    msg = outbound.compose(config.Config(), from_=("x", "conduct@example.org"),
+                           to=["a@b.test"], subject="release v=0a1, 100%", body="text")
+    assert msg["Subject"] == "release v=0a1, 100%"
 
 
 def test_compose_encodes_non_ascii_and_long_lines():
