@@ -213,6 +213,9 @@ class Poller:
                 client.shutdown()
             if isinstance(e, ssl.SSLError):
                 raise self._tls_error(e) from None
+            if isinstance(e, LoginError) and "[UNAVAILABLE]" in error_text(e):
+                # RFC 5530: the server cannot check passwords just now (restarting, say).
+                raise ConnectionError(f"login temporarily refused: {error_text(e)}") from None
             if isinstance(e, LoginError):
                 source = (f"${self.imap.password_env}" if self.imap.password_env
                           else self.cfg.resolve(self.imap.password_file))

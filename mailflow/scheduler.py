@@ -30,6 +30,7 @@ from . import (
     digest,
     drafts,
     outbound,
+    redaction,
     relay,
     render,
     store,
@@ -219,16 +220,19 @@ def officers(f: Firing) -> str:
         not_voted=[m for m in members if m not in voted],
         proposed=f.policy.show(clock.parse(proposal["proposed_at"])),
         since=f.policy.show(clock.parse(since)), late=f.late)
+    # The members' words may name the reporter or a witness: the officers read labels.
+    hidden = redaction.protected(f.db, f.case_id, cfg.committee.officers)
+    subject, body = redaction.redact(text.subject, hidden), redaction.redact(text.body, hidden)
     # The officers' answer goes to the case, like any mail on it.
     reply_to = f"conduct+{f.scope.svc.signer.case_token(f.case_id)}@{cfg.committee.domain}"
     msg = outbound.compose(
         cfg, from_=(cfg.committee.name, cfg.committee.committee_address),
-        to=cfg.committee.officers, subject=text.subject, body=text.body, reply_to=reply_to,
+        to=cfg.committee.officers, subject=subject, body=body, reply_to=reply_to,
         headers={"Auto-Submitted": "auto-generated", "X-Mailflow-Case": f.case_id})
     outbound.enqueue(f.db, msg, kind="escalation", rcpts=cfg.committee.officers,
                      envelope_from="", case_id=f.case_id)
-    relay.mail_members(f.scope, f.case_id, members, subject=f"Sent to the officers: {text.subject}",
-                       body=text.body, kind="alarm")
+    relay.mail_members(f.scope, f.case_id, members, subject=f"Sent to the officers: {subject}",
+                       body=body, kind="alarm")
     return f"sent the deadlock to the officers ({', '.join(cfg.committee.officers)})"
 
 

@@ -35,6 +35,7 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def dovecot(certificate: tuple[Path, Path]) -> Iterator[Dovecot]:
     server = Dovecot(*certificate).start()
     yield server
+    print(server.logs()[-20000:])  # shows in pytest's report if the test failed
     server.close()
 
 
@@ -64,6 +65,12 @@ def delivered(sender: str, subject: str, body: str, to: str = "conduct@example.o
 def spool(server: MailflowServer) -> list[tuple]:
     return server.query("SELECT id, source, envelope_from, rcpts, duplicates FROM spool "
                         "ORDER BY id")
+
+
+def finish(server: MailflowServer) -> None:
+    """Stop ``mailflow serve``; its log shows in pytest's report if the test failed."""
+    server.stop()
+    print(server.log.read_text(errors="replace")[-20000:])
 
 
 def poller_crashed(serve_log: str) -> bool:
@@ -106,7 +113,7 @@ def test_mailbox_messages_become_acknowledged_cases_and_move(tmp_path, relay, do
         kinds = server.query("SELECT case_id, kind FROM messages ORDER BY id")
         assert kinds[2] == (ack["X-Mailflow-Case"], "reply")
     finally:
-        server.stop()
+        finish(server)
 
 
 def test_message_delivered_while_idling_is_taken_within_seconds(tmp_path, relay, dovecot):
@@ -121,7 +128,7 @@ def test_message_delivered_while_idling_is_taken_within_seconds(tmp_path, relay,
         wait_until(lambda: dovecot.count("Processed") == 2, what="IDLE pickup")
         relay.wait_for(lambda c: c.rcpts == ["second@people.test"], what="ack of the second")
     finally:
-        server.stop()
+        finish(server)
 
 
 def test_change_reported_with_the_idle_continuation_is_not_missed(tmp_path, dovecot,
@@ -205,7 +212,7 @@ def test_dovecot_restart_during_idle_reconnects_and_takes_what_arrived(tmp_path,
         log = server.log.read_text()
         assert "reconnecting in" in log and not poller_crashed(log), log
     finally:
-        server.stop()
+        finish(server)
 
 
 @pytest.mark.parametrize("problem", ["password", "certificate"])
@@ -238,7 +245,7 @@ def test_wrong_password_or_untrusted_certificate_is_one_clear_error(tmp_path, do
                     "sam@people.test", ["conduct@example.org"])
         server.processed(1)
     finally:
-        server.stop()
+        finish(server)
 
 
 def test_starttls_and_password_file(tmp_path, dovecot):

@@ -106,7 +106,7 @@ def test_a_deadlock_of_over_a_week_reaches_the_officers_with_the_votes(tmp_path,
     server = start(tmp_path, relay)
     try:
         case = report(server, relay)
-        case.command(CHAIR, "#propose private reprimand: for the insults")
+        case.command(CHAIR, f"#propose private reprimand: for the insults to {REPORTER}")
         case.command(M1, "#vote object a reprimand is too harsh for a first time")
         case.command(M2, "#vote agree")
     finally:
@@ -117,7 +117,7 @@ def test_a_deadlock_of_over_a_week_reaches_the_officers_with_the_votes(tmp_path,
     [escalation] = relay.to(OFFICERS)
     body = escalation.body()
     assert "Deadlock for the officers" in escalation.msg["Subject"]
-    assert "a private reprimand (for the insults)" in body
+    assert "a private reprimand (for the insults to [the reporter" in body
     assert f"{M1:<32} object: a reprimand is too harsh for a first time" in body
     assert f"{CHAIR:<32} agree" in body and f"{M2:<32} agree" in body
     assert REPORTER not in escalation.raw.decode() and "rita" not in body
