@@ -34,17 +34,6 @@ def _word_pattern(word: str) -> str:
     return r"(?<!\w)" + r"\s+".join(re.escape(w) for w in word.split()) + r"(?!\w)"
 
 
-def categories(rules: Mapping[str, Any]) -> dict[str, tuple[str, re.Pattern[str]]]:
-    """{category: (label, one compiled pattern of its words and patterns)}."""
-    out = {}
-    for name, spec in rules.get("triage", {}).get("categories", {}).items():
-        parts = [_word_pattern(w) for w in spec.get("words", [])] + list(spec.get("patterns", []))
-        if parts:
-            out[name] = (spec.get("label", name),
-                         re.compile("|".join(f"(?:{p})" for p in parts), re.IGNORECASE))
-    return out
-
-
 def problems(rules: Mapping[str, Any]) -> list[str]:
     """Every problem with ``rules/triage.toml``, for ``mailflow check``."""
     out = []
@@ -73,12 +62,33 @@ def problems(rules: Mapping[str, Any]) -> list[str]:
 
 def find(rules: Mapping[str, Any], text: str) -> list[Hit]:
     """One hit per category whose words or patterns occur in ``text``."""
+    flat = " ".join(text.split()).lower()
     hits = []
-    for label, pattern in categories(rules).values():
-        match = pattern.search(text)
-        if match:
-            hits.append(Hit(label, " ".join(match.group(0).split())))
+    for name, spec in rules.get("triage", {}).get("categories", {}).items():
+        matched = _first_word(spec.get("words", []), flat) or _first_pattern(
+            spec.get("patterns", []), text)
+        if matched:
+            hits.append(Hit(spec.get("label", name), " ".join(matched.split())))
     return hits
+
+
+def _first_word(words: list[str], flat: str) -> str | None:
+    # A plain substring test first: the whole-word regex runs only where the word is.
+    # (One big alternation tried at every position cost more than the rest of
+    # processing a report.)
+    for word in words:
+        phrase = " ".join(word.lower().split())
+        if phrase in flat and re.search(_word_pattern(phrase), flat):
+            return phrase
+    return None
+
+
+def _first_pattern(patterns: list[str], text: str) -> str | None:
+    for pattern in patterns:
+        match = re.search(pattern, text, re.IGNORECASE)
+        if match:
+            return match.group(0)
+    return None
 
 
 def _report_text(ctx: Context) -> str:

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -32,16 +32,28 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 @pytest.fixture
-def dovecot(certificate: tuple[Path, Path]) -> Iterator[Dovecot]:
-    server = Dovecot(*certificate).start()
-    yield server
-    print(server.logs()[-20000:])  # shows in pytest's report if the test failed
-    server.close()
+def start_dovecot(certificate: tuple[Path, Path]) -> Iterator[Callable[..., Dovecot]]:
+    """Start a Dovecot (``capability`` overrides what it announces); all stop at teardown."""
+    started: list[Dovecot] = []
+
+    def start(capability: str | None = None) -> Dovecot:
+        started.append(Dovecot(*certificate, capability=capability))
+        return started[-1].start()
+
+    yield start
+    for server in started:
+        print(server.logs()[-20000:])  # shows in pytest's report if the test failed
+        server.close()
+
+
+@pytest.fixture
+def dovecot(start_dovecot: Callable[..., Dovecot]) -> Dovecot:
+    return start_dovecot()
 
 
 def mailflow(tmp: Path, dovecot: Dovecot, relay: CaptureRelay | None = None,
-             password: str = PASSWORD, **imap: object) -> MailflowServer:
-    """A mailflow whose config polls the Dovecot; ``imap`` overrides [intake.imap] keys."""
+             password: str = PASSWORD, **overrides: object) -> MailflowServer:
+    """A mailflow whose config polls the Dovecot; ``overrides`` of [intake.imap] keys."""
     keys: dict[str, object] = {
         "host": "127.0.0.1", "port": dovecot.imaps_port, "tls": "implicit",
         "ca_file": str(dovecot.cert), "user": USER, "password_env": PASSWORD_ENV,
@@ -49,7 +61,7 @@ def mailflow(tmp: Path, dovecot: Dovecot, relay: CaptureRelay | None = None,
         "idle_renew": 600, "poll_interval": 600,
         "reconnect_min": 0.1, "reconnect_max": 0.5, "timeout": 5,
     }
-    keys.update(imap)
+    keys.update(overrides)
     table = "\n".join(f"{k} = {json.dumps(v)}" for k, v in keys.items() if v is not None)
     return MailflowServer(tmp, relay.port if relay else None, extra=f"[intake.imap]\n{table}\n",
                           env={PASSWORD_ENV: password})
@@ -201,6 +213,7 @@ def test_dovecot_restart_during_idle_reconnects_and_takes_what_arrived(tmp_path,
     try:
         wait_until(lambda: dovecot.count("Processed") == 1, what="first message taken")
         dovecot.stop()
+        assert poll(server).returncode == EX_TEMPFAIL  # `mailflow poll`: try again later
         # Local delivery goes on while the IMAP server is down.
         dovecot.deliver_to_maildir(delivered("second@people.test", "Second", "Meanwhile."))
         dovecot.start()
@@ -260,26 +273,23 @@ def test_starttls_and_password_file(tmp_path, dovecot):
 
 
 @pytest.mark.parametrize("capability", ["IMAP4rev1 UIDPLUS", "IMAP4rev1"])
-def test_servers_without_move(tmp_path, certificate, capability):
-    dovecot = Dovecot(*certificate, capability=capability).start()
-    try:
-        for n in range(2):
-            dovecot.append(delivered(f"r{n}@people.test", f"Report {n}", f"Body {n}."))
-        server = mailflow(tmp_path, dovecot)
-        assert b"took 2 new message(s)" in poll(server).stdout
-        if "UIDPLUS" in capability:  # COPY, \Deleted, UID EXPUNGE of exactly those
-            assert dovecot.count("INBOX") == 0 and dovecot.count("Processed") == 2
-        else:  # nothing safe to move with: the messages stay, and are not read again
-            assert dovecot.count("INBOX") == 2
-            # Guards the pitfall: "UID 3:*" still answers UID 2, the highest.
-            assert b"took 0 new message(s), 0 already taken" in poll(server).stdout
-        assert [r[4] for r in spool(server)] == [0, 0]
-    finally:
-        dovecot.close()
+def test_servers_without_move(tmp_path, start_dovecot, capability):
+    dovecot = start_dovecot(capability)
+    for n in range(2):
+        dovecot.append(delivered(f"r{n}@people.test", f"Report {n}", f"Body {n}."))
+    server = mailflow(tmp_path, dovecot)
+    assert b"took 2 new message(s)" in poll(server).stdout
+    if "UIDPLUS" in capability:  # COPY, \Deleted, UID EXPUNGE of exactly those
+        assert dovecot.count("INBOX") == 0 and dovecot.count("Processed") == 2
+    else:  # nothing safe to move with: the messages stay, and are not read again
+        assert dovecot.count("INBOX") == 2
+        # Guards the pitfall: "UID 3:*" still answers UID 2, the highest.
+        assert b"took 0 new message(s), 0 already taken" in poll(server).stdout
+    assert [r[4] for r in spool(server)] == [0, 0]
 
 
-def test_server_without_idle_is_polled_and_poll_idle_stops_cleanly(tmp_path, certificate):
-    dovecot = Dovecot(*certificate, capability="IMAP4rev1 MOVE").start()
+def test_server_without_idle_is_polled_and_poll_idle_stops_cleanly(tmp_path, start_dovecot):
+    dovecot = start_dovecot("IMAP4rev1 MOVE")
     server = mailflow(tmp_path, dovecot, poll_interval=0.5)
     log = tmp_path / "poll.log"
     with open(log, "wb") as out:
@@ -293,7 +303,6 @@ def test_server_without_idle_is_polled_and_poll_idle_stops_cleanly(tmp_path, cer
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
-        dovecot.close()
     assert "IMAP poller stopped" in log.read_text()
     assert len(spool(server)) == 1
 
