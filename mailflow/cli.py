@@ -164,7 +164,7 @@ def cmd_process(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     db = open_db(cfg)
     settled = pipeline.drain(db, pipeline.Services.load(cfg))
-    delivered = outbound.deliver_due(db, cfg, [outbound.transport_for(cfg)])
+    delivered = outbound.deliver_once(db, cfg)
     print(f"processed {settled} message(s), delivered to {delivered} recipient(s)")
     return EX_OK
 
@@ -182,7 +182,7 @@ def cmd_tick(args: argparse.Namespace) -> int:
     cfg = load_config(args)
     db = open_db(cfg)
     fired = scheduler.run_due(db, pipeline.Services.load(cfg))
-    delivered = outbound.deliver_due(db, cfg, [outbound.transport_for(cfg)])
+    delivered = outbound.deliver_once(db, cfg)
     print(f"fired {fired} alarm(s), delivered to {delivered} recipient(s)")
     return EX_OK
 

@@ -300,6 +300,11 @@ def backoff(cfg: Config, attempts: int) -> float:
     return min(cfg.outbound.retry_initial * (2 ** max(attempts - 1, 0)), cfg.outbound.retry_max)
 
 
+def deliver_once(db: sqlite_utils.Database, cfg: Config) -> int:
+    """One pass over one session: for the one-shot commands (process, tick)."""
+    return deliver_due(db, cfg, [transport_for(cfg)])
+
+
 def deliver_due(db: sqlite_utils.Database, cfg: Config, transports: Sequence[Transport]) -> int:
     """One pass over the queue, over as many parallel sessions as there are transports;
     returns how many recipients were delivered.  Acknowledgements go first: a reporter

@@ -56,13 +56,18 @@ def consulted(db: sqlite_utils.Database, case_id: str, proposal_id: int) -> str 
     return None
 
 
+def _agreed(inv: Invocation) -> dict:
+    proposal = consensus.passed(inv.db, inv.case_id, consensus.RESPONSE)
+    if proposal is None:
+        raise CommandError("the committee has not agreed on a response yet (#propose, #vote)")
+    return proposal
+
+
 @command("consult", summary="draft the mail telling the reporter the agreed response and "
          "inviting their feedback (the chair confirms it); their replies are filed as feedback",
          usage="#consult", example="#consult", states=(OPEN,))
 def _consult(inv: Invocation) -> str:
-    proposal = consensus.passed(inv.db, inv.case_id, consensus.RESPONSE)
-    if proposal is None:
-        raise CommandError("the committee has not agreed on a response yet (#propose, #vote)")
+    proposal = _agreed(inv)
     response = consensus.describe(proposal["response"], proposal["detail"])
     draft_id = drafts.create_draft(inv.db, inv.svc, case_id=inv.case_id, template="consultation",
                                    to_role="reporter", context={"response": response},
@@ -78,9 +83,7 @@ def _consult(inv: Invocation) -> str:
          "until the reporter was consulted (#consult, confirmed by the chair)",
          usage="#enact [how]", example="#enact reprimand sent by the chair", states=(OPEN,))
 def _enact(inv: Invocation) -> str:
-    proposal = consensus.passed(inv.db, inv.case_id, consensus.RESPONSE)
-    if proposal is None:
-        raise CommandError("the committee has not agreed on a response yet (#propose, #vote)")
+    proposal = _agreed(inv)
     why_not = consulted(inv.db, inv.case_id, proposal["id"])
     if why_not:
         raise CommandError(why_not)
