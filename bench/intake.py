@@ -199,11 +199,11 @@ path = "{tmp}/archive"
             stop(capture)
         acks = {}
         relays = 0
-        for line in lines:
+        for n_line, line in enumerate(lines):
             at, kind, irt = [*line.split(" ", 2), ""][:3]
             if kind == "ack":
                 acks[irt.strip()] = float(at)
-            else:
+            elif n_line < lines_at_burst:
                 relays += 1
         latencies = [(acks[mid] - end) * 1000 for mid, end in ends.items() if mid in acks]
         paced_latencies = [(acks[mid] - end) * 1000 for mid, end in paced_ends.items()
