@@ -279,7 +279,8 @@ def send_transcript(ctx: Context, to: str, outcomes: list[Outcome], applied: boo
                      else "Nothing in this message was applied.")
     # mail_members puts the case's tag in front; the one quoted from the subject goes.
     subject = cases.tag_pattern(ctx.cfg).sub("", ctx.parsed.subject).strip()
-    mail_members(ctx, ctx.case_id, [to], kind="transcript", in_reply_to=ctx.parsed.message_id,
+    mail_members(ctx.db, ctx.svc, ctx.case_id, [to], kind="transcript",
+                 in_reply_to=ctx.parsed.message_id,
                  subject=f"Transcript: {subject or '(no subject)'}",
                  body="\n".join(lines) + "\n", auto_submitted="auto-replied")
 

@@ -17,23 +17,24 @@ from . import cases, clock, clocks, relay, render
 from .config import Config
 
 if TYPE_CHECKING:
-    from .drafts import Mailer
+    from .pipeline import Services
 
 
-def send_all(scope: Mailer, policy: clocks.Policy, now: datetime, late: bool) -> str:
-    cfg = scope.cfg
-    board = open_cases(scope.db, policy, now)
+def send_all(db: sqlite_utils.Database, svc: Services, policy: clocks.Policy, now: datetime,
+             late: bool) -> str:
+    cfg = svc.cfg
+    board = open_cases(db, policy, now)
     sent = []
     for member in cfg.committee.members:
-        entries = for_member(scope.db, cfg, board, member.lower())
+        entries = for_member(db, cfg, board, member.lower())
         busy = any(e["due"] or e["overdue"] or e["waiting"] for e in entries)
         if not busy and not policy.digest.send_empty:
             continue
         day = policy.local(now)
-        text = render.render(scope.svc.templates, "digest", committee=cfg.committee,
+        text = render.render(svc.templates, "digest", committee=cfg.committee,
                              member=member, cases=entries, late=late,
                              day=f"{day:%A} {day.day} {day:%B %Y}")
-        relay.mail_members(scope, None, [member.lower()], subject=text.subject,
+        relay.mail_members(db, svc, None, [member.lower()], subject=text.subject,
                            body=text.body, kind="digest")
         sent.append(member.lower())
     return (f"sent digests to {', '.join(sent)}" if sent

@@ -110,14 +110,6 @@ def case_record(db: sqlite_utils.Database, case_id: str) -> dict[str, Any]:
     }
 
 
-class Mailer:
-    """What ``relay.mail_members`` and ``workflow.review_address`` read of a pipeline
-    context, for callers outside the pipeline (the scheduler, the CLI)."""
-
-    def __init__(self, db: sqlite_utils.Database, svc):
-        self.db, self.svc, self.cfg = db, svc, svc.cfg
-
-
 def standard_context(cfg, case: dict[str, Any], record: dict[str, Any],
                      bans: list[dict[str, Any]], *, role: str, names: list[str],
                      chair: str, reply_to: str, review_to: str) -> dict[str, Any]:
@@ -154,7 +146,7 @@ def case_context(db: sqlite_utils.Database, svc, case_id: str, role: str,
         names=[names.get(r, "") for r in recipients],
         chair=cases.acting_chair(db, svc.cfg, case_id) or svc.cfg.committee.chair,
         reply_to=f"conduct+{svc.signer.case_token(case_id)}@{svc.cfg.committee.domain}",
-        review_to=workflow.review_address(Mailer(db, svc), case_id))
+        review_to=workflow.review_address(svc, case_id))
 
 
 # ---------------------------------------------------------------------------------------
@@ -308,7 +300,7 @@ def file_draft(db: sqlite_utils.Database, svc, p: Prepared, author: str,
                  to=p.recipients, replaces=replaces)
     # mail_members tags the subject with the case already.
     subject = p.subject.replace(cases.case_tag(svc.cfg, p.case_id), "").strip()
-    relay.mail_members(Mailer(db, svc), p.case_id, [chair],
+    relay.mail_members(db, svc, p.case_id, [chair],
                        subject=f"Draft {draft_id} to confirm: {subject}",
                        body=_chair_mail(svc.cfg, draft_id, p, author), kind="draft")
     return draft_id

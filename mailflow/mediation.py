@@ -24,7 +24,7 @@ from .message import ADDR_SPEC
 from .workflow import OPEN, notify_committee, parse_person
 
 if TYPE_CHECKING:
-    from .pipeline import Context
+    from .pipeline import Context, Services
 
 PARTY_ROLES = ("reporter", "originator")
 ANSWERS = ("agree", "decline", "propose")
@@ -36,10 +36,10 @@ def party_tag(address: str) -> str:
     return "p" + hashlib.sha256(address.lower().encode()).hexdigest()[:8]
 
 
-def answer_address(ctx: Context, case_id: str, mediation_id: int, party: str, answer: str
+def answer_address(svc: Services, case_id: str, mediation_id: int, party: str, answer: str
                    ) -> str:
-    token = ctx.svc.signer.sign(case_id, f"med{mediation_id}", party_tag(party), answer)
-    return f"conduct+{token}@{ctx.cfg.committee.domain}"
+    token = svc.signer.sign(case_id, f"med{mediation_id}", party_tag(party), answer)
+    return f"conduct+{token}@{svc.cfg.committee.domain}"
 
 
 def current(db: sqlite_utils.Database, case_id: str) -> dict[str, Any] | None:
@@ -78,7 +78,7 @@ def _mediate(inv: Invocation) -> str:
     mediator = f"{name} <{address}>" if name else address
     drafted = []
     for party, role in parties.items():
-        addresses = {f"{a}_address": answer_address(inv.ctx, case_id, mediation_id, party, a)
+        addresses = {f"{a}_address": answer_address(inv.ctx.svc, case_id, mediation_id, party, a)
                      for a in ANSWERS}
         draft_id = drafts.create_draft(db, inv.svc, case_id=case_id, template="mediation-consent",
                                        to_role=role, recipients=[party], author=inv.actor,

@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING
 from . import cases, clock, outbound, render
 
 if TYPE_CHECKING:
+    import sqlite_utils
+
     from .config import Config
-    from .pipeline import Context
+    from .pipeline import Context, Services
 
 RELAYED_KINDS = ("report", "forward", "reply", "member")
 
@@ -36,11 +38,11 @@ def case_root_id(cfg: Config, case_id: str) -> str:
     return f"case-{case_id}@{cfg.committee.domain}"
 
 
-def member_reply_address(ctx: Context, case_id: str | None, member: str) -> str:
-    days = ctx.cfg.security.member_token_days
+def member_reply_address(svc: Services, case_id: str | None, member: str) -> str:
+    days = svc.cfg.security.member_token_days
     expires = (clock.now() + timedelta(days=days)).date()
-    token = ctx.svc.signer.member_token(case_id, member, expires)
-    return f"committee+{token}@{ctx.cfg.committee.domain}"
+    token = svc.signer.member_token(case_id, member, expires)
+    return f"committee+{token}@{svc.cfg.committee.domain}"
 
 
 def committee_subject(ctx: Context) -> str:
@@ -89,28 +91,29 @@ def relay(ctx: Context) -> None:
         msg = outbound.compose(
             cfg, from_=(f"{display} via {cfg.committee.name}", cfg.committee.committee_address),
             to=[cfg.committee.committee_address], subject=text.subject, body=text.body,
-            reply_to=member_reply_address(ctx, ctx.case_id, member),
+            reply_to=member_reply_address(ctx.svc, ctx.case_id, member),
             references=refs, headers=list_headers(cfg, ctx.case_id), attach=attach,
         )
         outbound.enqueue(ctx.db, msg, kind="relay", rcpts=[member],
                          envelope_from=cfg.committee.committee_address, case_id=ctx.case_id)
 
 
-def mail_members(ctx: Context, case_id: str | None, members: list[str], *, subject: str,
+def mail_members(db: sqlite_utils.Database, svc: Services, case_id: str | None,
+                 members: list[str], *, subject: str,
                  body: str, kind: str, in_reply_to: str | None = None,
                  auto_submitted: str = "auto-generated") -> None:
     """Mailflow's own mail to members (transcripts, notices): one copy each, with that
     member's own Reply-To so that answering it is authenticated."""
-    cfg = ctx.cfg
+    cfg = svc.cfg
     tag = cases.case_tag(cfg, case_id) + " " if case_id else ""
     refs = [case_root_id(cfg, case_id)] if case_id else []
     for member in members:
         msg = outbound.compose(
             cfg, from_=(f"{cfg.committee.name} (mailflow)", cfg.committee.committee_address),
             to=[member], subject=f"{tag}{subject}"[:200], body=body,
-            reply_to=member_reply_address(ctx, case_id, member), in_reply_to=in_reply_to,
+            reply_to=member_reply_address(svc, case_id, member), in_reply_to=in_reply_to,
             references=refs,
             headers={**list_headers(cfg, case_id), "Auto-Submitted": auto_submitted},
         )
-        outbound.enqueue(ctx.db, msg, kind=kind, rcpts=[member], envelope_from="",
+        outbound.enqueue(db, msg, kind=kind, rcpts=[member], envelope_from="",
                          case_id=case_id)

@@ -48,17 +48,14 @@ POLL = 30.0         # seconds between passes at most
 
 @dataclass
 class Firing:
-    scope: drafts.Mailer
+    db: sqlite_utils.Database
+    svc: Services
     policy: clocks.Policy
     alarm: dict[str, Any]
     spec: clocks.Clock
     now: datetime
     late: bool
     next_due: datetime | None        # when the clock runs out again (repeat), if it does
-
-    @property
-    def db(self) -> sqlite_utils.Database:
-        return self.scope.db
 
     @property
     def case_id(self) -> str:
@@ -77,20 +74,19 @@ def run_due(db: sqlite_utils.Database, svc: Services, now: datetime | None = Non
     due = db.execute("SELECT id FROM alarms WHERE state = 'pending' AND due_at <= ? "
                      "ORDER BY clock = ?, due_at, id", [clock.stamp(now), clocks.DIGEST]
                      ).fetchall()
-    scope = drafts.Mailer(db, svc)
     fired = 0
     for (alarm_id,) in due:
         try:
             with store.transaction(db):
-                fired += _fire(scope, policy, alarm_id, now)
+                fired += _fire(db, svc, policy, alarm_id, now)
         except Exception as e:
             log.exception("alarm %s failed", alarm_id)
             _failed(db, alarm_id, f"{type(e).__name__}: {e}")
     return fired
 
 
-def _fire(scope: drafts.Mailer, policy: clocks.Policy, alarm_id: int, now: datetime) -> int:
-    db = scope.db
+def _fire(db: sqlite_utils.Database, svc: Services, policy: clocks.Policy, alarm_id: int,
+          now: datetime) -> int:
     # Read inside the transaction: another process may have fired it since we looked.
     rows = list(db.query("SELECT * FROM alarms WHERE id = ? AND state = 'pending'", [alarm_id]))
     if not rows:
@@ -98,7 +94,7 @@ def _fire(scope: drafts.Mailer, policy: clocks.Policy, alarm_id: int, now: datet
     alarm = rows[0]
     late = now - clock.parse(alarm["due_at"]) > policy.late_after
     if alarm["clock"] == clocks.DIGEST:
-        _settle(db, alarm, "fired", digest.send_all(scope, policy, now, late), now, late)
+        _settle(db, alarm, "fired", digest.send_all(db, svc, policy, now, late), now, late)
         clocks.keep_digest_armed(db, policy, now)
         return 1
     spec = policy.clocks.get(alarm["clock"])
@@ -111,11 +107,11 @@ def _fire(scope: drafts.Mailer, policy: clocks.Policy, alarm_id: int, now: datet
         _settle(db, alarm, "ended", why, now, late)
         return 0
     next_due = policy.add(now, spec.repeat) if spec.repeat else None
-    firing = Firing(scope, policy, alarm, spec, now, late, next_due)
+    firing = Firing(db, svc, policy, alarm, spec, now, late, next_due)
     did = [ACTIONS[name](firing) for name in spec.do]
     _settle(db, alarm, "fired", "; ".join(did), now, late)
     if next_due:
-        clocks.arm(db, scope.svc.rules, alarm["case_id"], spec.name, ref=alarm["ref"],
+        clocks.arm(db, svc.rules, alarm["case_id"], spec.name, ref=alarm["ref"],
                    due_at=next_due)
     return 1
 
@@ -148,38 +144,37 @@ def _reminder(f: Firing, members: list[str], audience: str) -> str:
         return "nobody to remind: every member is recused"
     case = cases.get(f.db, f.case_id)
     text = render.render(
-        f.scope.svc.templates, "alarm", committee=f.scope.cfg.committee, case=case,
+        f.svc.templates, "alarm", committee=f.svc.cfg.committee, case=case,
         clock=f.spec.name, about=f.spec.about, ref=f.alarm["ref"],
         due=f.policy.show(clock.parse(f.alarm["due_at"])), late=f.late,
         fired=f.policy.show(f.now),
         next_due=f.policy.show(f.next_due) if f.next_due else None)
-    relay.mail_members(f.scope, f.case_id, members, subject=text.subject, body=text.body,
+    relay.mail_members(f.db, f.svc, f.case_id, members, subject=text.subject, body=text.body,
                        kind="alarm")
     return f"reminded {audience}"
 
 
 def remind_chair(f: Firing) -> str:
-    chair = cases.acting_chair(f.db, f.scope.cfg, f.case_id)
+    chair = cases.acting_chair(f.db, f.svc.cfg, f.case_id)
     if chair is None:  # every chair is recused: the committee must name one
-        return _reminder(f, cases.active_members(f.db, f.scope.cfg, f.case_id),
+        return _reminder(f, cases.active_members(f.db, f.svc.cfg, f.case_id),
                          "the committee (no chair for this case)")
     return _reminder(f, [chair], "the chair")
 
 
 def remind_committee(f: Firing) -> str:
-    return _reminder(f, cases.active_members(f.db, f.scope.cfg, f.case_id), "the committee")
+    return _reminder(f, cases.active_members(f.db, f.svc.cfg, f.case_id), "the committee")
 
 
-def status_update(scope: drafts.Mailer, case_id: str, projected: date, author: str,
-                  reason: str) -> int:
+def status_update(db: sqlite_utils.Database, svc: Services, case_id: str, projected: date,
+                  author: str, reason: str) -> int:
     """Draft the update to the reporter with a projected date; only the chair's
     ``#confirm`` sends it.  An unsent update with an older date is withdrawn, so the
     chair cannot confirm a stale one."""
-    db = scope.db
     stale = [r[0] for r in db.execute("SELECT id FROM drafts WHERE case_id = ? AND template = "
                                       "'status-update' AND state = 'pending'", [case_id])]
     draft_id = drafts.create_draft(
-        db, scope.svc, case_id=case_id, template="status-update", to_role="reporter",
+        db, svc, case_id=case_id, template="status-update", to_role="reporter",
         context={"projected": projected.isoformat(), "reason": reason}, author=author)
     for old in stale:
         db.execute("UPDATE drafts SET state = 'discarded', decided_by = ?, decided_at = ? "
@@ -192,7 +187,7 @@ def status_update(scope: drafts.Mailer, case_id: str, projected: date, author: s
 def draft_status_update(f: Firing) -> str:
     projected = f.policy.local(f.next_due or f.now + timedelta(weeks=1)).date()
     try:
-        draft_id = status_update(f.scope, f.case_id, projected, "mailflow",
+        draft_id = status_update(f.db, f.svc, f.case_id, projected, "mailflow",
                                  f"the {f.spec.name} clock ran out")
     except drafts.DraftError as e:  # no reporter address, every chair recused ...
         return f"{remind_committee(f)}: no status update could be drafted ({e})"
@@ -203,7 +198,7 @@ def officers(f: Firing) -> str:
     """The deadlock, with the proposal and every vote, to the officers (the guidelines
     hand it to them; no chair's confirmation can hold it back), and a copy to the
     committee.  The alarm's ref is the proposal."""
-    cfg = f.scope.cfg
+    cfg = f.svc.cfg
     rows = list(f.db.query("SELECT * FROM proposals WHERE id = ? AND case_id = ?",
                            [f.alarm["ref"], f.case_id]))
     if not rows:
@@ -214,7 +209,7 @@ def officers(f: Firing) -> str:
     voted = {v["member"] for v in votes}
     since = proposal["deadlocked_at"] or f.alarm["armed_at"]
     text = render.render(
-        f.scope.svc.templates, "deadlock", committee=cfg.committee,
+        f.svc.templates, "deadlock", committee=cfg.committee,
         case=cases.get(f.db, f.case_id), tag=cases.case_tag(cfg, f.case_id), proposal=proposal,
         response=consensus.describe(proposal["response"], proposal["detail"]), votes=votes,
         not_voted=[m for m in members if m not in voted],
@@ -224,14 +219,14 @@ def officers(f: Firing) -> str:
     hidden = redaction.protected(f.db, f.case_id, cfg.committee.officers)
     subject, body = redaction.redact(text.subject, hidden), redaction.redact(text.body, hidden)
     # The officers' answer goes to the case, like any mail on it.
-    reply_to = f"conduct+{f.scope.svc.signer.case_token(f.case_id)}@{cfg.committee.domain}"
+    reply_to = f"conduct+{f.svc.signer.case_token(f.case_id)}@{cfg.committee.domain}"
     msg = outbound.compose(
         cfg, from_=(cfg.committee.name, cfg.committee.committee_address),
         to=cfg.committee.officers, subject=subject, body=body, reply_to=reply_to,
         headers={"Auto-Submitted": "auto-generated", "X-Mailflow-Case": f.case_id})
     outbound.enqueue(f.db, msg, kind="escalation", rcpts=cfg.committee.officers,
                      envelope_from="", case_id=f.case_id)
-    relay.mail_members(f.scope, f.case_id, members, subject=f"Sent to the officers: {subject}",
+    relay.mail_members(f.db, f.svc, f.case_id, members, subject=f"Sent to the officers: {subject}",
                        body=body, kind="alarm")
     return f"sent the deadlock to the officers ({', '.join(cfg.committee.officers)})"
 
@@ -269,7 +264,7 @@ def _timeline(inv: Invocation) -> str:
         raise CommandError(f"{day} is not in the future")
     clocks.arm(inv.db, rules, inv.case_id, "resolution", due_at=day,
                detail={"projected": day.isoformat(), "by": inv.actor})
-    draft_id = status_update(drafts.Mailer(inv.db, inv.ctx.svc), inv.case_id, day, inv.actor,
+    draft_id = status_update(inv.db, inv.ctx.svc, inv.case_id, day, inv.actor,
                              f"{inv.actor} set the projected date")
     return (f"projected resolution by {day}; the resolution clock now runs to "
             f"{policy.show(policy.at(day, policy.closes))}. The update to the reporter is "

@@ -124,5 +124,5 @@ def alert(ctx: Context) -> None:
         prefix=ctx.svc.rules.get("triage", {}).get("subject_prefix", "URGENT"),
         labels=[h.label for h in hits], hits=hits, body=ctx.parsed.body_text,
         reporters=cases.reporters(ctx.db, ctx.case_id))
-    relay.mail_members(ctx, ctx.case_id, members, subject=text.subject, body=text.body,
+    relay.mail_members(ctx.db, ctx.svc, ctx.case_id, members, subject=text.subject, body=text.body,
                        kind="urgent")

@@ -24,7 +24,7 @@ from .message import ADDR_SPEC
 from .relay import mail_members
 
 if TYPE_CHECKING:
-    from .pipeline import Context
+    from .pipeline import Context, Services
 
 # Why a case cannot close yet: each check returns the reason, or None.  Other modules
 # append theirs (the severe path's sign-off, the final report having been sent, ...).
@@ -81,7 +81,7 @@ def notify_committee(ctx: Context, case_id: str, subject: str, body: str,
     active = cases.active_members(ctx.db, ctx.cfg, case_id)
     members = [m for m in (to if to is not None else active) if m in active]
     if members:
-        mail_members(ctx, case_id, members, subject=subject, body=body.rstrip() + "\n",
+        mail_members(ctx.db, ctx.svc, case_id, members, subject=subject, body=body.rstrip() + "\n",
                      kind="notice")
 
 
@@ -240,10 +240,10 @@ def reopen(db: sqlite_utils.Database, case_id: str, kind: str | None = None) -> 
 # ---------------------------------------------------------------------------------------
 # Grievances: the originator may ask for a review.
 
-def review_address(ctx: Context, case_id: str) -> str:
+def review_address(svc: Services, case_id: str) -> str:
     """Where the originator asks for a review: a signed purpose token of the case."""
-    token = ctx.svc.signer.sign(case_id, "review")
-    return f"conduct+{token}@{ctx.cfg.committee.domain}"
+    token = svc.signer.sign(case_id, "review")
+    return f"conduct+{token}@{svc.cfg.committee.domain}"
 
 
 def _asks_for_review(ctx: Context) -> bool:

@@ -12,7 +12,7 @@ import pytest
 from clockkit import REPORTER, Archive, draft_id, stamp
 from conftest import CHAIR, M1, M2, MEMBERS, make_mail
 
-from mailflow import clock, clocks, drafts, mediation, rules, scheduler, store
+from mailflow import clock, clocks, mediation, rules, scheduler, store
 from mailflow.config import Config
 
 SHIPPED = rules.load(Config())["clocks"]
@@ -255,8 +255,7 @@ def test_a_settled_mediation_runs_to_its_target_date(archive):
     archive.member(CHAIR, case, "#originator Sam <sam@people.test>\n"
                                 "#mediate Mia <mia@mediators.test>")
     for party in (REPORTER, "sam@people.test"):
-        to = mediation.answer_address(drafts.Mailer(archive.db, archive.svc), case, 1, party,
-                                      "agree")
+        to = mediation.answer_address(archive.svc, case, 1, party, "agree")
         archive.deliver(make_mail(party, to, "Re: mediation", "Yes, I agree."), party, [to])
     # Settled on Friday 27 November: two weeks to complete, by the end of that day.
     assert archive.due(case, "mediation") == "2026-12-11T16:00:00Z"
