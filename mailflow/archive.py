@@ -31,12 +31,11 @@ def file_message(ctx: Context) -> None:
     columns = {"spool_id": ctx.spool_id, "case_id": ctx.case_id, "kind": ctx.kind,
                "envelope_from": ctx.envelope_from, **parsed_columns(p),
                "flags": json.dumps(ctx.flags)}
-    cur = ctx.db.execute(
+    ctx.db.execute(
         f"INSERT INTO messages (received_at, {', '.join(columns)}) SELECT received_at, "
         f"{', '.join('?' * len(columns))} FROM spool WHERE id = ?",
         [*columns.values(), ctx.spool_id],
     )
-    ctx.message_row = cur.lastrowid
     if ctx.case_id:
         cases.touch(ctx.db, ctx.case_id)
     audit.append(ctx.db, p.from_addr or ctx.envelope_from or "unknown", f"mail in: {ctx.kind}",

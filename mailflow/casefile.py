@@ -8,8 +8,18 @@ from typing import Any
 
 import sqlite_utils
 
-from . import calls, cases, consensus, drafts, mediation, resolution, sanctions, workflow
-from .commands import Invocation, command
+from . import (
+    calls,
+    cases,
+    consensus,
+    drafts,
+    mediation,
+    resolution,
+    sanctions,
+    search,
+    workflow,
+)
+from .commands import CommandError, Invocation, command
 from .config import Config
 
 
@@ -133,3 +143,20 @@ def _status(inv: Invocation) -> str:
     case = cases.get(inv.db, inv.case_id) or {}
     head = f"Case {inv.case_id} ({case.get('codename')}): {case.get('status')}, {case.get('kind')}"
     return head + "\n\n" + format_record(case_file(inv.db, inv.cfg, inv.case_id))
+
+
+# #search by mail: the asking member's view (never a case they are recused from).
+MAIL_SEARCH_LIMIT = 20
+
+
+@command("search", needs_case=False,
+         summary="search the archive; the results come back in the transcript "
+         "(never a case you are recused from)",
+         usage="#search <query>   (the syntax of `mailflow search --help`)",
+         example='#search from:alice@example.org "keynote slides" date:2026')
+def _search(inv: Invocation) -> str:
+    try:
+        data = search.run(inv.db, inv.cmd.args, as_member=inv.actor, limit=MAIL_SEARCH_LIMIT)
+    except search.SearchError as e:
+        raise CommandError(f"{e} (send #help search for the syntax)") from None
+    return search.format_results(data)

@@ -10,11 +10,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import cases, intake, outbound, pipeline, rules, store, views
 from . import config as config_mod
+from . import intake, store
 from .config import Config, ConfigError
 
-EX_OK, EX_USAGE, EX_DATAERR, EX_SOFTWARE, EX_TEMPFAIL, EX_CONFIG = 0, 64, 65, 70, 75, 78
+EX_OK, EX_USAGE, EX_DATAERR, EX_TEMPFAIL, EX_CONFIG = 0, 64, 65, 75, 78
 
 DESCRIPTION = """\
 mailflow handles Code of Conduct reports by email.
@@ -161,6 +161,8 @@ def cmd_poll(args: argparse.Namespace) -> int:
 
 
 def cmd_process(args: argparse.Namespace) -> int:
+    from . import outbound, pipeline
+
     cfg = load_config(args)
     db = open_db(cfg)
     settled = pipeline.drain(db, pipeline.Services.load(cfg))
@@ -170,7 +172,7 @@ def cmd_process(args: argparse.Namespace) -> int:
 
 
 def cmd_tick(args: argparse.Namespace) -> int:
-    from . import clock, scheduler
+    from . import clock, outbound, pipeline, scheduler
 
     if args.now:
         try:
@@ -188,7 +190,7 @@ def cmd_tick(args: argparse.Namespace) -> int:
 
 
 def cmd_deadlines(args: argparse.Namespace) -> int:
-    from . import clocks
+    from . import clocks, rules
 
     cfg = load_config(args)
     rows = clocks.deadlines(open_db(cfg), rules.load(cfg))
@@ -197,6 +199,8 @@ def cmd_deadlines(args: argparse.Namespace) -> int:
 
 
 def cmd_cases(args: argparse.Namespace) -> int:
+    from . import views
+
     cfg = load_config(args)
     rows = views.case_list(open_db(cfg), args.status, member_filter(args, cfg))
     emit(args, rows, views.format_case_list(rows))
@@ -204,6 +208,8 @@ def cmd_cases(args: argparse.Namespace) -> int:
 
 
 def cmd_case_show(args: argparse.Namespace) -> int:
+    from . import cases, views
+
     cfg = load_config(args)
     db = open_db(cfg)
     member = member_filter(args, cfg)
@@ -218,6 +224,8 @@ def cmd_case_show(args: argparse.Namespace) -> int:
 
 
 def cmd_quarantine(args: argparse.Namespace) -> int:
+    from . import pipeline, views
+
     db = open_db(load_config(args))
     if args.release is not None:
         if not pipeline.release(db, args.release):
@@ -324,7 +332,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_purge(args: argparse.Namespace) -> int:
-    from . import clock, retention
+    from . import clock, retention, rules
 
     cfg = load_config(args)
     try:
@@ -341,6 +349,8 @@ def cmd_purge(args: argparse.Namespace) -> int:
 
 
 def cmd_queue(args: argparse.Namespace) -> int:
+    from . import views
+
     rows = views.queue(open_db(load_config(args)), args.all)
     text = "\n".join(f"{r['id']:>6} {r['kind']:<10} {r['rcpt']:<30} {r['state']:<7} "
                      f"tries {r['attempts']} next {r['next_attempt_at']} {r['last_error'] or ''}"
@@ -358,7 +368,7 @@ def cmd_bans(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from . import drafts, finalreport
+    from . import drafts, finalreport, pipeline
 
     cfg = load_config(args)
     db = open_db(cfg)
@@ -382,7 +392,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_help(args: argparse.Namespace) -> int:
-    from . import commands, events
+    from . import commands, events, rules
 
     cfg = load_config(args)
     commands.load()

@@ -79,7 +79,6 @@ COMMAND_MODULES = [
     "mailflow.sanctions",
     "mailflow.finalreport",
     "mailflow.scheduler",
-    "mailflow.search",
     "mailflow.casefile",
 ]
 

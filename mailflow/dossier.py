@@ -29,7 +29,6 @@ import sqlite_utils
 from . import audit, cases, clock, store
 from .message import parse
 
-FORMATS = ("json", "html", "mbox")
 # Shown in their own sections, or internal (the index, the raw spool).
 SHOWN_APART = {"cases", "people", "messages", "outbound", "outbound_rcpt", "audit",
                "search_docs", "search_records", "spool_state"}

@@ -59,7 +59,6 @@ LABELS = {
 LINE = re.compile(r"^(?:" + "|".join(f"(?P<{k.replace(' ', '_')}>{v})" for k, v in LABELS.items())
                   + r")(?:[^:(]|\([^)]*\)){0,200}?:\s*(?P<value>.*)$", re.IGNORECASE)
 PEOPLE = ("reporter", "originator", "affected", "witness")
-SUMMARY = ("what happened", "actions taken", "other")
 
 
 def parse_form(text: str) -> list[tuple[str, str]]:

@@ -81,7 +81,6 @@ class Context:
     kind: str = ""                   # report, reply, forward, member, held, bounce
     case_id: str | None = None
     new_case: bool = False
-    message_row: int | None = None
     flags: list[str] = field(default_factory=list)
     # Set by authentication: the roster member proven to have sent this, and how.
     actor: str | None = None

@@ -18,7 +18,6 @@ are indexed by calling, inside the transaction that stores them::
     search.index_record(db, ref=f"call:{call_id}", kind="call", case_id=case_id,
                         author=member, subject="Call with the reporter", body=text,
                         at=clock.stamp())
-    search.unindex_record(db, f"call:{call_id}")
 
 ``ref`` is ``<kind>:<your id>``; indexing a ref again replaces the earlier text.  Kinds
 the query language knows: see :data:`KINDS`.
@@ -309,10 +308,6 @@ def index_record(db: sqlite_utils.Database, *, ref: str, kind: str, case_id: str
         "subject = excluded.subject, body = excluded.body",
         [ref, kind, case_id, at or clock.stamp(), author.lower() if "@" in author else author,
          subject, body])
-
-
-def unindex_record(db: sqlite_utils.Database, ref: str) -> None:
-    db.execute("DELETE FROM search_records WHERE ref = ?", [ref])
 
 
 # ---------------------------------------------------------------------------------------
@@ -895,28 +890,3 @@ def format_results(data: dict[str, Any]) -> str:
     if data["more"]:
         lines.append("(more results: raise the limit or narrow the query)")
     return "\n".join(lines).rstrip()
-
-
-# ---------------------------------------------------------------------------------------
-# #search by mail: the asking member's view (no case they are recused from).
-
-MAIL_LIMIT = 20
-
-
-def _register_command() -> None:
-    from .commands import CommandError, Invocation, command
-
-    @command("search", needs_case=False,
-             summary="search the archive; the results come back in the transcript "
-             "(never a case you are recused from)",
-             usage="#search <query>   (the syntax of `mailflow search --help`)",
-             example='#search from:alice@example.org "keynote slides" date:2026')
-    def _search(inv: Invocation) -> str:
-        try:
-            data = run(inv.db, inv.cmd.args, as_member=inv.actor, limit=MAIL_LIMIT)
-        except SearchError as e:
-            raise CommandError(f"{e} (send #help search for the syntax)") from None
-        return format_results(data)
-
-
-_register_command()
