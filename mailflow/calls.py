@@ -92,9 +92,7 @@ def _call(inv: Invocation) -> str:
          usage="#note\n    text ...\n    #end",
          example="#note\nThe forum moderators confirmed the posts were removed.\n#end")
 def _note(inv: Invocation) -> str:
-    text = "\n".join(filter(None, [inv.cmd.args, inv.cmd.text]))
-    if not text:
-        raise CommandError("the note is empty: write it on the lines after #note, then #end")
-    note_id = file_note(inv.db, inv.case_id, kind="note", author=inv.actor, text=text,
+    note_id = file_note(inv.db, inv.case_id, kind="note", author=inv.actor,
+                        text=inv.block_text("note"),
                         spool_id=inv.ctx.spool_id)
     return f"note #{note_id} filed"

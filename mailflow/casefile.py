@@ -49,12 +49,6 @@ def case_file(db: sqlite_utils.Database, cfg: Config, case_id: str) -> dict[str,
     }
 
 
-def _person(p: dict[str, Any]) -> str:
-    if p["name"] and p["address"]:
-        return f"{p['name']} <{p['address']}>"
-    return p["name"] or p["address"]
-
-
 def _undetermined(value: Any) -> str:
     return str(value) if value else "(undetermined)"
 
@@ -64,7 +58,7 @@ def format_record(cf: dict[str, Any]) -> str:
     people = cf["people"]
 
     def role(name: str) -> str:
-        return _undetermined(", ".join(_person(p) for p in people if p["role"] == name))
+        return _undetermined(", ".join(cases.person_text(p) for p in people if p["role"] == name))
 
     response = (consensus.describe(rec["response"], rec["response_detail"] or "")
                 if rec["response"] else None)
@@ -86,7 +80,7 @@ def format_record(cf: dict[str, Any]) -> str:
               f"  Deciding:  {', '.join(cf['deciding']) or 'nobody: the case is with the board'}",
               f"  Recused:   {', '.join(cf['recused']) or 'nobody'}"]
     lines += ["", "People"]
-    lines += [f"  {p['role']:<11} {_person(p)}" for p in people] or ["  (none)"]
+    lines += [f"  {p['role']:<11} {cases.person_text(p)}" for p in people] or ["  (none)"]
     lines += ["", "Decisions"]
     for p in cf["proposals"]:
         what = ("sign-off of the clear-and-severe fast path" if p["kind"] == consensus.SIGNOFF

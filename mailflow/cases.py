@@ -91,6 +91,13 @@ def people(db: sqlite_utils.Database, case_id: str, role: str | None = None) -> 
     return list(db.query(sql + " ORDER BY id", args))
 
 
+def person_text(p: dict[str, Any]) -> str:
+    """A people row as mail shows it: ``Name <address>``, or whichever is known."""
+    if p["name"] and p["address"]:
+        return f"{p['name']} <{p['address']}>"
+    return p["name"] or p["address"]
+
+
 def is_on_case(db: sqlite_utils.Database, case_id: str, address: str) -> bool:
     return db.execute("SELECT 1 FROM people WHERE case_id = ? AND address = ?",
                       [case_id, address.lower()]).fetchone() is not None

@@ -128,6 +128,14 @@ class Invocation:
     def is_chair(self) -> bool:
         return self.cfg.is_chair(self.actor)
 
+    def block_text(self, what: str) -> str:
+        """A block command's text: the words after it on its line, then its block."""
+        text = "\n".join(filter(None, [self.cmd.args, self.cmd.text]))
+        if not text:
+            raise CommandError(f"the {what} is empty: write it on the lines after "
+                               f"#{self.cmd.word}, then #end")
+        return text
+
     def log(self, action: str, **detail) -> None:
         audit.append(self.db, self.actor, action, self.ctx.case_id,
                      proof=self.ctx.proof or "", **detail)

@@ -84,12 +84,6 @@ def _yes_no(value: str | None) -> str:
     return value if value in ("yes", "no") else UNDETERMINED
 
 
-def person_text(p: dict[str, Any]) -> str:
-    if p["name"] and p["address"]:
-        return f"{p['name']} <{p['address']}>"
-    return p["name"] or p["address"]
-
-
 def case_record(db: sqlite_utils.Database, case_id: str) -> dict[str, Any]:
     """What the committee determined (see ``workflow``), in words a template can print;
     anything not determined yet reads "not yet determined"."""
@@ -105,8 +99,8 @@ def case_record(db: sqlite_utils.Database, case_id: str) -> dict[str, Any]:
         "safety": _yes_no(row.get("safety")),
         "response": consensus.describe(response, row.get("response_detail") or "")
                     if response else UNDETERMINED,
-        "originators": [person_text(p) for p in people if p["role"] == "originator"],
-        "affected": [person_text(p) for p in people if p["role"] == "affected"],
+        "originators": [cases.person_text(p) for p in people if p["role"] == "originator"],
+        "affected": [cases.person_text(p) for p in people if p["role"] == "affected"],
     }
 
 

@@ -69,7 +69,7 @@ def report_context(db: sqlite_utils.Database, svc, case_id: str) -> dict[str, An
                 for p in withheld_people}
 
     def shown(p: dict) -> str:
-        return withheld.get(redaction.person_key(p)) or drafts.person_text(p)
+        return withheld.get(redaction.person_key(p)) or cases.person_text(p)
 
     public = [r[0] for r in db.execute("SELECT text FROM public_records WHERE case_id = ? "
                                        "ORDER BY id", [case_id])]

@@ -101,9 +101,7 @@ def _enact(inv: Invocation) -> str:
          usage="#reply\n    text ...\n    #end",
          example="#reply\nThank you; could you tell us the date of the chat messages?\n#end")
 def _reply(inv: Invocation) -> str:
-    text = "\n".join(filter(None, [inv.cmd.args, inv.cmd.text]))
-    if not text:
-        raise CommandError("the reply is empty: write it on the lines after #reply, then #end")
+    text = inv.block_text("reply")
     draft_id = drafts.create_draft(inv.db, inv.svc, case_id=inv.case_id,
                                    template="reply-to-reporter", to_role="reporter",
                                    context={"text": text}, author=inv.actor)
