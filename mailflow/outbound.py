@@ -8,6 +8,7 @@ between the relay's 250 and our bookkeeping resends (as every MTA does).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import queue
@@ -31,6 +32,7 @@ import sqlite_utils
 
 from . import audit, clock, store
 from .config import Config, split_hostport
+from .message import addresses, split_quoted
 from .wakeup import Doorbell
 
 log = logging.getLogger("mailflow.outbound")
@@ -77,9 +79,10 @@ def new_message_id(cfg: Config) -> str:
 
 @dataclass
 class Outgoing:
-    """A composed message: its headers as given, and its bytes on the wire."""
+    """A composed message: its headers as given, its text, and its bytes on the wire."""
 
     headers: list[tuple[str, str]]
+    text: str
     raw: bytes
 
     def __getitem__(self, name: str) -> str | None:
@@ -152,7 +155,7 @@ def compose(
     head = "".join(f"{name}: {_encode_header(name, check_header(name, value))}\r\n"
                    for name, value in fields).encode("ascii")
     if attach is None:
-        return Outgoing(fields, head + _text_part(body))
+        return Outgoing(fields, body, head + _text_part(body))
     boundary = f"=_mailflow_{uuid.uuid4().hex}".encode()
     original = attach.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
     raw = (head + b"Content-Type: multipart/mixed; boundary=\"" + boundary + b"\"\r\n\r\n"
@@ -161,7 +164,19 @@ def compose(
            + b"Content-Disposition: attachment; filename=\"original.eml\"\r\n"
            + b"Content-Transfer-Encoding: 8bit\r\n\r\n" + original + b"\r\n"
            + b"--" + boundary + b"--\r\n")
-    return Outgoing(fields, raw)
+    return Outgoing(fields, body, raw)
+
+
+def text_columns(msg: Outgoing) -> dict[str, str | None]:
+    """The columns the archive indexes, read from what was composed, so that queueing
+    a message never parses it back (that cost as much as composing it)."""
+    sender = addresses([msg["From"] or ""])
+    new_text, quoted_text = split_quoted(msg.text)
+    return {"from_name": sender[0][0] if sender else "",
+            "from_addr": sender[0][1] if sender else None,
+            "to_addrs": json.dumps([a for _, a in addresses([msg["To"] or ""])]),
+            "cc_addrs": json.dumps([a for _, a in addresses([msg["Cc"] or ""])]),
+            "new_text": new_text, "quoted_text": quoted_text}
 
 
 def enqueue(
@@ -172,18 +187,22 @@ def enqueue(
     rcpts: Iterable[str],
     envelope_from: str = "",
     case_id: str | None = None,
+    searchable: bool = True,
 ) -> int:
-    """Queue a message for delivery; call inside the caller's transaction."""
+    """Queue a message for delivery; call inside the caller's transaction.
+
+    ``searchable``: the archive indexes it (its text columns are kept); False for a
+    copy of a message that is indexed already."""
     rcpts = sorted({r.lower() for r in rcpts})
     if not rcpts:
         raise ValueError("a message needs at least one recipient")
     now = clock.stamp()
-    cur = db.execute(
-        "INSERT INTO outbound (case_id, kind, created_at, message_id, envelope_from, subject, raw)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [case_id, kind, now, msg["Message-ID"].strip("<>"), envelope_from, msg["Subject"],
-         msg.as_bytes()],
-    )
+    columns = {"case_id": case_id, "kind": kind, "created_at": now,
+               "message_id": msg["Message-ID"].strip("<>"), "envelope_from": envelope_from,
+               "subject": msg["Subject"], "raw": msg.as_bytes(),
+               **(text_columns(msg) if searchable else {})}
+    cur = db.execute(f"INSERT INTO outbound ({', '.join(columns)}) VALUES "
+                     f"({', '.join('?' * len(columns))})", list(columns.values()))
     out_id = cur.lastrowid
     db.conn.executemany(
         "INSERT INTO outbound_rcpt (outbound_id, rcpt, next_attempt_at) VALUES (?, ?, ?)",

@@ -95,7 +95,8 @@ def relay(ctx: Context) -> None:
             references=refs, headers=list_headers(cfg, ctx.case_id), attach=attach,
         )
         outbound.enqueue(ctx.db, msg, kind="relay", rcpts=[member],
-                         envelope_from=cfg.committee.committee_address, case_id=ctx.case_id)
+                         envelope_from=cfg.committee.committee_address, case_id=ctx.case_id,
+                         searchable=False)  # the message it relays is indexed
 
 
 def mail_members(db: sqlite_utils.Database, svc: Services, case_id: str | None,

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import sqlite_utils
+
+from .message import parse
 
 # spool.db: raw bytes exactly as received, committed before the MTA hears 250.
 # Written by intake only; created on connect (IF NOT EXISTS), so it has no migrations.
@@ -134,6 +138,25 @@ def core_tables(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX audit_case ON audit(case_id, id)")
 
 
+OUTBOUND_TEXT = ("from_name", "from_addr", "to_addrs", "cc_addrs", "new_text", "quoted_text")
+
+
+def outbound_text(db: sqlite_utils.Database) -> None:
+    """Outgoing mail keeps the fields the archive indexes, as ``messages`` does, filled
+    when it is queued (:func:`outbound.text_columns`) instead of parsed back from the
+    bytes by the index; existing rows are parsed once here, except relayed copies of
+    received mail (indexed as that mail)."""
+    for column in OUTBOUND_TEXT:
+        db.execute(f"ALTER TABLE outbound ADD COLUMN {column} TEXT")
+    rows = db.execute("SELECT id, raw FROM outbound WHERE kind != 'relay'").fetchall()
+    for out_id, raw in rows:
+        p = parse(raw)
+        db.execute(f"UPDATE outbound SET {', '.join(c + ' = ?' for c in OUTBOUND_TEXT)} "
+                   "WHERE id = ?", [p.from_name, p.from_addr, json.dumps(p.to_addrs),
+                                    json.dumps(p.cc_addrs), p.new_text, p.quoted_text, out_id])
+
+
 MIGRATIONS = [
     ("0001_core_tables", core_tables),
+    ("0002_outbound_text", outbound_text),
 ]

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import re
 import sqlite3
-import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -106,40 +105,37 @@ def _json_tokens_sql(role: str, column: str) -> str:
 
 # Each source: the documents a row makes, as SQL over the row (alias {r}).  The triggers
 # and `rebuild` are generated from these, so the two cannot drift apart.
+# Mail, received (messages) or sent (outbound), has the same indexed columns.
+MAIL_FTS = {
+    "sender": "trim(coalesce({r}.from_name, '') || ' ' || coalesce({r}.from_addr, ''))",
+    "rcpt": "trim(coalesce({r}.to_addrs, '') || ' ' || coalesce({r}.cc_addrs, ''))",
+    "subject": "coalesce({r}.subject, '')",
+    "body": "coalesce({r}.new_text, '')",
+    "quoted": "coalesce({r}.quoted_text, '')",
+    "addr": ("trim(coalesce(" + _addr_token_sql("f", "{r}.from_addr") + ", '') || ' ' ||"
+             " coalesce((SELECT group_concat(tok, ' ') FROM ("
+             + _json_tokens_sql("t", "{r}.to_addrs") + " UNION ALL "
+             + _json_tokens_sql("t", "{r}.cc_addrs") + ")), ''))"),
+}
+MAIL_WATCH = ("case_id, kind, from_name, from_addr, to_addrs, cc_addrs, subject, new_text, "
+              "quoted_text")
+
 SOURCES: dict[str, dict[str, Any]] = {
     "messages": {
         "prefix": "message",
         "when": "1",
         "doc": {"kind": "{r}.kind", "case_id": "{r}.case_id",
                 "at": "coalesce({r}.date, {r}.received_at)"},
-        "fts": {
-            "sender": "trim(coalesce({r}.from_name, '') || ' ' || coalesce({r}.from_addr, ''))",
-            "rcpt": "trim(coalesce({r}.to_addrs, '') || ' ' || coalesce({r}.cc_addrs, ''))",
-            "subject": "coalesce({r}.subject, '')",
-            "body": "coalesce({r}.new_text, '')",
-            "quoted": "coalesce({r}.quoted_text, '')",
-            "addr": ("trim(coalesce(" + _addr_token_sql("f", "{r}.from_addr") + ", '') || ' ' ||"
-                     " coalesce((SELECT group_concat(tok, ' ') FROM ("
-                     + _json_tokens_sql("t", "{r}.to_addrs") + " UNION ALL "
-                     + _json_tokens_sql("t", "{r}.cc_addrs") + ")), ''))"),
-        },
-        "watch": "case_id, kind, from_name, from_addr, to_addrs, cc_addrs, subject, date, "
-                 "received_at, new_text, quoted_text",
+        "fts": MAIL_FTS,
+        "watch": MAIL_WATCH + ", date, received_at",
     },
     "outbound": {
         "prefix": "outbound",
-        # Relayed copies repeat an indexed message, once per member.
-        "when": "{r}.kind != 'relay'",
+        # Relayed copies, which repeat an indexed message, are queued without text.
+        "when": "{r}.new_text IS NOT NULL",
         "doc": {"kind": "'sent'", "case_id": "{r}.case_id", "at": "{r}.created_at"},
-        "fts": {
-            "sender": "mailflow_mail_field({r}.raw, 'sender')",
-            "rcpt": "mailflow_mail_field({r}.raw, 'rcpt')",
-            "subject": "coalesce({r}.subject, '')",
-            "body": "mailflow_mail_field({r}.raw, 'body')",
-            "quoted": "mailflow_mail_field({r}.raw, 'quoted')",
-            "addr": "mailflow_mail_field({r}.raw, 'addr')",
-        },
-        "watch": "case_id, kind, subject, raw, created_at",
+        "fts": MAIL_FTS,
+        "watch": MAIL_WATCH + ", created_at",
     },
     "search_records": {
         "prefix": None,  # the row carries its own ref
@@ -257,40 +253,13 @@ def search_tables(db: sqlite_utils.Database) -> None:
     db.execute(CASE_RECORD.format(r="c") + " FROM cases c ORDER BY c.rowid")
 
 
-MIGRATIONS = [("0100_search_index", search_tables)]
+def outbound_columns(db: sqlite_utils.Database) -> None:
+    """Outgoing mail is indexed from its text columns (schema 0002), no longer by
+    parsing its bytes in the trigger."""
+    rebuild_index(db)
 
 
-# ---------------------------------------------------------------------------------------
-# The SQL functions the triggers use (registered on every connection by store.connect).
-
-# The trigger asks for five fields of the same row: parse it once (per thread).
-_mail_cache = threading.local()
-
-
-def mail_fields(raw: bytes) -> dict[str, str]:
-    """The indexed fields of a composed mail (outbound rows keep only raw bytes)."""
-    p = parse(raw)
-    rcpts = p.to_addrs + p.cc_addrs
-    tokens = ([addr_token("f", p.from_addr)] if p.from_addr else []) + [
-        addr_token("t", a) for a in rcpts]
-    return {"sender": f"{p.from_name} {p.from_addr or ''}".strip(), "rcpt": " ".join(rcpts),
-            "body": p.new_text, "quoted": p.quoted_text, "addr": " ".join(tokens)}
-
-
-def _mail_field(raw: bytes | None, name: str) -> str:
-    try:
-        if raw is None:
-            return ""
-        if getattr(_mail_cache, "raw", None) != raw:
-            _mail_cache.fields = mail_fields(bytes(raw))
-            _mail_cache.raw = raw
-        return _mail_cache.fields.get(name, "")
-    except Exception:  # an index must never stop mail from being queued
-        return ""
-
-
-def on_connect(conn: sqlite3.Connection) -> None:
-    conn.create_function("mailflow_mail_field", 2, _mail_field, deterministic=True)
+MIGRATIONS = [("0100_search_index", search_tables), ("0101_outbound_columns", outbound_columns)]
 
 
 # ---------------------------------------------------------------------------------------

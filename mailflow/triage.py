@@ -12,6 +12,7 @@ Two pipeline handlers, because they need different moments:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -50,11 +51,19 @@ def problems(rules: Mapping[str, Any]) -> list[str]:
             values = spec.get(field, [])
             if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
                 out.append(f"{key}.{field}: expected a list of strings")
-        for pattern in spec.get("patterns", []):
+        patterns = spec.get("patterns", [])
+        errors = len(out)
+        for pattern in patterns:
             try:
                 re.compile(pattern)
             except (re.error, TypeError) as e:
                 out.append(f"{key}.patterns: {pattern!r}: {e}")
+        if len(out) == errors and patterns:
+            try:
+                category_pattern(tuple(patterns))
+            except re.error as e:
+                out.append(f"{key}.patterns: they do not compile as one alternation ({e}); "
+                           "a group name used twice?")
     if not isinstance(table.get("subject_prefix", "URGENT"), str):
         out.append("rules/triage.toml: subject_prefix: expected a string")
     return out
@@ -62,13 +71,17 @@ def problems(rules: Mapping[str, Any]) -> list[str]:
 
 def find(rules: Mapping[str, Any], text: str) -> list[Hit]:
     """One hit per category whose words or patterns occur in ``text``."""
+    # Matched in lower case with whitespace collapsed: "any case, any spacing", and
+    # a case-sensitive regex runs several times faster than an IGNORECASE one.
     flat = " ".join(text.split()).lower()
     hits = []
     for name, spec in rules.get("triage", {}).get("categories", {}).items():
-        matched = _first_word(spec.get("words", []), flat) or _first_pattern(
-            spec.get("patterns", []), text)
+        matched = _first_word(spec.get("words", []), flat)
+        if not matched and spec.get("patterns"):
+            found = category_pattern(tuple(spec["patterns"])).search(flat)
+            matched = found.group(0) if found else None
         if matched:
-            hits.append(Hit(spec.get("label", name), " ".join(matched.split())))
+            hits.append(Hit(spec.get("label", name), matched))
     return hits
 
 
@@ -83,12 +96,14 @@ def _first_word(words: list[str], flat: str) -> str | None:
     return None
 
 
-def _first_pattern(patterns: list[str], text: str) -> str | None:
-    for pattern in patterns:
-        match = re.search(pattern, text, re.IGNORECASE)
-        if match:
-            return match.group(0)
-    return None
+@functools.lru_cache(maxsize=64)
+def category_pattern(patterns: tuple[str, ...]) -> re.Pattern[str]:
+    """A category's patterns as one alternation: one pass over the text instead of one
+    per pattern.  The text is in lower case, so IGNORECASE is needed only for a capital
+    letter written as a literal (not in an escape such as \\S or in (?P<name>))."""
+    joined = "|".join(f"(?:{p})" for p in patterns)
+    literal = re.sub(r"\\.|\(\?P[<=]", "", joined)
+    return re.compile(joined, re.IGNORECASE if any(c.isupper() for c in literal) else 0)
 
 
 def _report_text(ctx: Context) -> str:

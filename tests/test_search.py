@@ -96,6 +96,11 @@ def test_prefixes_phrases_booleans_and_dates(archive):
     assert sorted(keys(search(s, "status:open kind:report"))) == ["m1", "m2", "m4"]
     assert search(s, "status:closed") == []
     assert keys(search(s, "kind:sent")) == ["sent"] * 3  # one acknowledgement per report
+    # Sent mail is indexed by its recipients, sender and text like received mail.
+    ack = search(s, f"to:{CAROL}", "kind:sent")
+    assert len(ack) == 1 and ack[0]["subject"].endswith("We have received your report")
+    assert len(search(s, "body:confirms", f"to:{CAROL}")) == 1
+    assert len(search(s, "from:conduct@example.org", "kind:sent")) == 3
     assert len(search(s, "kind:case")) == 3
 
 

@@ -30,6 +30,18 @@ def test_the_shipped_words_and_patterns():
     assert triage.problems({"triage": {"categories": {"x": {"patterns": ["(unclosed"]}}}})
 
 
+def test_patterns_match_in_any_case_across_line_breaks():
+    assert labels("He said he KNOWS\r\n   WHERE you live.") == ["threat of violence"]
+    custom = {"triage": {"categories": {"x": {"label": "x", "patterns": [
+        r"\bcode (?P<n>\d)(?P=n)\b", r"\bPIN\b"]}}}}
+    assert triage.problems(custom) == []
+    assert [h.matched for h in triage.find(custom, "Code 77 now")] == ["code 77"]
+    assert triage.find(custom, "code 78") == []
+    assert [h.matched for h in triage.find(custom, "my pin")] == ["pin"]
+    clash = {"triage": {"categories": {"x": {"patterns": ["(?P<a>x)", "(?P<a>y)"]}}}}
+    assert "one alternation" in triage.problems(clash)[0]
+
+
 def urgent_server(tmp_path, relay: CaptureRelay) -> MailflowServer:
     server = MailflowServer(tmp_path, relay.port)
     text = server.config.read_text()
