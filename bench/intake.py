@@ -34,19 +34,18 @@ HERE = Path(__file__).resolve().parent
 MEMBERS = ["chair@example.org", "m1@example.org", "m2@example.org"]
 
 SINK = r"""
-import sys, time, email
+import re, sys, time
 from aiosmtpd.controller import Controller
 port, out = int(sys.argv[1]), sys.argv[2]
 log = open(out, "a", buffering=1) if out != "-" else None
+IRT = re.compile(rb"^in-reply-to:[ \t]*(\S*)", re.IGNORECASE | re.MULTILINE)
 class Handler:
     async def handle_DATA(self, server, session, envelope):
         if log:
-            irt = ""
-            for line in envelope.original_content.split(b"\r\n"):
-                if not line:
-                    break
-                if line.lower().startswith(b"in-reply-to:"):
-                    irt = line.split(b":", 1)[1].strip().decode()
+            # The header only: the capture shares the CPU with what it measures.
+            content = envelope.original_content
+            found = IRT.search(content, 0, content.find(b"\r\n\r\n"))
+            irt = found.group(1).decode() if found else ""
             kind = "ack" if envelope.mail_from in ("", "<>") else "relay"
             log.write(f"{time.monotonic()} {kind} {irt}\n")
         return "250 OK"

@@ -87,13 +87,16 @@ def _to_the_board(ctx: Context, case_id: str) -> None:
 def named_members(cfg: Config, text: str) -> dict[str, str]:
     """Members named in ``text``: {member: how (address or alias)}."""
     found: dict[str, str] = {}
+    lowered = text.lower()  # a substring test first: the regex runs only where it can match
     for member in (m.lower() for m in cfg.committee.members):
-        if re.search(rf"(?<![\w.%+\-]){re.escape(member)}(?![\w\-]|\.\w)", text, re.I):
+        if member in lowered and re.search(
+                rf"(?<![\w.%+\-]){re.escape(member)}(?![\w\-]|\.\w)", text, re.I):
             found[member] = "their address"
             continue
         aliases = next((a for m, a in cfg.committee.aliases.items() if m.lower() == member), [])
         for alias in aliases:
-            if re.search(rf"(?<![\w@]){re.escape(alias)}(?!\w)", text, re.I):
+            if alias.lower() in lowered and re.search(
+                    rf"(?<![\w@]){re.escape(alias)}(?!\w)", text, re.I):
                 found[member] = f'"{alias}"'
                 break
     return found

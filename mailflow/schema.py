@@ -156,7 +156,14 @@ def outbound_text(db: sqlite_utils.Database) -> None:
                                     json.dumps(p.cc_addrs), p.new_text, p.quoted_text, out_id])
 
 
+def outbound_rcpt_index(db: sqlite_utils.Database) -> None:
+    """Delivery records each recipient by (message, address); with only the address
+    indexed, that read every copy a member had ever been sent."""
+    db.execute("CREATE INDEX outbound_rcpt_message ON outbound_rcpt(outbound_id, rcpt)")
+
+
 MIGRATIONS = [
     ("0001_core_tables", core_tables),
     ("0002_outbound_text", outbound_text),
+    ("0003_outbound_rcpt_index", outbound_rcpt_index),
 ]

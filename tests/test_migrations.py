@@ -43,3 +43,14 @@ def test_queued_mail_keeps_the_text_it_was_composed_from(tmp_path):
     assert json.loads(columns["cc_addrs"]) == ["b@people.test"]
     assert columns["new_text"] == "Une réponse."
     assert columns["quoted_text"].startswith("On Monday, A wrote:")
+
+
+def test_recording_a_delivery_reads_one_row_not_every_copy_a_member_was_sent(tmp_path):
+    # Without (outbound_id, rcpt) indexed, each delivery read every row of its
+    # recipient: a committee member's thousands of copies, once per copy.
+    cfg = config.from_dict({"storage": {"path": str(tmp_path / "archive")}})
+    cfg.archive_dir.mkdir(parents=True)
+    db = store.open_db(cfg.db_path)
+    plan = db.execute("EXPLAIN QUERY PLAN UPDATE outbound_rcpt SET state = 'sent' "
+                      "WHERE outbound_id = 1 AND rcpt = 'chair@example.org'").fetchall()
+    assert "USING INDEX outbound_rcpt_message (outbound_id=? AND rcpt=?)" in plan[0][3]
