@@ -12,7 +12,9 @@ under the same rowid; ``ref`` names the record):
   case fields set by commands.
 
 The first three are kept by triggers on their tables, so any insert, update or delete
-anywhere updates the index in the same transaction: search never lags.  Other records
+anywhere updates the index in the same transaction: search never lags.  (The triggers
+queue the text in ``search_queue``; :func:`before_commit` indexes the queue just before
+the transaction commits, see there why.)  Other records
 are indexed by calling, inside the transaction that stores them::
 
     search.index_record(db, ref=f"call:{call_id}", kind="call", case_id=case_id,
@@ -167,18 +169,19 @@ def _doc_insert_sql(table: str, r: str) -> str:
             f"{doc['kind']}, {doc['case_id']}, {doc['at']}")
 
 
-def _fts_insert_sql(table: str, r: str) -> str:
+def _queue_insert_sql(table: str, r: str) -> str:
     fts = [SOURCES[table]["fts"][c].format(r=r) for c in COLUMNS]
-    return (f"INSERT INTO search_fts (rowid, {', '.join(COLUMNS)}) SELECT d.id, "
+    return (f"INSERT INTO search_queue (doc_id, {', '.join(COLUMNS)}) SELECT d.id, "
             f"{', '.join(fts)} FROM search_docs d WHERE d.ref = {_ref_sql(table, r)}")
 
 
 def _triggers(table: str) -> list[str]:
     when = SOURCES[table]["when"].format(r="NEW")
     ref = _ref_sql(table, "OLD")
-    unindex = (f"DELETE FROM search_fts WHERE rowid = (SELECT id FROM search_docs WHERE ref = "
-               f"{ref}); DELETE FROM search_docs WHERE ref = {ref};")
-    index = f"{_doc_insert_sql(table, 'NEW')} WHERE {when}; {_fts_insert_sql(table, 'NEW')};"
+    doc = f"(SELECT id FROM search_docs WHERE ref = {ref})"
+    unindex = (f"DELETE FROM search_fts WHERE rowid = {doc}; DELETE FROM search_queue WHERE "
+               f"doc_id = {doc}; DELETE FROM search_docs WHERE ref = {ref};")
+    index = f"{_doc_insert_sql(table, 'NEW')} WHERE {when}; {_queue_insert_sql(table, 'NEW')};"
     return [
         f"CREATE TRIGGER search_{table}_ai AFTER INSERT ON {table} BEGIN {index} END",
         f"CREATE TRIGGER search_{table}_ad AFTER DELETE ON {table} BEGIN {unindex} END",
@@ -217,6 +220,27 @@ def _create_index_tables(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX search_docs_kind ON search_docs(kind, at)")
     db.execute(f"CREATE VIRTUAL TABLE search_fts USING fts5({', '.join(COLUMNS)}, "
                "tokenize = 'porter unicode61 remove_diacritics 2')")
+    db.execute(f"CREATE TABLE search_queue (doc_id INTEGER PRIMARY KEY, {', '.join(COLUMNS)})")
+
+
+def before_commit(db: sqlite_utils.Database) -> None:
+    """Move what this transaction queued into the FTS5 index, in one statement.
+
+    The triggers queue documents instead of writing to search_fts: SQLite opens a
+    savepoint for every write statement, and FTS5 writes out what it has pending at
+    each one, so a document indexed in the middle of a transaction became a tiny
+    segment of its own, to be merged again and again (half the cost of an import).
+    Run by :func:`store.transaction` before it commits, so search still never lags.
+    """
+    try:
+        queued = db.execute("SELECT 1 FROM search_queue LIMIT 1").fetchone()
+    except sqlite3.OperationalError:
+        return  # the migrations that create it have not run yet
+    if queued:
+        columns = ", ".join(COLUMNS)
+        db.execute(f"INSERT INTO search_fts (rowid, {columns}) SELECT doc_id, {columns} "
+                   "FROM search_queue ORDER BY doc_id")
+        db.execute("DELETE FROM search_queue")
 
 
 def _create_triggers(db: sqlite_utils.Database) -> None:
@@ -253,13 +277,14 @@ def search_tables(db: sqlite_utils.Database) -> None:
     db.execute(CASE_RECORD.format(r="c") + " FROM cases c ORDER BY c.rowid")
 
 
-def outbound_columns(db: sqlite_utils.Database) -> None:
-    """Outgoing mail is indexed from its text columns (schema 0002), no longer by
-    parsing its bytes in the trigger."""
+def queue_and_outbound_columns(db: sqlite_utils.Database) -> None:
+    """The triggers queue documents for :func:`before_commit`; outgoing mail is indexed
+    from its text columns (schema 0002), no longer by parsing its bytes."""
     rebuild_index(db)
 
 
-MIGRATIONS = [("0100_search_index", search_tables), ("0101_outbound_columns", outbound_columns)]
+MIGRATIONS = [("0100_search_index", search_tables),
+              ("0101_queue_and_outbound_columns", queue_and_outbound_columns)]
 
 
 # ---------------------------------------------------------------------------------------
@@ -298,6 +323,7 @@ def rebuild_index(db: sqlite_utils.Database) -> int:
     _drop_triggers(db)
     db.execute("DROP TABLE search_fts")
     db.execute("DROP TABLE search_docs")
+    db.execute("DROP TABLE IF EXISTS search_queue")
     db.execute("DELETE FROM search_records WHERE ref LIKE 'case:%'")
     db.execute(CASE_RECORD.format(r="c") + " FROM cases c ORDER BY c.rowid")
     _create_index_tables(db)
@@ -702,64 +728,102 @@ def plan(node: Node, as_member: str | None = None) -> Plan:
 
 
 # ---------------------------------------------------------------------------------------
-# Running a query.
+# Running a query: first the hits in result order, then what is shown for each.
+#
+# A common word matches a third of the archive (60,000 documents at 200,000 messages),
+# so the cost of a query is what it does per match: ranking it (FTS5's bm25, about 1 µs),
+# joining it to search_docs (about 0.5 µs), looking it up again to show it.  Only the
+# ranking is unavoidable; the rest is done for the rows shown, or in one cheap pass.
 
 MARKS = ("\x02", "\x03")   # highlight markers inside the engine, replaced on output
 SNIPPET_TOKENS = 16
+BM25 = f"bm25(search_fts, {', '.join(str(w) for w in WEIGHTS)})"
 
 
-def _hits(db: sqlite_utils.Database, p: Plan, limit: int, extra: str = "",
-          extra_params: list[Any] | None = None) -> list[tuple]:
-    where = list(p.where) + ([extra] if extra else [])
-    params = list(p.params) + (extra_params or [])
-    if p.match is not None:
-        score = f"bm25(search_fts, {', '.join(str(w) for w in WEIGHTS)})" if p.ranked else "0"
-        order = "score, d.at DESC, d.ref" if p.ranked else "d.at DESC, d.ref"
-        sql = (f"SELECT d.id, d.ref, d.kind, d.case_id, d.at, {score} AS score "
-               "FROM search_fts JOIN search_docs d ON d.id = search_fts.rowid "
-               f"WHERE search_fts MATCH ? {''.join(' AND ' + w for w in where)} "
-               f"ORDER BY {order} LIMIT ?")
-        args = [p.match, *params, limit]
-    else:
-        sql = ("SELECT d.id, d.ref, d.kind, d.case_id, d.at, 0 AS score FROM search_docs d "
-               f"{'WHERE ' + ' AND '.join(where) if where else ''} "
-               "ORDER BY d.at DESC, d.ref LIMIT ?")
-        args = [*params, limit]
+def _execute(db: sqlite_utils.Database, sql: str, args: list[Any]) -> list[tuple]:
     try:
         return db.execute(sql, args).fetchall()
     except sqlite3.OperationalError as e:
         raise SearchError(f"the query could not be run: {e}") from None
 
 
-def _display(db: sqlite_utils.Database, p: Plan, rows: list[tuple]) -> dict[int, dict]:
+def _hits(db: sqlite_utils.Database, p: Plan, limit: int, extra: str = "",
+          extra_params: list[Any] | None = None) -> list[tuple]:
+    """The first ``limit`` hits in result order: (id, ref, kind, case_id, at, score)."""
+    where = list(p.where) + ([extra] if extra else [])
+    params = list(p.params) + (extra_params or [])
+    if p.match is None:
+        sql = ("SELECT d.id, d.ref, d.kind, d.case_id, d.at, 0 AS score FROM search_docs d "
+               f"{'WHERE ' + ' AND '.join(where) if where else ''} "
+               "ORDER BY d.at DESC, d.ref LIMIT ?")
+        return _execute(db, sql, [*params, limit])
+    if p.ranked and not where:
+        best = _best_ranked(db, p.match, limit)
+        if best is not None:
+            return best
+    # Conditions on search_docs need the join for every match: they decide which count.
+    score = BM25 if p.ranked else "0"
+    order = "score, d.at DESC, d.ref" if p.ranked else "d.at DESC, d.ref"
+    sql = (f"SELECT d.id, d.ref, d.kind, d.case_id, d.at, {score} AS score "
+           "FROM search_fts JOIN search_docs d ON d.id = search_fts.rowid "
+           f"WHERE search_fts MATCH ? {''.join(' AND ' + w for w in where)} "
+           f"ORDER BY {order} LIMIT ?")
+    return _execute(db, sql, [p.match, *params, limit])
+
+
+def _best_ranked(db: sqlite_utils.Database, match: str, limit: int) -> list[tuple] | None:
+    """The first ``limit`` hits of a query that is words alone, or None when a tie at the
+    cut-off needs the general query to settle it.
+
+    FTS5 keeps the best scores itself and only those rows are joined to search_docs.
+    (Not FTS5's own ``ORDER BY rank``: in SQLite 3.40 it sorts every match, position
+    lists and all, with no LIMIT, and measured slower than this.)  Equal scores go
+    newest first, which only their dates decide, and they are common: short uniform
+    records such as a case's own fields often score alike.  So more rows are kept than
+    asked for (a few hundred joined cost a fraction of a millisecond); if the last one
+    kept still shares the score of the last one asked for, the tie runs past them."""
+    keep = 2 * limit + 100
+    sql = (f"WITH best AS MATERIALIZED (SELECT rowid AS id, {BM25} AS score FROM search_fts "
+           "WHERE search_fts MATCH ? ORDER BY score LIMIT ?) "
+           "SELECT d.id, d.ref, d.kind, d.case_id, d.at, best.score FROM best "
+           "JOIN search_docs d ON d.id = best.id ORDER BY best.score, d.at DESC, d.ref")
+    rows = _execute(db, sql, [match, keep])
+    if len(rows) == keep and rows[-1][5] == rows[limit - 1][5]:
+        return None
+    return rows[:limit]
+
+
+def _display(db: sqlite_utils.Database, p: Plan, ids: list[int]) -> dict[int, dict]:
     """Sender, subject and a highlighted snippet for each hit."""
-    if not rows:
+    if not ids:
         return {}
-    ids = [r[0] for r in rows]
     marks = ", ".join("?" * len(ids))
-    o, c = MARKS
-    if p.match is not None:
-        sql = (f"SELECT rowid, sender, subject, snippet(search_fts, 3, ?, ?, '…', "
-               f"{SNIPPET_TOKENS}), snippet(search_fts, 4, ?, ?, '…', {SNIPPET_TOKENS}), "
-               f"snippet(search_fts, 2, ?, ?, '…', {SNIPPET_TOKENS}) FROM search_fts "
-               f"WHERE search_fts MATCH ? AND rowid IN ({marks})")
-        args = [o, c, o, c, o, c, p.match, *ids]
+    if p.match is None:
+        rows = _execute(db, "SELECT rowid, sender, subject, substr(body, 1, 200) FROM "
+                        f"search_fts WHERE rowid IN ({marks})", ids)
     else:
-        sql = (f"SELECT rowid, sender, subject, substr(body, 1, 200), '', '' FROM search_fts "
-               f"WHERE rowid IN ({marks})")
-        args = ids
-    out = {}
-    for rowid, sender, subject, body, quoted, subj in db.execute(sql, args):
         # The new text if the words are there, else the quoted text, else the subject.
-        snippet = next((s for s in (body, quoted, subj) if o in s), body)
-        out[rowid] = {"from": sender, "subject": subject,
-                      "snippet": " ".join(snippet.split())}
+        # A query without ranked words only has words in sender, rcpt and addr: nothing
+        # to highlight, and the snippet is the start of the new text.
+        columns = (3, 4, 2) if p.ranked else (3,)
+        snippets = ", ".join(f"snippet(search_fts, {c}, ?, ?, '…', {SNIPPET_TOKENS})"
+                             for c in columns)
+        # Snippets need the MATCH.  Handed `rowid IN (...)`, FTS5 runs the MATCH afresh
+        # for each id, looking every word up in every segment (50 µs and more an id);
+        # one pass over the matches from the first id to the last (the + keeps the IN
+        # list out of FTS5) costs at most what choosing the hits did, usually far less.
+        sql = (f"SELECT rowid, sender, subject, {snippets} FROM search_fts "
+               f"WHERE search_fts MATCH ? AND rowid BETWEEN ? AND ? AND +rowid IN ({marks})")
+        rows = _execute(db, sql, [*MARKS * len(columns), p.match, min(ids), max(ids), *ids])
+    out = {}
+    for rowid, sender, subject, *snippets in rows:
+        snippet = next((s for s in snippets if s and MARKS[0] in s), snippets[0] or "")
+        out[rowid] = {"from": sender, "subject": subject, "snippet": " ".join(snippet.split())}
     return out
 
 
-def _results(db: sqlite_utils.Database, p: Plan, rows: list[tuple], marks: tuple[str, str]
+def _results(p: Plan, rows: list[tuple], shown: dict[int, dict], marks: tuple[str, str]
              ) -> list[dict[str, Any]]:
-    shown = _display(db, p, rows)
     out = []
     for doc_id, ref, kind, case_id, at, score in rows:
         d = shown.get(doc_id, {"from": "", "subject": "", "snippet": ""})
@@ -784,7 +848,8 @@ def run(db: sqlite_utils.Database, query: str, *, as_member: str | None = None,
     p = plan(parse_query(query), as_member)
     if not by_case:
         rows = _hits(db, p, limit + 1)
-        return {"query": query, "results": _results(db, p, rows[:limit], marks),
+        shown = _display(db, p, [r[0] for r in rows[:limit]])
+        return {"query": query, "results": _results(p, rows[:limit], shown, marks),
                 "more": len(rows) > limit}
     groups = _case_groups(db, p, limit + 1)
     chosen = groups[:limit]
@@ -800,6 +865,8 @@ def run(db: sqlite_utils.Database, query: str, *, as_member: str | None = None,
         for r in rows:
             if len(by.setdefault(r[3], [])) < per_case:
                 by[r[3]].append(r)
+        # One pass for the hits of all the cases shown.
+        shown = _display(db, p, [r[0] for hits in by.values() for r in hits])
         info = {r["id"]: r for r in db.query(
             f"SELECT id, codename, status, subject FROM cases WHERE id IN ({marks_sql})",
             case_ids)}
@@ -807,14 +874,14 @@ def run(db: sqlite_utils.Database, query: str, *, as_member: str | None = None,
             c = info.get(g["case"], {})
             cases_out.append({"case": g["case"], "codename": c.get("codename"),
                               "status": c.get("status"), "hits": g["hits"],
-                              "results": _results(db, p, by.get(g["case"], []), marks)})
+                              "results": _results(p, by.get(g["case"], []), shown, marks)})
     return {"query": query, "cases": cases_out, "more": len(groups) > limit}
 
 
 def _case_groups(db: sqlite_utils.Database, p: Plan, limit: int) -> list[dict[str, Any]]:
     where = "".join(" AND " + w for w in p.where)
     if p.match is not None:
-        score = f"bm25(search_fts, {', '.join(str(w) for w in WEIGHTS)})" if p.ranked else "0"
+        score = BM25 if p.ranked else "0"
         hits = (f"SELECT d.case_id, {score} AS score, d.at FROM search_fts JOIN search_docs d "
                 f"ON d.id = search_fts.rowid WHERE search_fts MATCH ? {where}")
         args = [p.match, *p.params, limit]
@@ -825,11 +892,7 @@ def _case_groups(db: sqlite_utils.Database, p: Plan, limit: int) -> list[dict[st
     order = "best, latest DESC" if p.ranked else "latest DESC"
     sql = (f"WITH hits AS MATERIALIZED ({hits}) SELECT case_id, min(score) AS best, count(*), "
            f"max(at) AS latest FROM hits GROUP BY case_id ORDER BY {order}, case_id LIMIT ?")
-    try:
-        rows = db.execute(sql, args).fetchall()
-    except sqlite3.OperationalError as e:
-        raise SearchError(f"the query could not be run: {e}") from None
-    return [{"case": r[0], "hits": r[2]} for r in rows]
+    return [{"case": r[0], "hits": r[2]} for r in _execute(db, sql, args)]
 
 
 def format_results(data: dict[str, Any]) -> str:

@@ -9,7 +9,8 @@ so queries name ``spool`` as if it were one database.
 Schema changes are named migrations, applied once each in order and recorded in
 ``schema_migrations``; a module that owns tables lists its migrations in
 ``MIGRATION_MODULES`` below.  Such a module may also define ``on_connect(conn)`` to
-register the SQL functions its triggers call; every connection gets them.
+register the SQL functions its triggers call, and ``before_commit(db)`` for work that
+belongs at the end of every transaction on ``mailflow.db`` (the search index's).
 """
 
 from __future__ import annotations
@@ -70,11 +71,21 @@ def connect(path: Path, timeout: float = 10.0) -> sqlite_utils.Database:
     # spool's write lock belongs to intake alone.
     conn.execute("ATTACH DATABASE ? AS spooldb",
                   [f"file:{quote(str(spool_path(path).resolve()))}?mode=ro"])
-    for name in MIGRATION_MODULES:
-        hook = getattr(importlib.import_module(name), "on_connect", None)
-        if hook:
-            hook(conn)
-    return sqlite_utils.Database(conn)
+    modules = [importlib.import_module(name) for name in MIGRATION_MODULES]
+    for module in modules:
+        if hasattr(module, "on_connect"):
+            module.on_connect(conn)
+    return Database(conn, [m.before_commit for m in modules if hasattr(m, "before_commit")])
+
+
+class Database(sqlite_utils.Database):
+    """``mailflow.db``: sqlite-utils' Database, with the hooks :func:`transaction` runs
+    just before it commits."""
+
+    def __init__(self, conn: sqlite3.Connection,
+                 before_commit: list[Callable[[sqlite_utils.Database], None]]):
+        super().__init__(conn)
+        self.before_commit = before_commit
 
 
 def open_db(path: Path, timeout: float = 10.0) -> sqlite_utils.Database:
@@ -111,6 +122,8 @@ def transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
     begin(db, db.conn.execute("PRAGMA busy_timeout").fetchone()[0] / 1000)
     try:
         yield db
+        for hook in getattr(db, "before_commit", ()):
+            hook(db)
     except BaseException:
         db.execute("ROLLBACK")
         raise

@@ -24,7 +24,7 @@ def test_sent_mail_from_before_the_text_columns_is_parsed_once_and_found(tmp_pat
 
     applied = store.migrate(db)
 
-    assert "0002_outbound_text" in applied and "0101_outbound_columns" in applied
+    assert "0002_outbound_text" in applied and "0101_queue_and_outbound_columns" in applied
     row = db.execute("SELECT from_addr, to_addrs, new_text, quoted_text FROM outbound").fetchone()
     assert row[0] == "conduct@example.org" and json.loads(row[1]) == ["ann@people.test"]
     assert "quokka" in row[2] and row[3] == "> what I wrote"
