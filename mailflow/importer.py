@@ -34,7 +34,9 @@ from . import audit, clock, intake, pipeline, store
 from .config import Config
 from .progress import Progress
 
-CHUNK = 256
+CHUNK = 1024
+# Larger transactions than live mail's: the import is the only writer while it runs.
+BATCH, BATCH_SECONDS = 1024, 2.0
 HEAD_BYTES = 16384
 DATE = re.compile(rb"^date:[ \t]*(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
 RETURN_PATH = re.compile(rb"^return-path:[ \t]*<([^>\r\n]*)>", re.IGNORECASE | re.MULTILINE)
@@ -176,7 +178,7 @@ def run(cfg: Config, path: Path, *, status: str = "closed", show_progress: bool 
                     summary.imported += 1
                     ours.append(spool_id)
             if processing:
-                while pipeline.process_pending(db, svc):
+                while pipeline.process_pending(db, svc, BATCH, BATCH_SECONDS):
                     pass
             if progress:
                 progress.advance(len(chunk))

@@ -136,7 +136,7 @@ def run_chain(ctx: Context) -> None:
         handler(ctx)
 
 
-def _claim(db: sqlite_utils.Database) -> list[tuple]:
+def _claim(db: sqlite_utils.Database, batch: int) -> list[tuple]:
     """Pick the next batch and count the attempt before doing any work.
 
     New mail is everything in the spool above the highest id ever claimed (ids commit
@@ -154,7 +154,7 @@ def _claim(db: sqlite_utils.Database) -> list[tuple]:
         else:
             high = db.execute("SELECT coalesce(max(spool_id), 0) FROM spool_state").fetchone()[0]
             ids = [r[0] for r in db.execute("SELECT id FROM spool WHERE id > ? ORDER BY id "
-                                            "LIMIT ?", [high, BATCH])]
+                                            "LIMIT ?", [high, batch])]
             claimed = [(i, 1) for i in ids]
             db.conn.executemany("INSERT INTO spool_state (spool_id, attempts) VALUES (?, ?)",
                                 claimed)
@@ -166,19 +166,22 @@ def _claim(db: sqlite_utils.Database) -> list[tuple]:
     return rows
 
 
-def process_pending(db: sqlite_utils.Database, svc: Services) -> int:
+def process_pending(db: sqlite_utils.Database, svc: Services, batch: int = BATCH,
+                    seconds: float = BATCH_SECONDS) -> int:
     """Process one batch; returns how many spool rows it settled.
 
-    The transaction holds the write lock, so a batch commits after at most
-    BATCH_SECONDS of work; what it claimed but did not reach is unclaimed again."""
-    rows = _claim(db)
+    The transaction holds the write lock, so a batch commits after at most ``seconds``
+    of work; what it claimed but did not reach is unclaimed again.  (``mailflow
+    import`` takes larger batches: it is the only writer while it runs, and each
+    commit costs the search index a merge.)"""
+    rows = _claim(db, batch)
     if not rows:
         return 0
     done = 0
     with store.transaction(db):
         started = clock.monotonic()
         for spool_id, envelope_from, rcpts, raw, attempts in rows:
-            if done and clock.monotonic() - started > BATCH_SECONDS:
+            if done and clock.monotonic() - started > seconds:
                 break
             _process_one(db, svc, spool_id, envelope_from, json.loads(rcpts), raw, attempts)
             done += 1
