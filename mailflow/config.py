@@ -91,6 +91,12 @@ class Intake:
     # Give up on a busy database after this long and answer 451, so the MTA retries.
     commit_timeout: float = 10.0
     max_attempts: int = 5
+    # Flow control, as Postfix's in_flow_delay: while more than flow_backlog accepted
+    # messages wait for the pipeline, a new message waits up to flow_delay seconds
+    # before its MAIL FROM is answered, so a flood cannot push reporters'
+    # acknowledgements minutes back.  flow_delay = 0 switches it off.
+    flow_backlog: int = 16
+    flow_delay: float = 1.0
     imap: Imap | None = None
 
     @property
@@ -306,6 +312,10 @@ def validate(cfg: Config) -> list[str]:
         problems.append("outbound.connections: must be at least 1")
     if cfg.intake.max_size < 1024:
         problems.append("intake.max_size: must be at least 1024 bytes")
+    if cfg.intake.flow_backlog < 1:
+        problems.append("intake.flow_backlog: must be at least 1")
+    if not 0 <= cfg.intake.flow_delay <= 60:
+        problems.append("intake.flow_delay: must be between 0 (off) and 60 seconds")
     if cfg.outbound.password_env and cfg.outbound.password_file:
         problems.append("outbound: set password_env or password_file, not both")
     if cfg.intake.imap:

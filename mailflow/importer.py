@@ -206,8 +206,7 @@ def run(cfg: Config, path: Path, *, status: str = "closed", show_progress: bool 
 def _wait_for_pipeline(db: sqlite_utils.Database, last: int, timeout: float = 3600.0) -> None:
     """Until the pipeline has settled everything up to our last message."""
     def pending() -> bool:
-        high = db.execute("SELECT coalesce(max(spool_id), 0) FROM spool_state").fetchone()[0]
-        return high < last or db.execute(
+        return pipeline.settled_up_to(db) < last or db.execute(
             "SELECT 1 FROM spool_state WHERE state = 'new' AND spool_id <= ? LIMIT 1",
             [last]).fetchone() is not None
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, Envelope, Session
@@ -23,13 +24,38 @@ from .tokens import split_address
 log = logging.getLogger("mailflow.listener")
 
 TEMPFAIL = "451 4.3.0 Temporary failure, please try again later"
+FLOW_POLL = 0.005  # seconds between looks at the pipeline's progress
 
 
 class IntakeHandler:
-    def __init__(self, cfg: Config, writer: IntakeWriter):
+    """``settled``: the spool id the pipeline has processed up to (flow control)."""
+
+    def __init__(self, cfg: Config, writer: IntakeWriter,
+                 settled: Callable[[], int] | None = None):
         self.cfg = cfg
         self.writer = writer
         self.lmtp = cfg.intake.protocol == "lmtp"
+        self.settled = settled
+        self.committed = 0   # the highest spool id this listener committed
+
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, mail_options: list[str]) -> str:
+        await self._flow_control()
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def _flow_control(self) -> None:
+        """While more than ``flow_backlog`` of our messages wait for the pipeline, hold
+        a new one back, at most ``flow_delay`` seconds (Postfix's in_flow_delay): the
+        sender's MTA keeps it meanwhile, and what is accepted is answered promptly."""
+        intake = self.cfg.intake
+        if self.settled is None or not intake.flow_delay:
+            return
+        deadline = asyncio.get_running_loop().time() + intake.flow_delay
+        while (self.committed - self.settled() > intake.flow_backlog
+               and asyncio.get_running_loop().time() < deadline):
+            await asyncio.sleep(FLOW_POLL)
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
@@ -52,6 +78,7 @@ class IntakeHandler:
             # Logged by the writer; the MTA keeps the message and retries.
             status = TEMPFAIL
         else:
+            self.committed = max(self.committed, spool_id)
             note = "duplicate of" if duplicate else "queued as"
             status = f"250 2.0.0 OK {note} {spool_id}"
         if self.lmtp:

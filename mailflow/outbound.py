@@ -19,7 +19,7 @@ import ssl
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from email.header import Header, decode_header
@@ -321,13 +321,22 @@ def backoff(cfg: Config, attempts: int) -> float:
 
 def deliver_once(db: sqlite_utils.Database, cfg: Config) -> int:
     """One pass over one session: for the one-shot commands (process, tick)."""
-    return deliver_due(db, cfg, [transport_for(cfg)])
+    transport = transport_for(cfg)
+    try:
+        return deliver_due(db, cfg, [transport])
+    finally:
+        transport.close()
 
 
-def deliver_due(db: sqlite_utils.Database, cfg: Config, transports: Sequence[Transport]) -> int:
-    """One pass over the queue, over as many parallel sessions as there are transports;
-    returns how many recipients were delivered.  Acknowledgements go first: a reporter
-    is waiting for one, and a committee copy can wait a second."""
+def deliver_due(db: sqlite_utils.Database, cfg: Config, transports: Sequence[Transport],
+                interrupted: Callable[[], bool] | None = None) -> int:
+    """One pass over the queue, over as many parallel sessions as there are transports
+    (left open for the next pass); returns how many recipients were delivered.
+
+    Acknowledgements go first: a reporter is waiting for one, and a committee copy can
+    wait a second.  So a pass ends early once ``interrupted()`` says new mail was
+    queued: the next pass starts with its acknowledgements, instead of them waiting
+    behind hundreds of committee copies."""
     now = clock.now()
     due = db.execute(
         "SELECT r.outbound_id, group_concat(r.rcpt, ' '), o.case_id, o.created_at, "
@@ -336,33 +345,46 @@ def deliver_due(db: sqlite_utils.Database, cfg: Config, transports: Sequence[Tra
         "ORDER BY o.kind != 'ack', r.outbound_id LIMIT ?",
         [clock.stamp(now), PASS_MESSAGES],
     ).fetchall()
+    if not due:
+        return 0
+    # Sessions take messages from `work`, which this thread keeps a few messages ahead
+    # of them (reading each message only when it is about to go) until the pass is
+    # over: everything sent, PASS_BYTES read, or interrupted.  Then one None each.
     work: queue.SimpleQueue = queue.SimpleQueue()
-    size = 0
-    for out_id, rcpts, case_id, created, length in due:
-        envelope_from, raw = db.execute("SELECT envelope_from, raw FROM outbound WHERE id = ?",
-                                        [out_id]).fetchone()
-        expired = (now - clock.parse(created)).total_seconds() > cfg.outbound.give_up_after
-        work.put((out_id, case_id, envelope_from, rcpts.split(" "), raw, expired))
-        size += length
-        if size > PASS_BYTES:
-            break
     results: queue.SimpleQueue = queue.SimpleQueue()
+    n_sessions = min(len(transports), len(due))
+    upcoming = iter(due)
+    size = 0
+    feeding = True
+
+    def feed() -> None:
+        nonlocal size, feeding
+        while feeding and work.qsize() < 2 * n_sessions:
+            row = next(upcoming, None) if size <= PASS_BYTES else None
+            if row is None or (interrupted and interrupted()):
+                feeding = False
+                for _ in range(n_sessions):
+                    work.put(None)
+                return
+            out_id, rcpts, case_id, created, length = row
+            envelope_from, raw = db.execute(
+                "SELECT envelope_from, raw FROM outbound WHERE id = ?", [out_id]).fetchone()
+            expired = (now - clock.parse(created)).total_seconds() > cfg.outbound.give_up_after
+            work.put((out_id, case_id, envelope_from, rcpts.split(" "), raw, expired))
+            size += length
 
     def session(transport: Transport) -> None:
         try:
-            while True:
-                try:
-                    out_id, case_id, envelope_from, rcpts, raw, expired = work.get_nowait()
-                except queue.Empty:
-                    return
+            while (item := work.get()) is not None:
+                out_id, case_id, envelope_from, rcpts, raw, expired = item
                 results.put((out_id, case_id, transport.deliver(envelope_from, rcpts, raw),
                              expired))
         finally:
-            transport.close()
             results.put(None)
 
+    feed()
     sessions = [threading.Thread(target=session, args=(t,), daemon=True)
-                for t in transports[: max(1, min(len(transports), len(due)))]]
+                for t in transports[:n_sessions]]
     for t in sessions:
         t.start()
     # Bookkeeping in short transactions (the write lock is what others wait for), often
@@ -387,6 +409,7 @@ def deliver_due(db: sqlite_utils.Database, cfg: Config, transports: Sequence[Tra
         except queue.Empty:
             flush()
             continue
+        feed()
         if item is None:
             running -= 1
         else:
@@ -436,9 +459,12 @@ def run_forever(cfg: Config, stop: Event, wake: Doorbell) -> None:
     while not stop.is_set():
         wake.clear()
         try:
-            deliver_due(db, cfg, transports)
+            deliver_due(db, cfg, transports, interrupted=lambda: wake.wait(0))
             wait = next_due(db)
         except Exception:
             log.exception("outbound pass failed; retrying shortly")
             wait = 5.0
+        if wait != 0:  # nothing left to send now: do not keep the relay's sessions idle
+            for transport in transports:
+                transport.close()
         wake.wait(timeout=min(5.0 if wait is None else wait, 5.0) or 0.05)

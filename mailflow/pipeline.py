@@ -243,9 +243,16 @@ def drain(db: sqlite_utils.Database, svc: Services) -> int:
     return total
 
 
-def run_forever(cfg: Config, stop: Event, wake: Doorbell, on_output: Callable[[], None]) -> None:
+def settled_up_to(db: sqlite_utils.Database) -> int:
+    """The spool id up to which every message has been processed (or quarantined)."""
+    return db.execute("SELECT coalesce(max(spool_id), 0) FROM spool_state").fetchone()[0]
+
+
+def run_forever(cfg: Config, stop: Event, wake: Doorbell, on_output: Callable[[], None],
+                on_progress: Callable[[int], None]) -> None:
     """The pipeline stage of ``mailflow serve``: runs whenever intake commits, and every
-    second as a backstop (for mail committed by ``mailflow ingest`` or the poller)."""
+    second as a backstop (for mail committed by ``mailflow ingest`` or the poller).
+    ``on_progress`` hears :func:`settled_up_to` after each batch (for flow control)."""
     db = store.connect(cfg.db_path)
     svc = Services.load(cfg)
     with store.exclusive(cfg.archive_dir / "pipeline.lock"):
@@ -253,8 +260,10 @@ def run_forever(cfg: Config, stop: Event, wake: Doorbell, on_output: Callable[[]
         while not stop.is_set():
             wake.clear()
             try:
+                on_progress(settled_up_to(db))
                 while process_pending(db, svc):
                     on_output()
+                    on_progress(settled_up_to(db))
             except Exception:
                 log.exception("pipeline pass failed; retrying shortly")
             wake.wait(timeout=1.0)

@@ -18,6 +18,7 @@ import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
+from multiprocessing.sharedctypes import Synchronized
 from multiprocessing.synchronize import Event
 
 from . import outbound, pipeline, scheduler, store
@@ -29,28 +30,38 @@ from .wakeup import Doorbell
 
 log = logging.getLogger("mailflow.serve")
 PR_SET_PDEATHSIG = 1
+PR_SET_NAME = 15
 STAGE_NICENESS = 10
 
 
 @dataclass
 class Signals:
-    """Cross-process events: stop everything, and wake a stage that has work."""
+    """Cross-process events: stop everything, and wake a stage that has work; and
+    the spool id the pipeline has processed up to, which the listener's flow control
+    reads."""
 
     stop: Event
     pipeline: Doorbell
     outbound: Doorbell
+    settled: Synchronized
 
 
-def die_with_parent() -> None:
-    """Ask Linux to kill this process when the listener dies (even by SIGKILL)."""
+def become_stage(name: str) -> None:
+    """Ask Linux to kill this process when the listener dies (even by SIGKILL), and to
+    show it as ``mf-<stage>`` in ps and top."""
     # Linux only; elsewhere a stage outlives a listener killed by SIGKILL (the pipeline
     # lock still keeps a second pipeline from starting).
     with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        libc.prctl(PR_SET_NAME, f"mf-{name}".encode()[:15])
 
 
 def stage_pipeline(cfg: Config, sig: Signals) -> None:
-    pipeline.run_forever(cfg, sig.stop, sig.pipeline, sig.outbound.set)
+    def progress(spool_id: int) -> None:
+        sig.settled.value = spool_id
+
+    pipeline.run_forever(cfg, sig.stop, sig.pipeline, sig.outbound.set, progress)
 
 
 def stage_outbound(cfg: Config, sig: Signals) -> None:
@@ -75,11 +86,11 @@ STAGES: list[tuple[str, Callable[[Config, Signals], None]]] = [
 
 def _run_stage(name: str, target: Callable[[Config, Signals], None], cfg: Config, sig: Signals,
                parent: int) -> None:
-    die_with_parent()
+    become_stage(name)
     if os.getppid() != parent:  # the listener died before we got here
         return
     # Accepting mail comes first: when the cores are busy, a burst is taken in at full
-    # speed and processed just after, never refused or slowed by our own backlog.
+    # speed (up to the flow control's backlog) and processed just after.
     os.nice(STAGE_NICENESS)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the listener decides when we stop
     logging.basicConfig(level=logging.INFO,
@@ -101,7 +112,7 @@ def serve(cfg: Config) -> None:
     # Alarms that fell due while mailflow was down fire (late) before it takes mail.
     scheduler.catch_up(cfg)
     mpc = mp.get_context("spawn")
-    sig = Signals(mpc.Event(), Doorbell(), Doorbell())
+    sig = Signals(mpc.Event(), Doorbell(), Doorbell(), mpc.Value("q", 0, lock=False))
     wanted = STAGES + ([("imap", stage_imap)] if cfg.intake.imap else [])
     stages = [mpc.Process(target=_run_stage, args=(name, target, cfg, sig, os.getpid()),
                           name=f"mailflow-{name}", daemon=True) for name, target in wanted]
@@ -113,7 +124,8 @@ def serve(cfg: Config) -> None:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     server = loop.run_until_complete(loop.create_server(
-        protocol_factory(cfg, IntakeHandler(cfg, writer)), cfg.intake.host, cfg.intake.port))
+        protocol_factory(cfg, IntakeHandler(cfg, writer, settled=lambda: sig.settled.value)),
+        cfg.intake.host, cfg.intake.port))
     finished = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, finished.set)

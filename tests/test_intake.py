@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import smtplib
 import socket
 import sqlite3
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 from conftest import (
@@ -253,3 +257,53 @@ def test_ingest_refuses_a_message_over_the_size_limit(tmp_path):
                             input=b"x" * 5000, capture_output=True, timeout=60)
     assert result.returncode == 65
     assert b"max_size" in result.stderr
+
+
+def stage_pid(server: MailflowServer, name: str) -> int:
+    """A stage process of the server, by the name it shows in ps (mf-<stage>)."""
+    assert server.proc
+    parent = server.proc.pid
+
+    def find() -> int | None:
+        children = subprocess.run(["pgrep", "-P", str(parent)], capture_output=True,
+                                  text=True).stdout.split()
+        for pid in children:
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/comm") as f:
+                if f.read().strip() == f"mf-{name}":
+                    return int(pid)
+        return None
+
+    return wait_until(find, what=f"the mf-{name} process")
+
+
+def test_flow_control_holds_new_mail_back_while_the_pipeline_is_behind(tmp_path, relay):
+    server = MailflowServer(tmp_path, relay.port,
+                            intake_extra="flow_backlog = 2\nflow_delay = 0.6").start()
+    pipeline = stage_pid(server, "pipeline")
+    try:
+        os.kill(pipeline, signal.SIGSTOP)  # the pipeline falls behind
+        took = []
+        with server.smtp() as s:
+            for n in range(5):
+                started = time.monotonic()
+                s.sendmail(f"r{n}@people.test", ["conduct@example.org"],
+                           make_mail(f"r{n}@people.test", "conduct@example.org", f"R{n}", "x"))
+                took.append(time.monotonic() - started)
+        # Up to the backlog of 2 and one more, straight in; then each waited its
+        # flow_delay at MAIL FROM and was accepted all the same.
+        assert all(t < 0.4 for t in took[:3]), took
+        assert all(t >= 0.55 for t in took[3:]), took
+        assert server.query("SELECT count(*) FROM spool")[0][0] == 5
+        os.kill(pipeline, signal.SIGCONT)
+        server.processed(5)
+        relay.wait_for(lambda c: c.rcpts[0].startswith("r") and c.rcpts[0].endswith(
+            "@people.test"), count=5, what="five acknowledgements")
+        with server.smtp() as s:  # caught up: no waiting
+            started = time.monotonic()
+            s.sendmail("r5@people.test", ["conduct@example.org"],
+                       make_mail("r5@people.test", "conduct@example.org", "R5", "x"))
+            assert time.monotonic() - started < 0.4
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pipeline, signal.SIGCONT)
+        server.stop()
