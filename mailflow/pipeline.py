@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from multiprocessing.synchronize import Event
@@ -167,8 +167,10 @@ def _claim(db: sqlite_utils.Database, batch: int) -> list[tuple]:
 
 
 def process_pending(db: sqlite_utils.Database, svc: Services, batch: int = BATCH,
-                    seconds: float = BATCH_SECONDS) -> int:
-    """Process one batch; returns how many spool rows it settled.
+                    seconds: float = BATCH_SECONDS, parsed: Mapping[int, Parsed] | None = None
+                    ) -> int:
+    """Process one batch; returns how many spool rows it settled.  ``parsed``: messages
+    already parsed elsewhere, by spool id (the import parses in a second process).
 
     The transaction holds the write lock, so a batch commits after at most ``seconds``
     of work; what it claimed but did not reach is unclaimed again.  (``mailflow
@@ -183,17 +185,20 @@ def process_pending(db: sqlite_utils.Database, svc: Services, batch: int = BATCH
         for spool_id, envelope_from, rcpts, raw, attempts in rows:
             if done and clock.monotonic() - started > seconds:
                 break
-            _process_one(db, svc, spool_id, envelope_from, json.loads(rcpts), raw, attempts)
+            _process_one(db, svc, spool_id, envelope_from, json.loads(rcpts), raw, attempts,
+                         (parsed or {}).get(spool_id))
             done += 1
         db.conn.executemany("DELETE FROM spool_state WHERE spool_id = ?",
                             [(r[0],) for r in rows[done:]])
     return done
 
 
-def _process_one(db, svc: Services, spool_id, envelope_from, rcpts, raw, attempts) -> None:
+def _process_one(db, svc: Services, spool_id, envelope_from, rcpts, raw, attempts,
+                 parsed: Parsed | None) -> None:
     try:
         with store.savepoint(db, "message"):
-            ctx = Context(db, svc, spool_id, envelope_from, rcpts, raw, parse(raw))
+            ctx = Context(db, svc, spool_id, envelope_from, rcpts, raw,
+                          parsed if parsed is not None else parse(raw))
             ctx.quiet = db.execute("SELECT source FROM spool WHERE id = ?",
                                    [spool_id]).fetchone()[0] == "import"
             run_chain(ctx)

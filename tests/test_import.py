@@ -106,3 +106,32 @@ def test_reindex_reproduces_identical_results(server, tmp_path: Path):
     out = server.cli("reindex")
     assert b"reindexed 300 message(s)" in out.stdout and b"msg/s" in out.stderr
     assert results() == before
+
+
+def test_a_large_import_parses_in_a_second_process_and_files_the_same(tmp_path, monkeypatch):
+    from mailflow import config, importer, pipeline, store
+
+    box = tmp_path / "Maildir"
+    for sub in ("cur", "new", "tmp"):
+        (box / sub).mkdir(parents=True)
+    for n, raw in enumerate(history()):
+        (box / "cur" / f"{n:04d}:2,").write_bytes(raw)
+    parsed_here = []
+    monkeypatch.setattr(pipeline, "parse", lambda raw: parsed_here.append(raw) or
+                        importer.parse_many([raw])[0])
+    monkeypatch.setattr(importer, "CHUNK", 64)  # several chunks, one parsed ahead
+
+    def run(name: str, parallel_min: int) -> list[tuple]:
+        monkeypatch.setattr(importer, "PARALLEL_MIN", parallel_min)
+        cfg = config.from_dict({"storage": {"path": str(tmp_path / name)}})
+        summary = importer.run(cfg, box, show_progress=False)
+        assert summary.imported == THREADS * (REPLIES + 1) and summary.cases_opened == THREADS
+        db = store.connect(cfg.db_path)
+        return db.execute("SELECT m.message_id, m.kind, c.seq, c.status FROM messages m "
+                          "LEFT JOIN cases c ON c.id = m.case_id ORDER BY m.id").fetchall()
+
+    in_process = run("one", parallel_min=10 ** 9)
+    assert len(parsed_here) == THREADS * (REPLIES + 1)
+    parsed_here.clear()
+    assert run("two", parallel_min=0) == in_process
+    assert parsed_here == []  # every message came parsed from the worker
