@@ -697,8 +697,11 @@ def _sql(node: Node) -> tuple[str, list[Any]]:
 class Plan:
     match: str | None          # the FTS5 expression that drives the query, if any
     ranked: bool
-    where: list[str]
+    where: list[str]           # conditions on search_docs d, with their params
     params: list[Any]
+    # Whether `where` holds conditions of the query's own (date:, kind:, ...), which may
+    # leave out most matches; the recusal filter alone leaves out few.
+    narrowed: bool = False
 
 
 def plan(node: Node, as_member: str | None = None) -> Plan:
@@ -719,6 +722,7 @@ def plan(node: Node, as_member: str | None = None) -> Plan:
     else:
         sql, params = _sql(node)
         p = Plan(None, False, [sql], params)
+    p.narrowed = bool(p.where)
     if as_member:
         # The recused are people of the case with the role "recused" (cases.recused).
         p.where.append("(d.case_id IS NULL OR d.case_id NOT IN (SELECT case_id FROM people "
@@ -748,53 +752,63 @@ def _execute(db: sqlite_utils.Database, sql: str, args: list[Any]) -> list[tuple
 
 
 def _hits(db: sqlite_utils.Database, p: Plan, limit: int, extra: str = "",
-          extra_params: list[Any] | None = None) -> list[tuple]:
-    """The first ``limit`` hits in result order: (id, ref, kind, case_id, at, score)."""
+          extra_params: list[Any] | None = None) -> tuple[list[tuple], bool]:
+    """The first ``limit`` hits in result order, (id, ref, kind, case_id, at, score), and
+    whether they were picked by score out of more matches than were kept: then they lie
+    anywhere among many matches (see :func:`_display`)."""
     where = list(p.where) + ([extra] if extra else [])
     params = list(p.params) + (extra_params or [])
     if p.match is None:
         sql = ("SELECT d.id, d.ref, d.kind, d.case_id, d.at, 0 AS score FROM search_docs d "
                f"{'WHERE ' + ' AND '.join(where) if where else ''} "
                "ORDER BY d.at DESC, d.ref LIMIT ?")
-        return _execute(db, sql, [*params, limit])
-    if p.ranked and not where:
-        best = _best_ranked(db, p.match, limit)
+        return _execute(db, sql, [*params, limit]), False
+    if p.ranked and not p.narrowed and not extra:
+        best = _best_ranked(db, p, limit)
         if best is not None:
             return best
-    # Conditions on search_docs need the join for every match: they decide which count.
+    # Conditions that may leave out most matches are checked on every match.
     score = BM25 if p.ranked else "0"
     order = "score, d.at DESC, d.ref" if p.ranked else "d.at DESC, d.ref"
     sql = (f"SELECT d.id, d.ref, d.kind, d.case_id, d.at, {score} AS score "
            "FROM search_fts JOIN search_docs d ON d.id = search_fts.rowid "
            f"WHERE search_fts MATCH ? {''.join(' AND ' + w for w in where)} "
            f"ORDER BY {order} LIMIT ?")
-    return _execute(db, sql, [p.match, *params, limit])
+    return _execute(db, sql, [p.match, *params, limit]), False
 
 
-def _best_ranked(db: sqlite_utils.Database, match: str, limit: int) -> list[tuple] | None:
-    """The first ``limit`` hits of a query that is words alone, or None when a tie at the
-    cut-off needs the general query to settle it.
+def _best_ranked(db: sqlite_utils.Database, p: Plan, limit: int
+                 ) -> tuple[list[tuple], bool] | None:
+    """The first ``limit`` hits of ranked words, with at most the recusal filter; None
+    when the rows kept cannot tell, and the general query has to.
 
-    FTS5 keeps the best scores itself and only those rows are joined to search_docs.
-    (Not FTS5's own ``ORDER BY rank``: in SQLite 3.40 it sorts every match, position
-    lists and all, with no LIMIT, and measured slower than this.)  Equal scores go
-    newest first, which only their dates decide, and they are common: short uniform
-    records such as a case's own fields often score alike.  So more rows are kept than
-    asked for (a few hundred joined cost a fraction of a millisecond); if the last one
-    kept still shares the score of the last one asked for, the tie runs past them."""
-    keep = 2 * limit + 100
+    FTS5 keeps the best scores itself and only those rows are joined to search_docs
+    and filtered.  (Not FTS5's own ``ORDER BY rank``: in SQLite 3.40 it sorts every
+    match, position lists and all, with no LIMIT, and measured slower than this.)
+    More rows are kept than asked for: some may be filtered out, and equal scores go
+    newest first, which only their dates decide.  Ties are common: short uniform
+    records such as a case's own fields often score alike.  Every row not kept scores
+    at least as badly as the last one kept, so the answer stands if the last hit
+    scores strictly better than that."""
+    keep = 2 * limit + 100  # a few hundred rows joined cost a fraction of a millisecond
+    passes = f"({' AND '.join(p.where)})" if p.where else "1"
     sql = (f"WITH best AS MATERIALIZED (SELECT rowid AS id, {BM25} AS score FROM search_fts "
            "WHERE search_fts MATCH ? ORDER BY score LIMIT ?) "
-           "SELECT d.id, d.ref, d.kind, d.case_id, d.at, best.score FROM best "
+           f"SELECT d.id, d.ref, d.kind, d.case_id, d.at, best.score, {passes} FROM best "
            "JOIN search_docs d ON d.id = best.id ORDER BY best.score, d.at DESC, d.ref")
-    rows = _execute(db, sql, [match, keep])
-    if len(rows) == keep and rows[-1][5] == rows[limit - 1][5]:
-        return None
-    return rows[:limit]
+    rows = _execute(db, sql, [p.match, keep, *p.params])
+    hits = [r[:6] for r in rows if r[6]]
+    if len(rows) < keep:  # every match was kept
+        return hits[:limit], False
+    if len(hits) >= limit and hits[limit - 1][5] < rows[-1][5]:
+        return hits[:limit], True
+    return None
 
 
-def _display(db: sqlite_utils.Database, p: Plan, ids: list[int]) -> dict[int, dict]:
-    """Sender, subject and a highlighted snippet for each hit."""
+def _display(db: sqlite_utils.Database, p: Plan, ids: list[int], spread: bool = False
+             ) -> dict[int, dict]:
+    """Sender, subject and a highlighted snippet for each hit; ``spread`` as from
+    :func:`_hits`."""
     if not ids:
         return {}
     marks = ", ".join("?" * len(ids))
@@ -809,12 +823,20 @@ def _display(db: sqlite_utils.Database, p: Plan, ids: list[int]) -> dict[int, di
         snippets = ", ".join(f"snippet(search_fts, {c}, ?, ?, '…', {SNIPPET_TOKENS})"
                              for c in columns)
         # Snippets need the MATCH.  Handed `rowid IN (...)`, FTS5 runs the MATCH afresh
-        # for each id, looking every word up in every segment (50 µs and more an id);
-        # one pass over the matches from the first id to the last (the + keeps the IN
-        # list out of FTS5) costs at most what choosing the hits did, usually far less.
+        # for each id, looking each word up in every index segment (40-100 µs an id with
+        # 15-20 segments, however few the matches).  One pass over the matches from the
+        # first id to the last (the + keeps the IN list from FTS5) is cheaper, and costs
+        # at most what choosing the hits did: unless the hits are the best-scored of
+        # many, spread over them all, as for a common word (5 ms a pass at 200,000
+        # messages).
+        if spread:
+            where, args = f"rowid IN ({marks})", ids
+        else:
+            where = f"rowid BETWEEN ? AND ? AND +rowid IN ({marks})"
+            args = [min(ids), max(ids), *ids]
         sql = (f"SELECT rowid, sender, subject, {snippets} FROM search_fts "
-               f"WHERE search_fts MATCH ? AND rowid BETWEEN ? AND ? AND +rowid IN ({marks})")
-        rows = _execute(db, sql, [*MARKS * len(columns), p.match, min(ids), max(ids), *ids])
+               f"WHERE search_fts MATCH ? AND {where}")
+        rows = _execute(db, sql, [*MARKS * len(columns), p.match, *args])
     out = {}
     for rowid, sender, subject, *snippets in rows:
         snippet = next((s for s in snippets if s and MARKS[0] in s), snippets[0] or "")
@@ -847,8 +869,8 @@ def run(db: sqlite_utils.Database, query: str, *, as_member: str | None = None,
         raise SearchError("the limit must be at least 1")
     p = plan(parse_query(query), as_member)
     if not by_case:
-        rows = _hits(db, p, limit + 1)
-        shown = _display(db, p, [r[0] for r in rows[:limit]])
+        rows, spread = _hits(db, p, limit + 1)
+        shown = _display(db, p, [r[0] for r in rows[:limit]], spread)
         return {"query": query, "results": _results(p, rows[:limit], shown, marks),
                 "more": len(rows) > limit}
     groups = _case_groups(db, p, limit + 1)
@@ -860,7 +882,7 @@ def run(db: sqlite_utils.Database, query: str, *, as_member: str | None = None,
         cond = [f"d.case_id IN ({marks_sql})"] if case_ids else []
         if any(g["case"] is None for g in chosen):
             cond.append("d.case_id IS NULL")
-        rows = _hits(db, p, 10 ** 9, "(" + " OR ".join(cond) + ")", case_ids)
+        rows, _ = _hits(db, p, 10 ** 9, "(" + " OR ".join(cond) + ")", case_ids)
         by: dict[str | None, list[tuple]] = {}
         for r in rows:
             if len(by.setdefault(r[3], [])) < per_case:
