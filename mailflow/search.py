@@ -702,6 +702,8 @@ class Plan:
     # Whether `where` holds conditions of the query's own (date:, kind:, ...), which may
     # leave out most matches; the recusal filter alone leaves out few.
     narrowed: bool = False
+    # Ranked among the matches from this rowid up only (see RANK_WINDOW); None: all.
+    since: int | None = None
 
 
 def plan(node: Node, as_member: str | None = None) -> Plan:
@@ -770,11 +772,23 @@ def _hits(db: sqlite_utils.Database, p: Plan, limit: int, extra: str = "",
     # Conditions that may leave out most matches are checked on every match.
     score = BM25 if p.ranked else "0"
     order = "score, d.at DESC, d.ref" if p.ranked else "d.at DESC, d.ref"
+    window, window_args = _window_sql(p, "search_fts.rowid")
     sql = (f"SELECT d.id, d.ref, d.kind, d.case_id, d.at, {score} AS score "
            "FROM search_fts JOIN search_docs d ON d.id = search_fts.rowid "
-           f"WHERE search_fts MATCH ? {''.join(' AND ' + w for w in where)} "
+           f"WHERE search_fts MATCH ? {window} {''.join(' AND ' + w for w in where)} "
            f"ORDER BY {order} LIMIT ?")
-    return _execute(db, sql, [p.match, *params, limit]), False
+    return _execute(db, sql, [p.match, *window_args, *params, limit]), False
+
+
+# A word in a large share of the archive says little about relevance, and bm25 costs
+# about 1 µs a match (60 ms for a word in 60,000 documents): when there are more
+# matches than this, words alone rank the most recently archived this many of them.
+# (Words with conditions of their own rank every match: the conditions may pick old ones.)
+RANK_WINDOW = 5_000
+
+
+def _window_sql(p: Plan, rowid: str) -> tuple[str, list[Any]]:
+    return (f"AND {rowid} >= ?", [p.since]) if p.since is not None else ("", [])
 
 
 def _best_ranked(db: sqlite_utils.Database, p: Plan, limit: int
@@ -792,13 +806,20 @@ def _best_ranked(db: sqlite_utils.Database, p: Plan, limit: int
     scores strictly better than that."""
     keep = 2 * limit + 100  # a few hundred rows joined cost a fraction of a millisecond
     passes = f"({' AND '.join(p.where)})" if p.where else "1"
-    sql = (f"WITH best AS MATERIALIZED (SELECT rowid AS id, {BM25} AS score FROM search_fts "
-           "WHERE search_fts MATCH ? ORDER BY score LIMIT ?) "
-           f"SELECT d.id, d.ref, d.kind, d.case_id, d.at, best.score, {passes} FROM best "
+    # The newest RANK_WINDOW matches are scored as FTS5 reads them, newest first.
+    sql = (f"WITH recent AS MATERIALIZED (SELECT rowid AS id, {BM25} AS score "
+           "FROM search_fts WHERE search_fts MATCH ? ORDER BY rowid DESC LIMIT ?), "
+           "best AS MATERIALIZED (SELECT id, score FROM recent ORDER BY score LIMIT ?) "
+           f"SELECT d.id, d.ref, d.kind, d.case_id, d.at, best.score, {passes}, "
+           "(SELECT count(*) FROM recent), (SELECT min(id) FROM recent) FROM best "
            "JOIN search_docs d ON d.id = best.id ORDER BY best.score, d.at DESC, d.ref")
-    rows = _execute(db, sql, [p.match, keep, *p.params])
+    rows = _execute(db, sql, [p.match, RANK_WINDOW, keep, *p.params])
+    if rows and rows[0][7] == RANK_WINDOW and _execute(
+            db, "SELECT 1 FROM search_fts WHERE search_fts MATCH ? AND rowid < ? LIMIT 1",
+            [p.match, rows[0][8]]):
+        p.since = rows[0][8]  # there are older matches, left unranked
     hits = [r[:6] for r in rows if r[6]]
-    if len(rows) < keep:  # every match was kept
+    if len(rows) < keep:  # every match in the window was kept
         return hits[:limit], False
     if len(hits) >= limit and hits[limit - 1][5] < rows[-1][5]:
         return hits[:limit], True
@@ -872,7 +893,8 @@ def run(db: sqlite_utils.Database, query: str, *, as_member: str | None = None,
         rows, spread = _hits(db, p, limit + 1)
         shown = _display(db, p, [r[0] for r in rows[:limit]], spread)
         return {"query": query, "results": _results(p, rows[:limit], shown, marks),
-                "more": len(rows) > limit}
+                "more": len(rows) > limit or p.since is not None,
+                "ranked_among": RANK_WINDOW if p.since is not None else None}
     groups = _case_groups(db, p, limit + 1)
     chosen = groups[:limit]
     case_ids = [g["case"] for g in chosen if g["case"] is not None]
@@ -941,6 +963,10 @@ def format_results(data: dict[str, Any]) -> str:
         empty = not data["results"]
     if empty:
         return f"Nothing matches {data['query']!r}."
-    if data["more"]:
+    if data.get("ranked_among"):
+        lines.append(f"(more than {data['ranked_among']:,} matches: ranked among the "
+                     f"{data['ranked_among']:,} most recently archived; narrow the query "
+                     "to rank them all)")
+    elif data["more"]:
         lines.append("(more results: raise the limit or narrow the query)")
     return "\n".join(lines).rstrip()

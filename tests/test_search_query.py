@@ -154,3 +154,20 @@ def test_hits_grouped_by_case_come_with_their_snippets(db):
     for c in got["cases"]:
         assert len(c["results"]) == 2 and {r["case"] for r in c["results"]} == {c["case"]}
         assert all(r["snippet"].startswith("[wombat] number") for r in c["results"])
+
+
+def test_a_word_with_more_matches_than_the_window_ranks_the_newest_of_them(db, monkeypatch):
+    with store.transaction(db):
+        note(db, 1, "wombat wombat wombat")  # the best match, and the oldest
+        for n in range(2, 7):
+            note(db, n, f"a wombat among many other words of note {n} and more filler")
+    monkeypatch.setattr(search, "RANK_WINDOW", 10)
+    assert refs(db, "wombat")[0] == "note:1"
+    assert search.run(db, "wombat")["ranked_among"] is None
+    monkeypatch.setattr(search, "RANK_WINDOW", 3)
+    data = search.run(db, "wombat")
+    assert sorted(r["ref"] for r in data["results"]) == ["note:4", "note:5", "note:6"]
+    assert data["ranked_among"] == 3 and data["more"]
+    assert "ranked among the 3 most recently archived" in search.format_results(data)
+    # A query with conditions of its own sees every match: they may all be old.
+    assert refs(db, "wombat date:2021-01-01..2021-01-03")[0] == "note:1"
