@@ -54,3 +54,13 @@ def test_recording_a_delivery_reads_one_row_not_every_copy_a_member_was_sent(tmp
     plan = db.execute("EXPLAIN QUERY PLAN UPDATE outbound_rcpt SET state = 'sent' "
                       "WHERE outbound_id = 1 AND rcpt = 'chair@example.org'").fetchall()
     assert "USING INDEX outbound_rcpt_message (outbound_id=? AND rcpt=?)" in plan[0][3]
+
+
+def test_a_delivery_pass_reads_the_queue_in_sending_order_without_sorting_it(tmp_path):
+    # It sorted every queued recipient to pick a few hundred: a cost that grew with
+    # the backlog, paid on every pass.
+    cfg = config.from_dict({"storage": {"path": str(tmp_path / "archive")}})
+    cfg.archive_dir.mkdir(parents=True)
+    db = store.open_db(cfg.db_path)
+    plan = [r[3] for r in db.execute("EXPLAIN QUERY PLAN " + outbound.DUE_SQL, ["2026", 10])]
+    assert plan == ["SCAN outbound_rcpt USING INDEX outbound_rcpt_queue"], plan
