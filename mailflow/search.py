@@ -13,7 +13,7 @@ under the same rowid; ``ref`` names the record):
 
 The first three are kept by triggers on their tables, so any insert, update or delete
 anywhere updates the index in the same transaction: search never lags.  (The triggers
-queue the text in ``search_queue``; :func:`before_commit` indexes the queue just before
+queue the rows in ``search_queue``; :func:`before_commit` indexes the queue just before
 the transaction commits, see there why.)  Other records
 are indexed by calling, inside the transaction that stores them::
 
@@ -170,9 +170,8 @@ def _doc_insert_sql(table: str, r: str) -> str:
 
 
 def _queue_insert_sql(table: str, r: str) -> str:
-    fts = [SOURCES[table]["fts"][c].format(r=r) for c in COLUMNS]
-    return (f"INSERT INTO search_queue (doc_id, {', '.join(COLUMNS)}) SELECT d.id, "
-            f"{', '.join(fts)} FROM search_docs d WHERE d.ref = {_ref_sql(table, r)}")
+    return (f"INSERT INTO search_queue (doc_id, source, src_rowid) SELECT d.id, '{table}', "
+            f"{r}.rowid FROM search_docs d WHERE d.ref = {_ref_sql(table, r)}")
 
 
 def _triggers(table: str) -> list[str]:
@@ -220,11 +219,17 @@ def _create_index_tables(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX search_docs_kind ON search_docs(kind, at)")
     db.execute(f"CREATE VIRTUAL TABLE search_fts USING fts5({', '.join(COLUMNS)}, "
                "tokenize = 'porter unicode61 remove_diacritics 2')")
-    db.execute(f"CREATE TABLE search_queue (doc_id INTEGER PRIMARY KEY, {', '.join(COLUMNS)})")
+    _create_queue(db)
+
+
+def _create_queue(db: sqlite_utils.Database) -> None:
+    # Which row to index, not its text: the text is read once, when the queue is indexed.
+    db.execute("CREATE TABLE search_queue (doc_id INTEGER PRIMARY KEY, source TEXT NOT NULL, "
+               "src_rowid INTEGER NOT NULL)")
 
 
 def before_commit(db: sqlite_utils.Database) -> None:
-    """Move what this transaction queued into the FTS5 index, in one statement.
+    """Index what this transaction queued, in one statement per source table.
 
     The triggers queue documents instead of writing to search_fts: SQLite opens a
     savepoint for every write statement, and FTS5 writes out what it has pending at
@@ -237,9 +242,11 @@ def before_commit(db: sqlite_utils.Database) -> None:
     except sqlite3.OperationalError:
         return  # the migrations that create it have not run yet
     if queued:
-        columns = ", ".join(COLUMNS)
-        db.execute(f"INSERT INTO search_fts (rowid, {columns}) SELECT doc_id, {columns} "
-                   "FROM search_queue ORDER BY doc_id")
+        for table, src in SOURCES.items():
+            fts = [src["fts"][c].format(r="r") for c in COLUMNS]
+            db.execute(f"INSERT INTO search_fts (rowid, {', '.join(COLUMNS)}) SELECT q.doc_id, "
+                       f"{', '.join(fts)} FROM search_queue q JOIN {table} r ON r.rowid = "
+                       f"q.src_rowid WHERE q.source = '{table}' ORDER BY q.doc_id")
         db.execute("DELETE FROM search_queue")
 
 
@@ -283,8 +290,18 @@ def queue_and_outbound_columns(db: sqlite_utils.Database) -> None:
     rebuild_index(db)
 
 
+def queue_by_reference(db: sqlite_utils.Database) -> None:
+    """The queue holds which row to index instead of a copy of its text."""
+    before_commit(db)
+    _drop_triggers(db)
+    db.execute("DROP TABLE search_queue")
+    _create_queue(db)
+    _create_triggers(db)
+
+
 MIGRATIONS = [("0100_search_index", search_tables),
-              ("0101_queue_and_outbound_columns", queue_and_outbound_columns)]
+              ("0101_queue_and_outbound_columns", queue_and_outbound_columns),
+              ("0102_queue_by_reference", queue_by_reference)]
 
 
 # ---------------------------------------------------------------------------------------
