@@ -18,7 +18,6 @@ import os
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
-from multiprocessing.sharedctypes import Synchronized
 from multiprocessing.synchronize import Event
 
 from . import outbound, pipeline, scheduler, store
@@ -43,7 +42,7 @@ class Signals:
     stop: Event
     pipeline: Doorbell
     outbound: Doorbell
-    settled: Synchronized
+    settled: ctypes.c_longlong
 
 
 def become_stage(name: str) -> None:
