@@ -149,9 +149,6 @@ MAIL_SEARCH_LIMIT = 20
          usage="#search <query>   (the syntax of `mailflow search --help`)",
          example='#search from:alice@example.org "keynote slides" date:2026')
 def _search(inv: Invocation) -> str:
-    # Mail filed earlier in this transaction is still queued for the index: index it
-    # now, so the asker finds it (the report this #search replies to, say).
-    search.before_commit(inv.db)
     try:
         data = search.run(inv.db, inv.cmd.args, as_member=inv.actor, limit=MAIL_SEARCH_LIMIT)
     except search.SearchError as e:

@@ -136,6 +136,11 @@ def run_chain(ctx: Context) -> None:
         handler(ctx)
 
 
+def settled_up_to(db: sqlite_utils.Database) -> int:
+    """The spool id up to which every message has been processed (or quarantined)."""
+    return db.execute("SELECT coalesce(max(spool_id), 0) FROM spool_state").fetchone()[0]
+
+
 def _claim(db: sqlite_utils.Database, batch: int) -> list[tuple]:
     """Pick the next batch and count the attempt before doing any work.
 
@@ -152,9 +157,8 @@ def _claim(db: sqlite_utils.Database, batch: int) -> list[tuple]:
             db.execute("UPDATE spool_state SET attempts = ? WHERE spool_id = ?",
                        [claimed[0][1], claimed[0][0]])
         else:
-            high = db.execute("SELECT coalesce(max(spool_id), 0) FROM spool_state").fetchone()[0]
             ids = [r[0] for r in db.execute("SELECT id FROM spool WHERE id > ? ORDER BY id "
-                                            "LIMIT ?", [high, batch])]
+                                            "LIMIT ?", [settled_up_to(db), batch])]
             claimed = [(i, 1) for i in ids]
             db.conn.executemany("INSERT INTO spool_state (spool_id, attempts) VALUES (?, ?)",
                                 claimed)
@@ -246,11 +250,6 @@ def drain(db: sqlite_utils.Database, svc: Services) -> int:
         while n := process_pending(db, svc):
             total += n
     return total
-
-
-def settled_up_to(db: sqlite_utils.Database) -> int:
-    """The spool id up to which every message has been processed (or quarantined)."""
-    return db.execute("SELECT coalesce(max(spool_id), 0) FROM spool_state").fetchone()[0]
 
 
 def run_forever(cfg: Config, stop: Event, wake: Doorbell, on_output: Callable[[], None],

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
-
 import sqlite_utils
 
+from .archive import parsed_columns
 from .message import parse
 
 # spool.db: raw bytes exactly as received, committed before the MTA hears 250.
@@ -148,12 +147,12 @@ def outbound_text(db: sqlite_utils.Database) -> None:
     received mail (indexed as that mail)."""
     for column in OUTBOUND_TEXT:
         db.execute(f"ALTER TABLE outbound ADD COLUMN {column} TEXT")
-    rows = db.execute("SELECT id, raw FROM outbound WHERE kind != 'relay'").fetchall()
-    for out_id, raw in rows:
-        p = parse(raw)
+    ids = [r[0] for r in db.execute("SELECT id FROM outbound WHERE kind != 'relay'")]
+    for out_id in ids:  # one message in memory at a time
+        raw = db.execute("SELECT raw FROM outbound WHERE id = ?", [out_id]).fetchone()[0]
+        columns = parsed_columns(parse(raw))
         db.execute(f"UPDATE outbound SET {', '.join(c + ' = ?' for c in OUTBOUND_TEXT)} "
-                   "WHERE id = ?", [p.from_name, p.from_addr, json.dumps(p.to_addrs),
-                                    json.dumps(p.cc_addrs), p.new_text, p.quoted_text, out_id])
+                   "WHERE id = ?", [*(columns[c] for c in OUTBOUND_TEXT), out_id])
 
 
 def outbound_rcpt_index(db: sqlite_utils.Database) -> None:

@@ -906,6 +906,10 @@ def run(db: sqlite_utils.Database, query: str, *, as_member: str | None = None,
     if limit < 1:
         raise SearchError("the limit must be at least 1")
     p = plan(parse_query(query), as_member)
+    if db.conn.in_transaction:
+        # What this transaction filed is still queued for the index (#search by mail
+        # runs inside the pipeline's transaction): index it, so it is found.
+        before_commit(db)
     if not by_case:
         rows, spread = _hits(db, p, limit + 1)
         shown = _display(db, p, [r[0] for r in rows[:limit]], spread)

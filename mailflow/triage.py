@@ -89,11 +89,17 @@ def _first_word(words: list[str], flat: str) -> str | None:
     # A plain substring test first: the whole-word regex runs only where the word is.
     # (One big alternation tried at every position cost more than the rest of
     # processing a report.)
-    for word in words:
-        phrase = " ".join(word.lower().split())
-        if phrase in flat and re.search(_word_pattern(phrase), flat):
+    for phrase, pattern in _phrases(tuple(words)):
+        if phrase in flat and pattern.search(flat):
             return phrase
     return None
+
+
+@functools.lru_cache(maxsize=64)
+def _phrases(words: tuple[str, ...]) -> list[tuple[str, re.Pattern[str]]]:
+    """A category's words, normalised and compiled once rather than for every report."""
+    phrases = [" ".join(word.lower().split()) for word in words]
+    return [(phrase, re.compile(_word_pattern(phrase))) for phrase in phrases]
 
 
 @functools.lru_cache(maxsize=64)
