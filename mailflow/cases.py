@@ -39,7 +39,7 @@ def tag_pattern(cfg: Config) -> re.Pattern[str]:
 
 
 def open_case(db: sqlite_utils.Database, cfg: Config, subject: str, kind: str = "report",
-              when: datetime | None = None) -> str:
+              when: datetime | None = None, status: str = "open") -> str:
     """Open a case dated ``when`` (imported history: the mail's Date), else now."""
     now = when or clock.now()
     year = now.year
@@ -49,10 +49,11 @@ def open_case(db: sqlite_utils.Database, cfg: Config, subject: str, kind: str = 
     stamp = clock.stamp(now)
     db.execute(
         "INSERT INTO cases (id, year, seq, status, kind, subject, codename, opened_at, updated_at)"
-        " VALUES (?, ?, ?, 'open', ?, ?, ?, ?, ?)",
-        [case_id, year, seq, kind, subject, codename(case_id), stamp, stamp],
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [case_id, year, seq, status, kind, subject, codename(case_id), stamp, stamp],
     )
-    audit.append(db, "mailflow", "case opened", case_id, kind=kind)
+    audit.append(db, "mailflow", "case opened", case_id, kind=kind,
+                 **({} if status == "open" else {"status": status}))
     return case_id
 
 

@@ -11,7 +11,8 @@ of ``.eml`` files (searched recursively) or one ``.eml`` file.
   none of the #commands in it and starts no clock.  A case it opens takes its year
   and opening date from the mail's Date.
 - Cases opened by an import get the status ``--status`` (closed by default: old
-  mail is mostly settled history; ``#reopen`` brings one back).
+  mail is mostly settled history; ``#reopen`` brings one back).  The pipeline opens
+  them closed, and another ``--status`` is set once the import is done.
 - Restartable: what is already in the archive (the same Message-ID and body, or the
   same bytes) is skipped, and what an interrupted run committed is processed next
   time, so running an import twice, or after a crash, gives the same cases as once.
@@ -36,7 +37,7 @@ import sqlite_utils
 
 from . import audit, clock, intake, pipeline, store
 from .config import Config
-from .message import parse_many
+from .message import Parsed, parse
 from .progress import Progress
 
 CHUNK = 1024
@@ -151,6 +152,38 @@ def _envelope(raw: bytes) -> intake.Envelope:
     return intake.Envelope("import", sender, [])
 
 
+Chunk = list[tuple[bytes, intake.Envelope]]
+Taken = list[tuple[int, bool, Parsed | None]]  # spool id, already there, parsed
+
+
+def take_in(spool: sqlite_utils.Database, chunk: Chunk, parse_new: bool) -> Taken:
+    """Commit a chunk to the spool, and parse what is new in it for the pipeline."""
+    committed = intake.commit_many(spool, chunk)
+    return [(spool_id, duplicate, _parse(raw) if parse_new and not duplicate else None)
+            for (raw, _), (spool_id, duplicate) in zip(chunk, committed, strict=True)]
+
+
+def _parse(raw: bytes) -> Parsed | None:
+    try:
+        return parse(raw)
+    except Exception:
+        return None  # the pipeline parses it again, and quarantines it if it fails there
+
+
+# The second process's own connection to the spool (a large import).
+_worker_spool: sqlite_utils.Database | None = None
+
+
+def _worker_start(db_path: Path, timeout: float) -> None:
+    global _worker_spool
+    _worker_spool = store.connect_spool(db_path, timeout=timeout)
+
+
+def _take_in_worker(chunk: Chunk) -> Taken:
+    assert _worker_spool is not None
+    return take_in(_worker_spool, chunk, parse_new=True)
+
+
 def _pending_import_rows(db: sqlite_utils.Database) -> list[int]:
     """Imported mail an interrupted run committed but the pipeline has not settled."""
     return [r[0] for r in db.execute(
@@ -182,42 +215,40 @@ def run(cfg: Config, path: Path, *, status: str = "closed", show_progress: bool 
             processing = True
         except TimeoutError:
             processing = False  # `mailflow serve` holds it and processes as we commit
-        # Parsing, a quarter of the work, is done one chunk ahead in a second process,
-        # while this one files the chunk before (a large import only: the worker
-        # takes a moment to start).
-        pool = (stack.enter_context(ProcessPoolExecutor(1, mp.get_context("spawn")))
-                if processing and len(items) >= PARALLEL_MIN else None)
-        Chunk = list[tuple[bytes, intake.Envelope]]
+        # A large import commits each chunk to the spool and parses it in a second
+        # process, one chunk ahead, while this one files the chunk before (a small one
+        # does it all here: the worker takes a moment to start).
+        pool = (stack.enter_context(ProcessPoolExecutor(
+            1, mp.get_context("spawn"), initializer=_worker_start,
+            initargs=(cfg.db_path, cfg.intake.commit_timeout)))
+            if processing and len(items) >= PARALLEL_MIN else None)
         ahead: list[tuple[Chunk, Future | None]] = []
 
-        def flush(chunk: Chunk, parsing: Future | None) -> None:
-            committed = intake.commit_many(spool, chunk)
-            for spool_id, duplicate in committed:
+        def flush(chunk: Chunk, taking: Future | None) -> None:
+            try:
+                taken = taking.result() if taking else take_in(spool, chunk, parse_new=False)
+            except BrokenProcessPool as e:
+                raise SourceError("the import's second process stopped; run the import "
+                                  "again: it carries on where this one stopped") from e
+            for spool_id, duplicate, _ in taken:
                 if duplicate:
                     summary.already += 1
                 else:
                     summary.imported += 1
                     ours.append(spool_id)
-            if processing:
-                parsed = {}
-                if parsing is not None:
-                    with contextlib.suppress(Exception):  # else the pipeline parses
-                        parsed = {spool_id: p for (spool_id, duplicate), p
-                                  in zip(committed, parsing.result(), strict=True)
-                                  if not duplicate}
-                while pipeline.process_pending(db, svc, BATCH, BATCH_SECONDS, parsed):
+            if processing and taken:
+                parsed = {spool_id: p for spool_id, _, p in taken if p is not None}
+                last = max(spool_id for spool_id, _, _ in taken)
+                while pipeline.process_pending(db, svc, BATCH, BATCH_SECONDS, parsed, last):
                     pass
             if progress:
                 progress.advance(len(chunk))
 
         def take(chunk: Chunk) -> None:
-            parsing = None
-            if pool:
-                with contextlib.suppress(BrokenProcessPool, RuntimeError, OSError):
-                    parsing = pool.submit(parse_many, [raw for raw, _ in chunk])
+            taking = pool.submit(_take_in_worker, chunk) if pool and chunk else None
             if ahead:
                 flush(*ahead.pop())
-            ahead.append((chunk, parsing))
+            ahead.append((chunk, taking))
 
         chunk: Chunk = []
         for item, raw in _in_date_order(items, summary):
@@ -271,10 +302,10 @@ def _settle(db: sqlite_utils.Database, summary: Summary, ours: list[int], status
             "AND state = 'quarantined'", part).fetchone()[0]
     summary.cases_opened = len(opened)
     with store.transaction(db):
-        if status != "open":
+        if status != pipeline.HISTORY_STATUS:
             for case_id in opened:
-                cur = db.execute("UPDATE cases SET status = ? WHERE id = ? AND status = 'open'",
-                                 [status, case_id])
+                cur = db.execute("UPDATE cases SET status = ? WHERE id = ? AND status = ?",
+                                 [status, case_id, pipeline.HISTORY_STATUS])
                 if cur.rowcount:
                     audit.append(db, "admin", f"status: {status} (imported history)", case_id)
         audit.append(db, "admin", "import", None, source=source, read=summary.read,

@@ -287,11 +287,6 @@ def _inline_forward(text: str) -> Forwarded | None:
     return None
 
 
-def parse_many(raws: list[bytes]) -> list[Parsed]:
-    """For a worker process (``mailflow import``)."""
-    return [parse(raw) for raw in raws]
-
-
 def parse(raw: bytes) -> Parsed:
     """Parse raw bytes; malformed input yields defects, never an exception."""
     msg = BytesParser(policy=RAW_HEADERS).parsebytes(raw)

@@ -47,6 +47,8 @@ from .wakeup import Doorbell
 log = logging.getLogger("mailflow.pipeline")
 BATCH = 64
 BATCH_SECONDS = 0.1
+SQLITE_INT_MAX = 2 ** 63 - 1
+HISTORY_STATUS = "closed"
 
 
 @dataclass
@@ -102,6 +104,12 @@ class Context:
         return date if date <= clock.now() else None
 
     @property
+    def status_opened(self) -> str:
+        """Imported history is mostly settled: its cases open closed (``mailflow import
+        --status`` changes that afterwards; ``#reopen`` brings one back)."""
+        return HISTORY_STATUS if self.quiet else "open"
+
+    @property
     def sender(self) -> str | None:
         return self.parsed.from_addr
 
@@ -141,7 +149,7 @@ def settled_up_to(db: sqlite_utils.Database) -> int:
     return db.execute("SELECT coalesce(max(spool_id), 0) FROM spool_state").fetchone()[0]
 
 
-def _claim(db: sqlite_utils.Database, batch: int) -> list[tuple]:
+def _claim(db: sqlite_utils.Database, batch: int, last: int | None = None) -> list[tuple]:
     """Pick the next batch and count the attempt before doing any work.
 
     New mail is everything in the spool above the highest id ever claimed (ids commit
@@ -157,8 +165,10 @@ def _claim(db: sqlite_utils.Database, batch: int) -> list[tuple]:
             db.execute("UPDATE spool_state SET attempts = ? WHERE spool_id = ?",
                        [claimed[0][1], claimed[0][0]])
         else:
-            ids = [r[0] for r in db.execute("SELECT id FROM spool WHERE id > ? ORDER BY id "
-                                            "LIMIT ?", [settled_up_to(db), batch])]
+            upto = SQLITE_INT_MAX if last is None else last
+            ids = [r[0] for r in db.execute("SELECT id FROM spool WHERE id > ? AND id <= ? "
+                                            "ORDER BY id LIMIT ?",
+                                            [settled_up_to(db), upto, batch])]
             claimed = [(i, 1) for i in ids]
             db.conn.executemany("INSERT INTO spool_state (spool_id, attempts) VALUES (?, ?)",
                                 claimed)
@@ -171,16 +181,17 @@ def _claim(db: sqlite_utils.Database, batch: int) -> list[tuple]:
 
 
 def process_pending(db: sqlite_utils.Database, svc: Services, batch: int = BATCH,
-                    seconds: float = BATCH_SECONDS, parsed: Mapping[int, Parsed] | None = None
-                    ) -> int:
-    """Process one batch; returns how many spool rows it settled.  ``parsed``: messages
-    already parsed elsewhere, by spool id (the import parses in a second process).
+                    seconds: float = BATCH_SECONDS, parsed: Mapping[int, Parsed] | None = None,
+                    last: int | None = None) -> int:
+    """Process one batch, of new mail up to spool id ``last``; returns how many spool
+    rows it settled.  ``parsed``: messages already parsed elsewhere, by spool id (the
+    import parses in a second process, which commits the next chunk meanwhile).
 
     The transaction holds the write lock, so a batch commits after at most ``seconds``
     of work; what it claimed but did not reach is unclaimed again.  (``mailflow
     import`` takes larger batches: it is the only writer while it runs, and each
     commit costs the search index a merge.)"""
-    rows = _claim(db, batch)
+    rows = _claim(db, batch, last)
     if not rows:
         return 0
     done = 0

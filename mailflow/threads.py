@@ -45,12 +45,13 @@ def route(ctx: Context) -> None:
         # Someone went to the board instead; the board member passes it on.
         ctx.kind = "forward"
         ctx.case_id = cases.open_case(ctx.db, ctx.cfg, forwarded.subject or ctx.parsed.subject,
-                                         when=ctx.when)
+                                         when=ctx.when, status=ctx.status_opened)
         cases.add_person(ctx.db, ctx.case_id, "reporter", forwarded.from_addr, forwarded.from_name)
         cases.add_person(ctx.db, ctx.case_id, "forwarder", ctx.sender or "", ctx.parsed.from_name)
     else:
         ctx.kind = "report"
-        ctx.case_id = cases.open_case(ctx.db, ctx.cfg, ctx.parsed.subject, when=ctx.when)
+        ctx.case_id = cases.open_case(ctx.db, ctx.cfg, ctx.parsed.subject, when=ctx.when,
+                                      status=ctx.status_opened)
         if ctx.sender and not event:
             cases.add_person(ctx.db, ctx.case_id, "reporter", ctx.sender, ctx.parsed.from_name)
     ctx.new_case = True

@@ -84,6 +84,18 @@ def test_import_twice_gives_the_same_cases_and_sends_nothing(server, relay, tmp_
     assert bad.returncode == 65 and b"no such file" in bad.stderr
 
 
+def test_import_status_open_leaves_the_cases_it_opens_open(server, tmp_path: Path):
+    (tmp_path / "eml").mkdir()
+    for i, raw in enumerate(history()[:2 * (REPLIES + 1)]):  # two threads
+        (tmp_path / "eml" / f"{i}.eml").write_bytes(raw)
+    summary = json.loads(server.cli("import", str(tmp_path / "eml"), "--status", "open",
+                                    "--json").stdout)
+    assert summary["cases_opened"] == 2
+    assert [c[1] for c in case_summary(server)] == ["open", "open"]
+    assert server.query("SELECT count(*) FROM audit WHERE action = "
+                        "'status: open (imported history)'") == [(2,)]
+
+
 def test_reindex_reproduces_identical_results(server, tmp_path: Path):
     box = mailbox.mbox(str(tmp_path / "old.mbox"))
     for raw in history():
@@ -108,7 +120,7 @@ def test_reindex_reproduces_identical_results(server, tmp_path: Path):
     assert results() == before
 
 
-def test_a_large_import_parses_in_a_second_process_and_files_the_same(tmp_path, monkeypatch):
+def test_a_large_import_is_taken_in_by_a_second_process_and_files_the_same(tmp_path, monkeypatch):
     from mailflow import config, importer, pipeline, store
 
     box = tmp_path / "Maildir"
@@ -118,8 +130,8 @@ def test_a_large_import_parses_in_a_second_process_and_files_the_same(tmp_path, 
         (box / "cur" / f"{n:04d}:2,").write_bytes(raw)
     parsed_here = []
     monkeypatch.setattr(pipeline, "parse", lambda raw: parsed_here.append(raw) or
-                        importer.parse_many([raw])[0])
-    monkeypatch.setattr(importer, "CHUNK", 64)  # several chunks, one parsed ahead
+                        importer.parse(raw))
+    monkeypatch.setattr(importer, "CHUNK", 64)  # several chunks, one taken in ahead
 
     def run(name: str, parallel_min: int) -> list[tuple]:
         monkeypatch.setattr(importer, "PARALLEL_MIN", parallel_min)
@@ -127,6 +139,7 @@ def test_a_large_import_parses_in_a_second_process_and_files_the_same(tmp_path, 
         summary = importer.run(cfg, box, show_progress=False)
         assert summary.imported == THREADS * (REPLIES + 1) and summary.cases_opened == THREADS
         db = store.connect(cfg.db_path)
+        assert db.execute("SELECT DISTINCT status FROM cases").fetchall() == [("closed",)]
         return db.execute("SELECT m.message_id, m.kind, c.seq, c.status FROM messages m "
                           "LEFT JOIN cases c ON c.id = m.case_id ORDER BY m.id").fetchall()
 
