@@ -15,6 +15,9 @@ monotonic = time.monotonic
 sleep = time.sleep
 
 
+STAMP = "%Y-%m-%dT%H:%M:%SZ"
+
+
 def now() -> datetime:
     fake = os.environ.get("MAILFLOW_FAKE_NOW")
     if fake:
@@ -24,7 +27,9 @@ def now() -> datetime:
 
 def stamp(when: datetime | None = None) -> str:
     """A sortable UTC timestamp for the database."""
-    return (when or now()).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if when is None and "MAILFLOW_FAKE_NOW" not in os.environ:
+        return time.strftime(STAMP, time.gmtime())  # several times a message: the quick way
+    return (when or now()).astimezone(UTC).strftime(STAMP)
 
 
 def parse(text: str) -> datetime:

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
+from email.utils import mktime_tz, parsedate_tz
 from pathlib import Path
 
 import sqlite_utils
@@ -110,13 +110,13 @@ def open_source(path: Path) -> tuple[str, list[Item]]:
                     for n, key in enumerate(box.keys())]
 
 
-def _date_key(head: bytes) -> str | None:
+def _date_key(head: bytes) -> float | None:
+    """The Date header as seconds since the epoch (a sort key)."""
     match = DATE.search(head)
-    if not match:
-        return None
+    parts = parsedate_tz(match.group(1).decode("ascii", "replace")) if match else None
     try:
-        return clock.stamp(parsedate_to_datetime(match.group(1).decode("ascii", "replace")))
-    except (TypeError, ValueError, IndexError, OverflowError):
+        return mktime_tz(parts) if parts else None
+    except (ValueError, OverflowError):
         return None
 
 
@@ -125,7 +125,7 @@ def _in_date_order(items: list[Item], summary: Summary) -> Iterator[tuple[Item, 
     Reads the head of each message to sort, then each whole one to import, rather
     than holding a whole archive in memory."""
     keyed = []
-    last = ""
+    last = 0.0
     for n, item in enumerate(items):
         try:
             head = item.head()
@@ -133,7 +133,8 @@ def _in_date_order(items: list[Item], summary: Summary) -> Iterator[tuple[Item, 
             summary.unreadable.append(f"{item.name}: {e.strerror or e}")
             continue
         split = HEADER_END.search(head)
-        last = _date_key(head[: split.start() if split else len(head)]) or last
+        key = _date_key(head[: split.start() if split else len(head)])
+        last = last if key is None else key
         keyed.append((last, n, item))
     keyed.sort(key=lambda t: (t[0], t[1]))
     for _, _, item in keyed:
@@ -241,6 +242,11 @@ def run(cfg: Config, path: Path, *, status: str = "closed", show_progress: bool 
                 last = max(spool_id for spool_id, _, _ in taken)
                 while pipeline.process_pending(db, svc, BATCH, BATCH_SECONDS, parsed, last):
                     pass
+            if pool:
+                # The second process writes the spool while this one reads it, so its WAL
+                # would never see a moment without a reader in which to start over, and
+                # would grow by the size of the import: start it over while we read nothing.
+                spool.execute("PRAGMA wal_checkpoint(RESTART)")
             if progress:
                 progress.advance(len(chunk))
 
