@@ -26,12 +26,12 @@ import gc
 import mailbox
 import multiprocessing as mp
 import re
-from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from email.utils import mktime_tz, parsedate_tz
 from pathlib import Path
+from typing import Any
 
 import sqlite_utils
 
@@ -73,18 +73,30 @@ class Summary:
 
 @dataclass
 class Item:
-    name: str                      # for messages to the administrator
-    read: Callable[[], bytes]
-    head: Callable[[], bytes]      # enough of the start to find the Date
+    """One message of the source: a file of its own, or a message in an mbox."""
+    name: str                          # for messages to the administrator
+    path: Path | None = None
+    box: mailbox.mbox | None = None
+    key: str | None = None
 
+    def head(self) -> bytes:
+        """Enough of the start to find the Date."""
+        if self.path:
+            with open(self.path, "rb") as f:
+                return f.read(HEAD_BYTES)
+        assert self.box is not None and self.key is not None
+        return self.box.get_file(self.key).read(HEAD_BYTES)
 
-def _head(path: Path) -> bytes:
-    with open(path, "rb") as f:
-        return f.read(HEAD_BYTES)
+    def source(self) -> Path | bytes:
+        """What :func:`take_in` reads: the file, where it is; else the message's bytes."""
+        if self.path:
+            return self.path
+        assert self.box is not None and self.key is not None
+        return self.box.get_bytes(self.key)
 
 
 def _files(paths: list[Path]) -> list[Item]:
-    return [Item(str(p), p.read_bytes, lambda p=p: _head(p)) for p in paths]
+    return [Item(str(p), path=p) for p in paths]
 
 
 def open_source(path: Path) -> tuple[str, list[Item]]:
@@ -105,14 +117,14 @@ def open_source(path: Path) -> tuple[str, list[Item]]:
     if start != b"From ":
         return "message", _files([path])
     box = mailbox.mbox(str(path), create=False)
-    return "mbox", [Item(f"{path} message {n + 1}", lambda k=key: box.get_bytes(k),
-                         lambda k=key: box.get_file(k).read(HEAD_BYTES))
+    return "mbox", [Item(f"{path} message {n + 1}", box=box, key=key)
                     for n, key in enumerate(box.keys())]
 
 
 def _date_key(head: bytes) -> float | None:
     """The Date header as seconds since the epoch (a sort key)."""
-    match = DATE.search(head)
+    split = HEADER_END.search(head)
+    match = DATE.search(head[: split.start() if split else len(head)])
     parts = parsedate_tz(match.group(1).decode("ascii", "replace")) if match else None
     try:
         return mktime_tz(parts) if parts else None
@@ -120,28 +132,37 @@ def _date_key(head: bytes) -> float | None:
         return None
 
 
-def _in_date_order(items: list[Item], summary: Summary) -> Iterator[tuple[Item, bytes]]:
+def _date_keys(items: list[Item]) -> list[float | str | None]:
+    """Each message's Date as a sort key (None: no readable Date; a str: why the
+    message could not be read)."""
+    keys: list[float | str | None] = []
+    for item in items:
+        try:
+            keys.append(_date_key(item.head()))
+        except OSError as e:
+            keys.append(f"{item.name}: {e.strerror or e}")
+    return keys
+
+
+def _date_order(items: list[Item], summary: Summary, pool: ProcessPoolExecutor | None
+                ) -> list[Item]:
     """Oldest first; a message without a readable Date keeps its neighbour's place.
-    Reads the head of each message to sort, then each whole one to import, rather
-    than holding a whole archive in memory."""
+    Reads the head of each message to sort (files: half of them in the second
+    process), then each whole one is read as it is taken in, rather than holding a
+    whole archive in memory."""
+    half = len(items) // 2 if pool and all(item.path for item in items) else len(items)
+    theirs = pool.submit(_date_keys, items[half:]) if pool and half < len(items) else None
+    keys = _date_keys(items[:half]) + (_result(theirs) if theirs else [])
     keyed = []
     last = 0.0
-    for n, item in enumerate(items):
-        try:
-            head = item.head()
-        except OSError as e:
-            summary.unreadable.append(f"{item.name}: {e.strerror or e}")
+    for n, (item, key) in enumerate(zip(items, keys, strict=True)):
+        if isinstance(key, str):
+            summary.unreadable.append(key)
             continue
-        split = HEADER_END.search(head)
-        key = _date_key(head[: split.start() if split else len(head)])
         last = last if key is None else key
         keyed.append((last, n, item))
     keyed.sort(key=lambda t: (t[0], t[1]))
-    for _, _, item in keyed:
-        try:
-            yield item, item.read()
-        except OSError as e:
-            summary.unreadable.append(f"{item.name}: {e.strerror or e}")
+    return [item for _, _, item in keyed]
 
 
 def _envelope(raw: bytes) -> intake.Envelope:
@@ -153,15 +174,43 @@ def _envelope(raw: bytes) -> intake.Envelope:
     return intake.Envelope("import", sender, [])
 
 
-Chunk = list[tuple[bytes, intake.Envelope]]
-Taken = list[tuple[int, bool, Parsed | None]]  # spool id, already there, parsed
+Chunk = list[tuple[str, Path | bytes]]  # (name, Item.source())
 
 
-def take_in(spool: sqlite_utils.Database, chunk: Chunk, parse_new: bool) -> Taken:
-    """Commit a chunk to the spool, and parse what is new in it for the pipeline."""
-    committed = intake.commit_many(spool, chunk)
-    return [(spool_id, duplicate, _parse(raw) if parse_new and not duplicate else None)
-            for (raw, _), (spool_id, duplicate) in zip(chunk, committed, strict=True)]
+@dataclass
+class Taken:
+    """What :func:`take_in` made of a chunk."""
+    new: list[tuple[int, Parsed | None]] = field(default_factory=list)  # spool id, parsed
+    already: list[int] = field(default_factory=list)                    # spool ids
+    too_large: list[str] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)
+
+
+def take_in(spool: sqlite_utils.Database, chunk: Chunk, max_size: int, parse_new: bool
+            ) -> Taken:
+    """Read a chunk, commit it to the spool, and parse what is new in it for the pipeline."""
+    taken = Taken()
+    accepted = []
+    for name, source in chunk:
+        try:
+            if isinstance(source, Path) and source.stat().st_size > max_size:
+                taken.too_large.append(name)
+                continue
+            raw = source.read_bytes() if isinstance(source, Path) else source
+        except OSError as e:
+            taken.unreadable.append(f"{name}: {e.strerror or e}")
+            continue
+        if len(raw) > max_size:
+            taken.too_large.append(name)
+        else:
+            accepted.append(raw)
+    committed = intake.commit_many(spool, [(raw, _envelope(raw)) for raw in accepted])
+    for raw, (spool_id, duplicate) in zip(accepted, committed, strict=True):
+        if duplicate:
+            taken.already.append(spool_id)
+        else:
+            taken.new.append((spool_id, _parse(raw) if parse_new else None))
+    return taken
 
 
 def _parse(raw: bytes) -> Parsed | None:
@@ -180,9 +229,17 @@ def _worker_start(db_path: Path, timeout: float) -> None:
     _worker_spool = store.connect_spool(db_path, timeout=timeout)
 
 
-def _take_in_worker(chunk: Chunk) -> Taken:
+def _take_in_worker(chunk: Chunk, max_size: int) -> Taken:
     assert _worker_spool is not None
-    return take_in(_worker_spool, chunk, parse_new=True)
+    return take_in(_worker_spool, chunk, max_size, parse_new=True)
+
+
+def _result(future: Future) -> Any:
+    try:
+        return future.result()
+    except BrokenProcessPool as e:
+        raise SourceError("the import's second process stopped; run the import again: it "
+                          "carries on where this one stopped") from e
 
 
 def _pending_import_rows(db: sqlite_utils.Database) -> list[int]:
@@ -226,21 +283,18 @@ def run(cfg: Config, path: Path, *, status: str = "closed", show_progress: bool 
         ahead: list[tuple[Chunk, Future | None]] = []
 
         def flush(chunk: Chunk, taking: Future | None) -> None:
-            try:
-                taken = taking.result() if taking else take_in(spool, chunk, parse_new=False)
-            except BrokenProcessPool as e:
-                raise SourceError("the import's second process stopped; run the import "
-                                  "again: it carries on where this one stopped") from e
-            for spool_id, duplicate, _ in taken:
-                if duplicate:
-                    summary.already += 1
-                else:
-                    summary.imported += 1
-                    ours.append(spool_id)
-            if processing and taken:
-                parsed = {spool_id: p for spool_id, _, p in taken if p is not None}
-                last = max(spool_id for spool_id, _, _ in taken)
-                while pipeline.process_pending(db, svc, BATCH, BATCH_SECONDS, parsed, last):
+            taken: Taken = (_result(taking) if taking else
+                            take_in(spool, chunk, cfg.intake.max_size, parse_new=False))
+            summary.read += len(chunk) - len(taken.unreadable)
+            summary.imported += len(taken.new)
+            summary.already += len(taken.already)
+            summary.too_large += taken.too_large
+            summary.unreadable += taken.unreadable
+            ours.extend(spool_id for spool_id, _ in taken.new)
+            ids = [spool_id for spool_id, _ in taken.new] + taken.already
+            if processing and ids:
+                parsed = {spool_id: p for spool_id, p in taken.new if p is not None}
+                while pipeline.process_pending(db, svc, BATCH, BATCH_SECONDS, parsed, max(ids)):
                     pass
             if pool:
                 # The second process writes the spool while this one reads it, so its WAL
@@ -251,18 +305,19 @@ def run(cfg: Config, path: Path, *, status: str = "closed", show_progress: bool 
                 progress.advance(len(chunk))
 
         def take(chunk: Chunk) -> None:
-            taking = pool.submit(_take_in_worker, chunk) if pool and chunk else None
+            taking = (pool.submit(_take_in_worker, chunk, cfg.intake.max_size)
+                      if pool and chunk else None)
             if ahead:
                 flush(*ahead.pop())
             ahead.append((chunk, taking))
 
         chunk: Chunk = []
-        for item, raw in _in_date_order(items, summary):
-            summary.read += 1
-            if len(raw) > cfg.intake.max_size:
-                summary.too_large.append(item.name)
+        for item in _date_order(items, summary, pool):
+            try:
+                chunk.append((item.name, item.source()))
+            except OSError as e:
+                summary.unreadable.append(f"{item.name}: {e.strerror or e}")
                 continue
-            chunk.append((raw, _envelope(raw)))
             if len(chunk) >= CHUNK:
                 take(chunk)
                 chunk = []

@@ -148,3 +148,28 @@ def test_a_large_import_is_taken_in_by_a_second_process_and_files_the_same(tmp_p
     parsed_here.clear()
     assert run("two", parallel_min=0) == in_process
     assert parsed_here == []  # every message came parsed from the worker
+
+
+def test_import_names_the_messages_over_the_size_limit_and_takes_the_rest(tmp_path, monkeypatch):
+    from mailflow import config, importer
+
+    messages = history()[:REPLIES + 1]
+    big = messages[0].replace(b"<t0.0@", b"<big@") + b"x" * 5000 + b"\n"
+    (tmp_path / "eml").mkdir()
+    for i, raw in enumerate([*messages, big]):
+        (tmp_path / "eml" / f"{i}.eml").write_bytes(raw)
+    box = mailbox.mbox(str(tmp_path / "old.mbox"))
+    for raw in [*messages, big]:
+        box.add(raw)
+    box.flush()
+    for name, source, parallel_min, too_large in [
+            ("files", "eml", 10 ** 9, f"{tmp_path}/eml/{REPLIES + 1}.eml"),
+            ("files-worker", "eml", 0, f"{tmp_path}/eml/{REPLIES + 1}.eml"),
+            ("mbox", "old.mbox", 10 ** 9, f"{tmp_path}/old.mbox message {REPLIES + 2}")]:
+        monkeypatch.setattr(importer, "PARALLEL_MIN", parallel_min)
+        cfg = config.from_dict({"storage": {"path": str(tmp_path / name)},
+                                "intake": {"max_size": 4096}})
+        summary = importer.run(cfg, tmp_path / source, show_progress=False)
+        assert summary.too_large == [too_large], name
+        assert (summary.read, summary.imported, summary.cases_opened) == (REPLIES + 2,
+                                                                          REPLIES + 1, 1)
