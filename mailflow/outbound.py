@@ -7,6 +7,7 @@ between the relay's 250 and our bookkeeping resends (as every MTA does).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import logging
@@ -45,12 +46,16 @@ LINE_BREAKS = ("\r", "\n", "\x00", "\u2028", "\u2029", "\x0b", "\x0c", "\x1c", "
 URL_ENCODED_BREAKS = ("%0a", "%0d")
 
 
-RECORD_EVERY, RECORD_SECONDS = 20, 0.05
+RECORD_EVERY, RECORD_SECONDS, RECORD_MAX = 20, 0.05, 200
 # The next recipients to send to, in sending order (acknowledgements first), read from
 # the index of queued recipients: without statistics SQLite would rather sort them all.
 DUE_SQL = ("SELECT outbound_id, rcpt FROM outbound_rcpt INDEXED BY outbound_rcpt_queue "
            "WHERE state = 'queued' AND next_attempt_at <= ? ORDER BY priority, outbound_id "
            "LIMIT ?")
+# Acknowledgements queued after a pass began (above the newest message it took).
+NEW_ACKS_SQL = ("SELECT outbound_id, rcpt FROM outbound_rcpt INDEXED BY outbound_rcpt_queue "
+                "WHERE state = 'queued' AND priority = 0 AND outbound_id > ? "
+                "AND next_attempt_at <= ? ORDER BY priority, outbound_id LIMIT ?")
 # One delivery pass takes at most this much mail into memory.
 PASS_MESSAGES, PASS_BYTES = 400, 64 * 1024 * 1024
 ADDRESS_HEADERS = {"From", "To", "Cc", "Reply-To"}
@@ -336,14 +341,14 @@ def deliver_once(db: sqlite_utils.Database, cfg: Config) -> int:
 
 
 def deliver_due(db: sqlite_utils.Database, cfg: Config, transports: Sequence[Transport],
-                interrupted: Callable[[], bool] | None = None) -> int:
+                new_mail: Callable[[], bool] | None = None) -> int:
     """One pass over the queue, over as many parallel sessions as there are transports
     (left open for the next pass); returns how many recipients were delivered.
 
     Acknowledgements go first: a reporter is waiting for one, and a committee copy can
-    wait a second.  So a pass ends early once ``interrupted()`` says new mail was
-    queued: the next pass starts with its acknowledgements, instead of them waiting
-    behind hundreds of committee copies."""
+    wait a second.  So when ``new_mail()`` says mail was queued during the pass, the
+    acknowledgements among it join the pass at once, ahead of the committee copies
+    still to send, instead of waiting for the next pass."""
     now = clock.now()
     due: dict[int, list[str]] = {}
     for out_id, rcpt in db.execute(DUE_SQL, [clock.stamp(now), PASS_MESSAGES * 4]):
@@ -354,24 +359,32 @@ def deliver_due(db: sqlite_utils.Database, cfg: Config, transports: Sequence[Tra
         return 0
     # Sessions take messages from `work`, which this thread keeps a few messages ahead
     # of them (reading each message only when it is about to go) until the pass is
-    # over: everything sent, PASS_BYTES read, or interrupted.  Then one None each.
+    # over: everything sent, or PASS_BYTES read.  Then one None each.
     work: queue.SimpleQueue = queue.SimpleQueue()
     results: queue.SimpleQueue = queue.SimpleQueue()
     n_sessions = min(len(transports), len(due))
-    upcoming = iter(due.items())
+    upcoming = collections.deque(due.items())
+    newest, joined = max(due), 0
     size = 0
     feeding = True
 
     def feed() -> None:
-        nonlocal size, feeding
+        nonlocal size, feeding, newest, joined
         while feeding and work.qsize() < 2 * n_sessions:
-            row = next(upcoming, None) if size <= PASS_BYTES else None
-            if row is None or (interrupted and interrupted()):
+            if new_mail and joined < PASS_MESSAGES and new_mail():
+                acks: dict[int, list[str]] = {}
+                for out_id, rcpt in db.execute(NEW_ACKS_SQL, [newest, clock.stamp(),
+                                                              PASS_MESSAGES - joined]):
+                    acks.setdefault(out_id, []).append(rcpt)
+                if acks:
+                    newest, joined = max(acks), joined + len(acks)
+                    upcoming.extendleft(reversed(acks.items()))
+            if not upcoming or size > PASS_BYTES:
                 feeding = False
                 for _ in range(n_sessions):
                     work.put(None)
                 return
-            out_id, rcpts = row
+            out_id, rcpts = upcoming.popleft()
             case_id, created, envelope_from, raw = db.execute(
                 "SELECT case_id, created_at, envelope_from, raw FROM outbound WHERE id = ?",
                 [out_id]).fetchone()
@@ -395,17 +408,23 @@ def deliver_due(db: sqlite_utils.Database, cfg: Config, transports: Sequence[Tra
         t.start()
     # Bookkeeping in short transactions (the write lock is what others wait for), often
     # enough that a crash resends little: delivery is at-least-once, as in any MTA, and
-    # the window is at most RECORD_EVERY messages or RECORD_SECONDS.
+    # the window is RECORD_EVERY messages or RECORD_SECONDS, or up to RECORD_MAX while
+    # the pipeline holds the write lock: this thread feeds the sessions, and must not
+    # stop to wait for the lock while they run dry.
     delivered, running, pending = 0, len(sessions), []
     last_flush = clock.monotonic()
 
-    def flush() -> None:
+    def flush(wait: bool = False) -> None:
         nonlocal delivered, last_flush
         if pending:
-            with store.transaction(db):
-                for out_id, case_id, outcome, expired in pending:
-                    for rcpt, res in outcome.items():
-                        delivered += _record(db, cfg, out_id, case_id, rcpt, res, expired, now)
+            try:
+                with store.transaction(db, timeout=None if wait else 0):
+                    for out_id, case_id, outcome, expired in pending:
+                        for rcpt, res in outcome.items():
+                            delivered += _record(db, cfg, out_id, case_id, rcpt, res,
+                                                 expired, now)
+            except store.Busy:
+                return  # taken: try again with the next results
             pending.clear()
         last_flush = clock.monotonic()
 
@@ -421,8 +440,8 @@ def deliver_due(db: sqlite_utils.Database, cfg: Config, transports: Sequence[Tra
         else:
             pending.append(item)
         if len(pending) >= RECORD_EVERY or clock.monotonic() - last_flush > RECORD_SECONDS:
-            flush()
-    flush()
+            flush(wait=len(pending) >= RECORD_MAX)
+    flush(wait=True)
     return delivered
 
 
@@ -462,15 +481,23 @@ def run_forever(cfg: Config, stop: Event, wake: Doorbell) -> None:
     or a retry falls due."""
     db = store.connect(cfg.db_path)
     transports = [transport_for(cfg) for _ in range(cfg.outbound.connections)]
+
+    def new_mail() -> bool:
+        rang = wake.wait(0)
+        if rang:
+            wake.clear()  # before looking, so that nothing queued later goes unseen
+        return rang
+
     while not stop.is_set():
         wake.clear()
         try:
-            deliver_due(db, cfg, transports, interrupted=lambda: wake.wait(0))
+            deliver_due(db, cfg, transports, new_mail)
             wait = next_due(db)
         except Exception:
             log.exception("outbound pass failed; retrying shortly")
             wait = 5.0
-        if wait != 0:  # nothing left to send now: do not keep the relay's sessions idle
-            for transport in transports:
-                transport.close()
-        wake.wait(timeout=min(5.0 if wait is None else wait, 5.0) or 0.05)
+        if wait == 0:
+            continue  # mail queued during the pass: the next pass starts now
+        for transport in transports:  # nothing to send now: do not keep sessions idle
+            transport.close()
+        wake.wait(timeout=min(5.0 if wait is None else wait, 5.0))

@@ -94,12 +94,19 @@ def open_db(path: Path, timeout: float = 10.0) -> sqlite_utils.Database:
     return db
 
 
-def begin(db: sqlite_utils.Database, timeout: float) -> None:
-    """BEGIN IMMEDIATE, waiting for the write lock in short steps.
+class Busy(sqlite3.OperationalError):
+    """Another connection kept the write lock for longer than we would wait."""
+
+
+def begin(db: sqlite_utils.Database, timeout: float | None = None) -> None:
+    """BEGIN IMMEDIATE, waiting for the write lock in short steps, for ``timeout``
+    seconds (None: the connection's busy timeout; 0: one try); :class:`Busy` if it
+    stays taken.
 
     SQLite's own busy handler backs off to 100 ms sleeps, so under steady contention a
     waiter sleeps long after the lock is free; intake latency is what pays for that."""
-    deadline = clock.monotonic() + timeout
+    busy_ms = db.conn.execute("PRAGMA busy_timeout").fetchone()[0]
+    deadline = clock.monotonic() + (busy_ms / 1000 if timeout is None else timeout)
     db.execute("PRAGMA busy_timeout = 0")
     try:
         while True:
@@ -109,17 +116,19 @@ def begin(db: sqlite_utils.Database, timeout: float) -> None:
             except sqlite3.OperationalError as e:
                 if "locked" not in str(e) and "busy" not in str(e):
                     raise
-                if clock.monotonic() > deadline:
-                    raise
+                if clock.monotonic() >= deadline:
+                    raise Busy(str(e)) from e
                 clock.sleep(0.0005)
     finally:
-        db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+        db.execute(f"PRAGMA busy_timeout = {busy_ms}")
 
 
 @contextmanager
-def transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
-    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
-    begin(db, db.conn.execute("PRAGMA busy_timeout").fetchone()[0] / 1000)
+def transaction(db: sqlite_utils.Database, timeout: float | None = None
+                ) -> Iterator[sqlite_utils.Database]:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception.  ``timeout``: how long
+    to wait for the write lock, if not the connection's busy timeout."""
+    begin(db, timeout)
     try:
         yield db
         for hook in getattr(db, "before_commit", ()):

@@ -134,3 +134,40 @@ def test_compose_encodes_non_ascii_and_long_lines():
     assert parsed["From"].addresses[0].display_name == "Comité de conduite"
     assert parsed.get_content().replace("\r\n", "\n") == "Grüße\n" + "x" * 2000 + "\n"
     assert max(len(line) for line in msg.as_bytes().split(b"\r\n")) <= 998
+
+
+def test_acknowledgements_queued_during_a_pass_go_ahead_of_the_copies_left(tmp_path, relay):
+    from mailflow import store
+
+    cfg = config.from_dict({"storage": {"path": str(tmp_path / "archive")},
+                            "outbound": {"relay": f"127.0.0.1:{relay.port}", "connections": 1}})
+    cfg.archive_dir.mkdir()
+    db = store.open_db(cfg.db_path)
+
+    def queue(kind: str, n: int) -> None:
+        with store.transaction(db):
+            for i in range(n):
+                msg = outbound.compose(cfg, from_=("", "conduct@example.org"),
+                                       to=[f"{kind}{i}@people.test"], subject=f"{kind} {i}",
+                                       body="text")
+                outbound.enqueue(db, msg, kind=kind, rcpts=[f"{kind}{i}@people.test"])
+
+    queue("relay", 30)
+    calls = 0
+
+    def new_mail() -> bool:  # the pipeline queues two acknowledgements mid-pass
+        nonlocal calls
+        calls += 1
+        if calls == 5:
+            queue("ack", 2)
+        return calls == 5
+
+    transports = [outbound.transport_for(cfg)]
+    try:
+        assert outbound.deliver_due(db, cfg, transports, new_mail) == 32
+    finally:
+        transports[0].close()
+    order = [c.rcpts[0].split("@")[0] for c in relay.received]
+    assert len(order) == 32 and {"ack0", "ack1"} <= set(order)
+    # Sent as soon as the copies already handed to the session are: not after the rest.
+    assert order.index("ack0") <= 6 and order.index("ack1") == order.index("ack0") + 1
