@@ -424,6 +424,8 @@ def deliver_due(db: sqlite_utils.Database, cfg: Config, transports: Sequence[Tra
                             delivered += _record(db, cfg, out_id, case_id, rcpt, res,
                                                  expired, now)
             except store.Busy:
+                if wait:
+                    raise
                 return  # taken: try again with the next results
             pending.clear()
         last_flush = clock.monotonic()

@@ -171,3 +171,34 @@ def test_acknowledgements_queued_during_a_pass_go_ahead_of_the_copies_left(tmp_p
     assert len(order) == 32 and {"ack0", "ack1"} <= set(order)
     # Sent as soon as the copies already handed to the session are: not after the rest.
     assert order.index("ack0") <= 6 and order.index("ack1") == order.index("ack0") + 1
+
+
+def test_deliveries_are_recorded_once_the_pipeline_lets_go_of_the_write_lock(tmp_path, relay):
+    import sqlite3
+    import threading
+
+    from mailflow import store
+
+    cfg = config.from_dict({"storage": {"path": str(tmp_path / "archive")},
+                            "outbound": {"relay": f"127.0.0.1:{relay.port}"}})
+    cfg.archive_dir.mkdir()
+    db = store.open_db(cfg.db_path)
+    with store.transaction(db):
+        for i in range(30):
+            msg = outbound.compose(cfg, from_=("", "conduct@example.org"), to=[f"r{i}@x.test"],
+                                   subject="copy", body="text")
+            outbound.enqueue(db, msg, kind="relay", rcpts=[f"r{i}@x.test"])
+    pipeline = sqlite3.connect(cfg.db_path, isolation_level=None, check_same_thread=False)
+    pipeline.execute("BEGIN IMMEDIATE")  # a long batch holds the write lock
+    with pytest.raises(store.Busy), store.transaction(db, timeout=0):
+        pass
+    assert db.execute("PRAGMA busy_timeout").fetchone()[0] == 10_000  # left as it was
+    threading.Timer(0.5, lambda: pipeline.execute("COMMIT")).start()
+    transports = [outbound.transport_for(cfg) for _ in range(2)]
+    try:
+        assert outbound.deliver_due(db, cfg, transports) == 30  # sent meanwhile, then recorded
+    finally:
+        for t in transports:
+            t.close()
+    assert len(relay.received) == 30
+    assert db.execute("SELECT count(*) FROM outbound_rcpt WHERE state = 'sent'").fetchone() == (30,)
