@@ -95,7 +95,7 @@ class Intake:
     # messages wait for the pipeline, a new message waits up to flow_delay seconds
     # before its MAIL FROM is answered, so a flood cannot push reporters'
     # acknowledgements minutes back.  flow_delay = 0 switches it off.
-    flow_backlog: int = 16
+    flow_backlog: int = 8
     flow_delay: float = 1.0
     imap: Imap | None = None
 
