@@ -323,6 +323,10 @@ def run(cfg: Config, path: Path, *, status: str = "closed", show_progress: bool 
                 chunk = []
         take(chunk)
         flush(*ahead.pop())
+        # What an interrupted run left above this source's last message (a source that
+        # changed since), if anything.
+        while processing and pipeline.process_pending(db, svc, BATCH, BATCH_SECONDS):
+            pass
         if not processing and ours:
             _wait_for_pipeline(db, max(ours))
     spool.close()

@@ -173,3 +173,26 @@ def test_import_names_the_messages_over_the_size_limit_and_takes_the_rest(tmp_pa
         assert summary.too_large == [too_large], name
         assert (summary.read, summary.imported, summary.cases_opened) == (REPLIES + 2,
                                                                           REPLIES + 1, 1)
+
+
+def test_the_next_import_finishes_what_an_interrupted_one_committed(tmp_path):
+    from mailflow import config, importer, store
+
+    messages = history()
+    thread_a, thread_b = messages[:REPLIES + 1], messages[REPLIES + 1:2 * (REPLIES + 1)]
+    (tmp_path / "a").mkdir()
+    for i, raw in enumerate(thread_a):
+        (tmp_path / "a" / f"{i}.eml").write_bytes(raw)
+    cfg = config.from_dict({"storage": {"path": str(tmp_path / "archive")}})
+    assert importer.run(cfg, tmp_path / "a", show_progress=False).cases_opened == 1
+    # A run that stopped after committing thread B to the spool, before filing any of it.
+    spool = store.connect_spool(cfg.db_path)
+    importer.take_in(spool, [(f"b{i}", raw) for i, raw in enumerate(thread_b)],
+                     cfg.intake.max_size, parse_new=False)
+    spool.close()
+    again = importer.run(cfg, tmp_path / "a", show_progress=False)
+    assert (again.imported, again.already, again.cases_opened) == (0, REPLIES + 1, 1)
+    db = store.connect(cfg.db_path)
+    assert db.execute("SELECT count(*) FROM messages").fetchone() == (2 * (REPLIES + 1),)
+    assert db.execute("SELECT status, count(*) FROM cases GROUP BY status").fetchall() == [
+        ("closed", 2)]
