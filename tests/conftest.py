@@ -169,6 +169,12 @@ class MailflowServer:
         wait_until(ready, what="mailflow serve to listen")
         return self
 
+    def __enter__(self) -> MailflowServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)

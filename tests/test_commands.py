@@ -22,8 +22,7 @@ def applied(server, case_id: str) -> dict:
 
 
 def test_each_command_line_is_echoed_with_its_result(tmp_path, relay):
-    server = start_server(tmp_path, relay)
-    try:
+    with start_server(tmp_path, relay) as server:
         case = open_case(server, relay)
         t = case.command(M1, "Some words first; they are not commands.\n\n"
                              "#what Sam called a patch garbage\n"
@@ -71,13 +70,10 @@ def test_each_command_line_is_echoed_with_its_result(tmp_path, relay):
         t = case.command(CHAIR, f"#chair {M2}\n#recuse I was on that call")
         assert f"> #chair {M2}\r\n{M2} chairs this case" in t
         assert f"{CHAIR} is recused (I was on that call)" in t
-    finally:
-        server.stop()
 
 
 def test_errors_and_all_or_nothing(tmp_path, relay):
-    server = start_server(tmp_path, relay)
-    try:
+    with start_server(tmp_path, relay) as server:
         case = open_case(server, relay)
         before = applied(server, case.id)
         t = case.command(M1, "#violation yes\n#originator sam@x.test\n#propose reprimand\n"
@@ -117,8 +113,6 @@ def test_errors_and_all_or_nothing(tmp_path, relay):
 
         # The chair may close, once nothing blocks it.
         assert "Error: the case cannot close yet" in case.command(CHAIR, "#close done")
-    finally:
-        server.stop()
 
 
 def test_mailflow_help_documents_every_command():

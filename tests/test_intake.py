@@ -42,8 +42,7 @@ def test_unknown_recipient_is_refused_at_rcpt(server):
 
 
 def test_oversized_message_is_refused_with_552(tmp_path, relay):
-    server = MailflowServer(tmp_path, relay.port, intake_extra="max_size = 2048").start()
-    try:
+    with MailflowServer(tmp_path, relay.port, intake_extra="max_size = 2048").start() as server:
         big = make_mail(REPORTER, "conduct@example.org", "Big", ("y" * 70 + "\r\n") * 100)
         with pytest.raises(smtplib.SMTPException) as err:
             server.send(big, REPORTER, ["conduct@example.org"])
@@ -53,8 +52,6 @@ def test_oversized_message_is_refused_with_552(tmp_path, relay):
         server.send(make_mail(REPORTER, "conduct@example.org", "Small", "ok"),
                     REPORTER, ["conduct@example.org"])
         server.processed(1)
-    finally:
-        server.stop()
 
 
 def test_same_message_delivered_twice_makes_one_record(server, relay):
@@ -126,8 +123,7 @@ def test_kill_9_after_250_loses_nothing_and_processes_exactly_once(tmp_path, rel
 
 def test_mail_accepted_while_the_relay_is_down_is_delivered_when_it_is_back(tmp_path):
     down = CaptureRelay(port=free_port())  # not started yet
-    server = MailflowServer(tmp_path, down.port).start()
-    try:
+    with MailflowServer(tmp_path, down.port).start() as server:
         server.send(make_mail(REPORTER, "conduct@example.org", "Relay down", "Still here."),
                     REPORTER, ["conduct@example.org"])
         server.processed(1)
@@ -143,8 +139,6 @@ def test_mail_accepted_while_the_relay_is_down_is_delivered_when_it_is_back(tmp_
         finally:
             down.stop()
         wait_until(lambda: server.cli_json("queue") == [], what="queue drained")
-    finally:
-        server.stop()
 
 
 def _read_reply(f) -> str:
@@ -157,8 +151,7 @@ def _read_reply(f) -> str:
 
 
 def test_lmtp_answers_once_per_accepted_recipient(tmp_path, relay):
-    server = MailflowServer(tmp_path, relay.port, protocol="lmtp").start()
-    try:
+    with MailflowServer(tmp_path, relay.port, protocol="lmtp").start() as server:
         with socket.create_connection(("127.0.0.1", server.port), timeout=WAIT) as sock:
             f = sock.makefile("rb")
             assert _read_reply(f).startswith("220")
@@ -180,8 +173,6 @@ def test_lmtp_answers_once_per_accepted_recipient(tmp_path, relay):
             sock.sendall(b"NOOP\r\n")
             assert _read_reply(f).startswith("250")  # no stray fourth reply was queued
         server.processed(1)
-    finally:
-        server.stop()
 
 
 def test_ingest_exits_0_when_committed_and_75_when_it_cannot_commit(server, relay):

@@ -65,33 +65,26 @@ def server_with(tmp_path: Path, port: int, settings: str) -> MailflowServer:
 
 def test_delivery_through_a_relay_with_starttls_and_auth(tmp_path, secure_relay):
     relay, cert = secure_relay
-    server = server_with(tmp_path, relay.port, relay_settings(cert))
-    try:
+    with server_with(tmp_path, relay.port, relay_settings(cert)) as server:
         server.send(make_mail(REPORTER, "conduct@example.org", "Secure", "Over TLS."),
                     REPORTER, ["conduct@example.org"])
         relay.wait_for(lambda c: REPORTER in c.rcpts, what="ack over TLS")
         assert "mailflow" in relay.logins
-    finally:
-        server.stop()
 
 
 def test_an_untrusted_relay_certificate_defers_and_loses_nothing(tmp_path, secure_relay):
     relay, _ = secure_relay
-    server = server_with(tmp_path, relay.port, relay_settings(None))  # no private CA
-    try:
+    with server_with(tmp_path, relay.port, relay_settings(None)) as server:  # no private CA
         server.send(make_mail(REPORTER, "conduct@example.org", "Untrusted", "Hold it."),
                     REPORTER, ["conduct@example.org"])
         rows = wait_until(lambda: [r for r in server.cli_json("queue") if r["attempts"]],
                           what="a deferred delivery")
         assert "CERTIFICATE_VERIFY_FAILED" in rows[0]["last_error"]
         assert relay.received == []
-    finally:
-        server.stop()
 
 
 def test_without_a_relay_mail_goes_to_the_maildir_outbox(tmp_path):
-    server = MailflowServer(tmp_path, relay_port=None).start()
-    try:
+    with MailflowServer(tmp_path, relay_port=None).start() as server:
         server.send(make_mail(REPORTER, "conduct@example.org", "No relay", "Maildir."),
                     REPORTER, ["conduct@example.org"])
         new = server.archive / "outbox" / "new"
@@ -101,8 +94,6 @@ def test_without_a_relay_mail_goes_to_the_maildir_outbox(tmp_path):
         ack = next(t for t in texts if f"X-Mailflow-Envelope-To: {REPORTER}".encode() in t)
         assert b"Return-Path: <>" in ack and b"Auto-Submitted: auto-replied" in ack
         assert not list((server.archive / "outbox" / "tmp").iterdir())
-    finally:
-        server.stop()
 
 
 @pytest.mark.parametrize("value", ["Hello\r\nBcc: victim@x.test", "Hi\nthere", "a%0aBcc: x",

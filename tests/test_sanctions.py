@@ -15,8 +15,7 @@ TROLL = "troll@people.test"
 
 
 def test_a_ban_expires_by_its_date_and_stays_in_the_registry(tmp_path, relay):
-    server = start_server(tmp_path, relay)
-    try:
+    with start_server(tmp_path, relay) as server:
         case = open_case(server, relay)
         today = clock.now().date()
         until = (today + timedelta(days=10)).isoformat()
@@ -50,13 +49,10 @@ def test_a_ban_expires_by_its_date_and_stays_in_the_registry(tmp_path, relay):
         assert "ban 2 lifted" in case.command(M1, "#unban 2 review found it disproportionate")
         data = server.cli_json("bans")
         assert {b["person"]: b["status"] for b in data["bans"]}[TROLL] == "lifted"
-    finally:
-        server.stop()
 
 
 def test_the_third_warning_across_cases_flags_the_case(tmp_path, relay):
-    server = start_server(tmp_path, relay)
-    try:
+    with start_server(tmp_path, relay) as server:
         results = []
         for n in range(3):
             case = open_case(server, relay, body=f"Report number {n}: Sam insulted me again.")
@@ -77,5 +73,3 @@ def test_the_third_warning_across_cases_flags_the_case(tmp_path, relay):
         # The members deciding the case are told.
         relay.wait_for(lambda c: c.rcpts == [M2] and "Three warnings: any action may be taken"
                        in c.msg["Subject"], what="the notice to the committee")
-    finally:
-        server.stop()

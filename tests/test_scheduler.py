@@ -38,8 +38,7 @@ def subjects(relay: CaptureRelay, text: str) -> list[Captured]:
 
 
 def test_a_restart_before_and_after_the_due_time_fires_the_alarm_exactly_once(tmp_path, relay):
-    server = start(tmp_path, relay)
-    try:
+    with start(tmp_path, relay) as server:
         case = report(server, relay)
         restart(server, "2026-11-25T16:00:00Z")          # before it is due
         [receipt] = [d for d in server.cli_json("deadlines") if d["clock"] == "receipt"]
@@ -61,8 +60,6 @@ def test_a_restart_before_and_after_the_due_time_fires_the_alarm_exactly_once(tm
                             ) == [(1,)]
         shown = server.cli("case", "show", case.id).stdout.decode()
         assert "receipt: due 2026-11-25T17:00:00Z, fired 2026-11-27T12:00:00Z LATE" in shown
-    finally:
-        server.stop()
 
 
 def test_tick_fires_an_alarm_at_its_due_time_and_not_before(tmp_path, relay):
@@ -80,8 +77,7 @@ def test_tick_fires_an_alarm_at_its_due_time_and_not_before(tmp_path, relay):
 
 
 def test_an_unconfirmed_status_update_is_not_sent(tmp_path, relay):
-    server = start(tmp_path, relay)
-    try:
+    with start(tmp_path, relay) as server:
         case = report(server, relay)
         restart(server, "2026-12-01T10:00:00Z")          # a week without a resolution
         draft = relay.wait_for(lambda c: c.rcpts == [CHAIR] and "to confirm: An update" in
@@ -98,19 +94,14 @@ def test_an_unconfirmed_status_update_is_not_sent(tmp_path, relay):
         update = relay.wait_for(lambda c: c.rcpts == [REPORTER] and "An update" in
                                 c.msg["Subject"], what="the confirmed update")[0]
         assert "by 2026-12-15" in update.body()
-    finally:
-        server.stop()
 
 
 def test_a_deadlock_of_over_a_week_reaches_the_officers_with_the_votes(tmp_path, relay):
-    server = start(tmp_path, relay)
-    try:
+    with start(tmp_path, relay) as server:
         case = report(server, relay)
         case.command(CHAIR, f"#propose private reprimand: for the insults to {REPORTER}")
         case.command(M1, "#vote object a reprimand is too harsh for a first time")
         case.command(M2, "#vote agree")
-    finally:
-        server.stop()
     server.cli("tick", "--now", "2026-11-30T10:00:00Z")
     assert not relay.to(OFFICERS)
     server.cli("tick", "--now", "2026-12-01T10:00:00Z")           # a week after the objection

@@ -66,8 +66,7 @@ EXPECTED_RCPTS = {"reporter": [REPORTER], "witness": [WITNESS], "originator": [O
 
 def test_every_template_renders_for_a_realistic_case_and_leaves_without_the_reporter(
         tmp_path, relay):
-    server = start_server(tmp_path, relay)
-    try:
+    with start_server(tmp_path, relay) as server:
         case = open_case(server, relay)
         until = (clock.now() + timedelta(days=90)).date().isoformat()
         case.command(M1, PEOPLE + f"#ban originator scope=forum,chat until={until} insults")
@@ -90,8 +89,6 @@ def test_every_template_renders_for_a_realistic_case_and_leaves_without_the_repo
         ban = relay.wait_for(lambda c: "temporary ban from forum, chat" in c.msg["Subject"],
                              what="the ban notice")[0]
         assert f"until {until}" in ban.body() and "conduct+" in ban.body()
-    finally:
-        server.stop()
 
 
 def test_a_deployment_overrides_a_template_and_check_renders_every_one(tmp_path, relay):
@@ -100,8 +97,7 @@ def test_a_deployment_overrides_a_template_and_check_renders_every_one(tmp_path,
     (own / "outcome.txt").write_text("Subject: {{ tag }} Our decision\n\n{{ greeting }}\n\n"
                                      "{{ outcome }}\n-- \n{{ committee.name }}\n")
     config_extra = f'[paths]\ntemplates = "{own}"\n'
-    server = start_server(tmp_path, relay, extra=config_extra)
-    try:
+    with start_server(tmp_path, relay, extra=config_extra) as server:
         assert "are valid" in server.cli("check").stdout.decode()
         case = open_case(server, relay)
         [draft] = draft_ids(case.command(M1, "#send outcome to=reporter\noutcome: We decided "
@@ -119,5 +115,3 @@ def test_a_deployment_overrides_a_template_and_check_renders_every_one(tmp_path,
         assert result.returncode == 78
         assert f"{own}/outcome.txt: template outcome: refused: a line break in the Subject" in out
         assert f"{own}/hiatus.txt: line 3:" in out
-    finally:
-        server.stop()

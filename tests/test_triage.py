@@ -51,8 +51,7 @@ def urgent_server(tmp_path, relay: CaptureRelay) -> MailflowServer:
 
 
 def test_an_urgent_report_alerts_every_member_at_once(tmp_path, relay):
-    server = urgent_server(tmp_path, relay)
-    try:
+    with urgent_server(tmp_path, relay) as server:
         server.send(make_mail(REPORTER, CONDUCT, "Please help",
                               "He says he knows where I live and that he will hurt me.\n"
                               "He is still here at the venue."), REPORTER, [CONDUCT])
@@ -73,8 +72,6 @@ def test_an_urgent_report_alerts_every_member_at_once(tmp_path, relay):
         assert case["urgent"] == 1
         assert sorted(d["clock"] for d in server.cli_json("deadlines")
                       if d["case_id"] == case["id"]) == ["acted-alone", "receipt", "resolution"]
-    finally:
-        server.stop()
 
 
 def test_an_ordinary_report_is_not_urgent_and_a_named_member_is_not_alerted(server, relay):

@@ -46,8 +46,7 @@ def record(server: MailflowServer, case_id: str, column: str):
 
 
 def test_a_case_from_report_to_enactment_by_member_mail_only(tmp_path, relay):
-    server = start_server(tmp_path, relay)
-    try:
+    with start_server(tmp_path, relay) as server:
         case = open_case(server, relay)
         t = case.command(M1, "I read the log; this is a pattern.\n\n"
                              "#what Sam called Rita's patch garbage and told her to leave\n"
@@ -122,13 +121,10 @@ def test_a_case_from_report_to_enactment_by_member_mail_only(tmp_path, relay):
         # Nothing any member wrote reached the reporter but the confirmed draft.
         to_reporter = [c.msg["Subject"] for c in relay.to(REPORTER)]
         assert len(to_reporter) == 3 and "received your report" in to_reporter[0]
-    finally:
-        server.stop()
 
 
 def test_objection_blocks_and_a_recused_member_neither_counts_nor_hears(tmp_path, relay):
-    server = start_server(tmp_path, relay)
-    try:
+    with start_server(tmp_path, relay) as server:
         case = open_case(server, relay)
         case.command(M1, "#propose public reminder: of the expected tone")
         case.command(CHAIR, "#vote agree")
@@ -163,8 +159,6 @@ def test_objection_blocks_and_a_recused_member_neither_counts_nor_hears(tmp_path
         assert f"Error: you are recused from case {case.id}" in t
         assert [c for c in mail_to(relay, M2, after=before)
                 if "Transcript" not in c.msg["Subject"]] == []
-    finally:
-        server.stop()
 
 
 def test_members_named_in_reports_are_recused_before_the_relay(tmp_path, relay):
@@ -217,8 +211,7 @@ def test_members_named_in_reports_are_recused_before_the_relay(tmp_path, relay):
 
 
 def test_severe_path_drafts_both_notices_and_blocks_closing_until_signed_off(tmp_path, relay):
-    server = start_server(tmp_path, relay)
-    try:
+    with start_server(tmp_path, relay) as server:
         case = open_case(server, relay)
         t = case.command(M1, f"#originator {ORIGINATOR}\n#severe forum, chat: "
                              "threatened to hurt another contributor after the meetup\n")
@@ -267,8 +260,6 @@ def test_severe_path_drafts_both_notices_and_blocks_closing_until_signed_off(tmp
         relay.wait_for(lambda c: c.rcpts == [M1] and "Review requested" in c.msg["Subject"],
                        what="grievance notice")
         assert server.query("SELECT status, kind FROM cases") == [("open", "grievance")]
-    finally:
-        server.stop()
 
 
 def _answer(server: MailflowServer, sender: str, request: Captured, choice: str, text: str = ""):
@@ -278,8 +269,7 @@ def _answer(server: MailflowServer, sender: str, request: Captured, choice: str,
 
 
 def test_mediation_consent_by_reply_tokens(tmp_path, relay):
-    server = start_server(tmp_path, relay)
-    try:
+    with start_server(tmp_path, relay) as server:
         case = open_case(server, relay)
         t = case.command(M1, f"#originator {ORIGINATOR}\n#mediate Mia Mediator <{MEDIATOR}>")
         drafts = [int(n) for n in re.findall(r"drafts ([\d, ]+)\)", t)[0].split(",")]
@@ -328,8 +318,6 @@ def test_mediation_consent_by_reply_tokens(tmp_path, relay):
         assert server.query("SELECT julianday(?) - julianday(?)", (target, opened))[0][0] == 14
         assert server.query("SELECT address FROM people WHERE role = 'mediator'") == \
                [(OTHER_MEDIATOR,)]
-    finally:
-        server.stop()
 
 
 def test_event_report_opens_then_joins_a_case(tmp_path: Path, relay):
