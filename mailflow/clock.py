@@ -16,10 +16,11 @@ sleep = time.sleep
 
 
 STAMP = "%Y-%m-%dT%H:%M:%SZ"
+FAKE_NOW = "MAILFLOW_FAKE_NOW"
 
 
 def now() -> datetime:
-    fake = os.environ.get("MAILFLOW_FAKE_NOW")
+    fake = os.environ.get(FAKE_NOW)
     if fake:
         return parse(fake)
     return datetime.now(UTC)
@@ -27,7 +28,7 @@ def now() -> datetime:
 
 def stamp(when: datetime | None = None) -> str:
     """A sortable UTC timestamp for the database."""
-    if when is None and "MAILFLOW_FAKE_NOW" not in os.environ:
+    if when is None and not os.environ.get(FAKE_NOW):
         return time.strftime(STAMP, time.gmtime())  # several times a message: the quick way
     return (when or now()).astimezone(UTC).strftime(STAMP)
 

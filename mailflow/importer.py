@@ -121,10 +121,15 @@ def open_source(path: Path) -> tuple[str, list[Item]]:
                     for n, key in enumerate(box.keys())]
 
 
+def _header(data: bytes) -> bytes:
+    """The header block of a message (all of it, if no blank line ends it)."""
+    split = HEADER_END.search(data)
+    return data[: split.start()] if split else data
+
+
 def _date_key(head: bytes) -> float | None:
     """The Date header as seconds since the epoch (a sort key)."""
-    split = HEADER_END.search(head)
-    match = DATE.search(head[: split.start() if split else len(head)])
+    match = DATE.search(_header(head))
     parts = parsedate_tz(match.group(1).decode("ascii", "replace")) if match else None
     try:
         return mktime_tz(parts) if parts else None
@@ -166,8 +171,7 @@ def _date_order(items: list[Item], summary: Summary, pool: ProcessPoolExecutor |
 
 
 def _envelope(raw: bytes) -> intake.Envelope:
-    split = HEADER_END.search(raw)
-    match = RETURN_PATH.search(raw[: split.start() if split else len(raw)])
+    match = RETURN_PATH.search(_header(raw))
     sender = match.group(1).decode("ascii", "replace").strip() if match else None
     # No envelope recipients: threading falls back to To and Cc, as for mail that
     # reached us through a list.
@@ -290,8 +294,9 @@ def run(cfg: Config, path: Path, *, status: str = "closed", show_progress: bool 
             summary.already += len(taken.already)
             summary.too_large += taken.too_large
             summary.unreadable += taken.unreadable
-            ours.extend(spool_id for spool_id, _ in taken.new)
-            ids = [spool_id for spool_id, _ in taken.new] + taken.already
+            new_ids = [spool_id for spool_id, _ in taken.new]
+            ours.extend(new_ids)
+            ids = new_ids + taken.already
             if processing and ids:
                 parsed = {spool_id: p for spool_id, p in taken.new if p is not None}
                 while pipeline.process_pending(db, svc, BATCH, BATCH_SECONDS, parsed, max(ids)):
