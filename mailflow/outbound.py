@@ -49,13 +49,12 @@ URL_ENCODED_BREAKS = ("%0a", "%0d")
 RECORD_EVERY, RECORD_SECONDS, RECORD_MAX = 20, 0.05, 200
 # The next recipients to send to, in sending order (acknowledgements first), read from
 # the index of queued recipients: without statistics SQLite would rather sort them all.
-DUE_SQL = ("SELECT outbound_id, rcpt FROM outbound_rcpt INDEXED BY outbound_rcpt_queue "
-           "WHERE state = 'queued' AND next_attempt_at <= ? ORDER BY priority, outbound_id "
-           "LIMIT ?")
+QUEUE_SQL = ("SELECT outbound_id, rcpt FROM outbound_rcpt INDEXED BY outbound_rcpt_queue "
+             "WHERE state = 'queued' AND next_attempt_at <= ? {} "
+             "ORDER BY priority, outbound_id LIMIT ?")
+DUE_SQL = QUEUE_SQL.format("")
 # Acknowledgements queued after a pass began (above the newest message it took).
-NEW_ACKS_SQL = ("SELECT outbound_id, rcpt FROM outbound_rcpt INDEXED BY outbound_rcpt_queue "
-                "WHERE state = 'queued' AND priority = 0 AND outbound_id > ? "
-                "AND next_attempt_at <= ? ORDER BY priority, outbound_id LIMIT ?")
+NEW_ACKS_SQL = QUEUE_SQL.format("AND priority = 0 AND outbound_id > ?")
 # One delivery pass takes at most this much mail into memory.
 PASS_MESSAGES, PASS_BYTES = 400, 64 * 1024 * 1024
 ADDRESS_HEADERS = {"From", "To", "Cc", "Reply-To"}
@@ -373,7 +372,7 @@ def deliver_due(db: sqlite_utils.Database, cfg: Config, transports: Sequence[Tra
         while feeding and work.qsize() < 2 * n_sessions:
             if new_mail and joined < PASS_MESSAGES and new_mail():
                 acks: dict[int, list[str]] = {}
-                for out_id, rcpt in db.execute(NEW_ACKS_SQL, [newest, clock.stamp(),
+                for out_id, rcpt in db.execute(NEW_ACKS_SQL, [clock.stamp(), newest,
                                                               PASS_MESSAGES - joined]):
                     acks.setdefault(out_id, []).append(rcpt)
                 if acks:
