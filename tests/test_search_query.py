@@ -3,6 +3,7 @@ scores newest first), filters and recusal combined with words, and what is shown
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -40,11 +41,12 @@ def open_case(db, case_id: str, recused: str | None = None) -> None:
 
 
 def mail(db, n: int, *, subject: str, body: str, quoted: str = "",
-         sender: str = "alice@people.test") -> None:
+         sender: str = "alice@people.test", dated: int | None = None) -> None:
+    """Mail number ``n``, archived on day ``n`` and dated day ``dated`` (default ``n``)."""
     db.execute("INSERT INTO messages (id, kind, received_at, date, from_addr, from_name, "
                "to_addrs, subject, new_text, quoted_text) VALUES (?, 'report', ?, ?, ?, "
                "'Alice', '[\"conduct@example.org\"]', ?, ?, ?)",
-               [n, day(n), day(n), sender, subject, body, quoted])
+               [n, day(n), day(n if dated is None else dated), sender, subject, body, quoted])
 
 
 def refs(db, query: str, **kw) -> list[str]:
@@ -171,3 +173,41 @@ def test_a_word_with_more_matches_than_the_window_ranks_the_newest_of_them(db, m
     assert "ranked among the 3 most recently archived" in search.format_results(data)
     # A query with conditions of its own sees every match: they may all be old.
     assert refs(db, "wombat date:2021-01-01..2021-01-03")[0] == "note:1"
+
+
+def _archived(seed: int, moved: int) -> dict[int, int]:
+    """The day each of mails 1..200 is dated: in order, four a day, but for ``moved``
+    mails dated any day (an import of older mail, a wrong Date header)."""
+    rng = random.Random(seed)
+    dates = {n: n // 4 for n in range(1, 201)}
+    for n in rng.sample(sorted(dates), moved):
+        dates[n] = rng.randrange(55)
+    return dates
+
+
+ARCHIVED = {f"{moved} moved, seed {seed}": _archived(seed, moved)
+            for moved, seeds in ((6, range(8)), (200, [0])) for seed in seeds}
+
+
+@pytest.mark.parametrize("dates", ARCHIVED.values(), ids=ARCHIVED.keys())
+@pytest.mark.parametrize("late", [0, 100])  # out-of-order records checked, or not
+def test_unranked_hits_come_newest_first_in_whatever_order_they_were_archived(
+        db, monkeypatch, late, dates):
+    monkeypatch.setattr(search, "LATE_CHECKED", late)
+    with store.transaction(db):
+        for n, dated in dates.items():
+            mail(db, n, subject="s", body="b", dated=dated,
+                 sender="alice@people.test" if n % 3 else "bob@people.test")
+    # Newest first, equal dates by reference, as every query without words to rank.
+    alice = sorted((-dated, f"message:{n}") for n, dated in dates.items() if n % 3)
+    for limit in range(1, 30):
+        assert refs(db, "from:alice@people.test", limit=limit) == [r for _, r in alice[:limit]]
+
+
+def test_a_sender_of_only_old_mail_gets_their_newest_first(db):
+    with store.transaction(db):
+        for n in range(1, 201):  # alice wrote the first 50, one of them dated much later
+            mail(db, n, subject="s", body="b", dated=170 if n == 3 else n,
+                 sender="alice@people.test" if n <= 50 else "bob@people.test")
+    assert refs(db, "from:alice@people.test", limit=3) == ["message:3", "message:50",
+                                                           "message:49"]
