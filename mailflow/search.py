@@ -26,7 +26,8 @@ the query language knows: see :data:`KINDS`.
 
 Query language (notmuch/public-inbox style), see :data:`HELP`.  Free words match any
 field, with the quoted text of replies weighted low; results are ranked (bm25) when
-the query has words to rank by, otherwise newest first.
+the query has words to rank by, otherwise (exact terms: addresses, quoted phrases;
+conditions) newest first.
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ Search syntax
   date:2026-01-01..2026-03-01      a date range (both ends included)
   date:2026-02  date:2026          one month, one year
   date:2w..  date:..3M  date:today relative: h hours, d days, w weeks, M months, y years
+Words rank the results by relevance; a query of addresses, "quoted phrases" and
+conditions alone lists them newest first.
 Operators are written in capitals; quote a phrase to search for a word like "OR"."""
 
 KINDS = ("report", "forward", "reply", "member", "held", "bounce", "call", "note", "draft",
@@ -387,7 +390,10 @@ class Text:
     """A full-text condition, as an FTS5 expression."""
 
     expr: str
-    ranked: bool        # words to rank by (an exact address is not)
+    # Words to rank by.  Exact terms (an address, a quoted phrase) are not: bm25 weighs
+    # each term by how many records have it, which for a phrase means finding every
+    # match (20 ms at a million messages), so exact terms alone come newest first.
+    ranked: bool
 
 
 @dataclass
@@ -532,7 +538,7 @@ def _free_text(value: str, phrase: bool = False) -> Node:
     if phrase:
         if not re.search(r"\w", value):
             raise SearchError(f'"{value}" has no letters or digits to search for')
-        return Text(_quote(value), ranked=True)
+        return Text(_quote(value), ranked=False)
     return Text(_fts_value(value, "search term"), ranked=True)
 
 
@@ -555,7 +561,8 @@ def _term(word: str) -> Node:
         column = "sender" if name == "from" else "rcpt"
         return Text(f"{column} : {_fts_value(value, name + ':')}", ranked=False)
     if name in TEXT_PREFIXES:
-        return Text(f"{TEXT_PREFIXES[name]} : {_fts_value(value, name + ':')}", ranked=True)
+        return Text(f"{TEXT_PREFIXES[name]} : {_fts_value(value, name + ':')}",
+                    ranked=plain == value)  # a quoted phrase is exact, as above
     if name == "case":
         if re.fullmatch(r"\d{4}-\d{4,}", plain):
             return Meta("d.case_id = ?", [plain])
@@ -900,10 +907,9 @@ def _display(db: sqlite_utils.Database, p: Plan, ids: list[int], spread: bool = 
         rows = _execute(db, "SELECT rowid, sender, subject, substr(body, 1, 200) FROM "
                         f"search_fts WHERE rowid IN ({marks})", ids)
     else:
-        # The new text if the words are there, else the quoted text, else the subject.
-        # A query without ranked words only has words in sender, rcpt and addr: nothing
-        # to highlight, and the snippet is the start of the new text.
-        columns = (3, 4, 2) if p.ranked else (3,)
+        # The new text if the words are there, else the quoted text, else the subject;
+        # the start of the new text if the query only names addresses.
+        columns = (3, 4, 2)
         snippets = ", ".join(f"snippet(search_fts, {c}, ?, ?, '…', {SNIPPET_TOKENS})"
                              for c in columns)
         # Snippets need the MATCH.  Handed `rowid IN (...)`, FTS5 runs the MATCH afresh

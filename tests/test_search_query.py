@@ -211,3 +211,19 @@ def test_a_sender_of_only_old_mail_gets_their_newest_first(db):
                  sender="alice@people.test" if n <= 50 else "bob@people.test")
     assert refs(db, "from:alice@people.test", limit=3) == ["message:3", "message:50",
                                                            "message:49"]
+
+
+def test_a_quoted_phrase_alone_lists_its_matches_newest_first(db):
+    with store.transaction(db):
+        note(db, 1, "wombat garden, wombat garden")  # what bm25 would rank first
+        note(db, 2, "a wombat garden among many other words of note and filler")
+        note(db, 3, "the wombat garden again, in a longer note than the first one was")
+        note(db, 4, "a garden wombat: the words, not the phrase")
+        note(db, 5, "nothing of the kind here", subject="Wombat garden visit")
+    for query, newest in (('"wombat garden"', 5), ('body:"wombat garden"', 3)):
+        got = search.run(db, query, marks=("[", "]"))["results"]
+        assert [r["ref"] for r in got] == [f"note:{n}" for n in range(newest, 0, -1) if n != 4]
+        assert all("wombat garden]" in r["snippet"].lower() and r["score"] is None
+                   for r in got)
+    # With a word to rank by, the phrase ranks too.
+    assert refs(db, '"wombat garden" wombat')[0] == "note:1"
