@@ -789,7 +789,7 @@ def _hits(db: sqlite_utils.Database, p: Plan, limit: int, extra: str = "",
                f"{'WHERE ' + ' AND '.join(where) if where else ''} "
                "ORDER BY d.at DESC, d.ref LIMIT ?")
         return _execute(db, sql, [*params, limit]), False
-    if p.ranked and not p.narrowed and not extra:
+    if p.ranked and not extra:
         best = _best_ranked(db, p, limit)
         if best is not None:
             return best
@@ -851,10 +851,10 @@ def _newest_unranked(db: sqlite_utils.Database, p: Plan, limit: int) -> list[tup
 
 
 # A word in a large share of the archive says little about relevance, and bm25 costs
-# about 1 µs a match (60 ms for a word in 60,000 documents): when there are more
-# matches than this, words alone rank the most recently archived this many of them.
-# (Words with conditions of their own rank every match: the conditions may pick old ones.)
-RANK_WINDOW = 5_000
+# 1 to 3 µs a match (300 ms for a word in 300,000 records): when there are more matches
+# than this, the most recently archived this many are ranked.  Conditions of the query's
+# own (date:, kind:, ...) are applied first, so they may pick old matches.
+RANK_WINDOW = 1_000
 
 
 def _window_sql(p: Plan, rowid: str) -> tuple[str, list[Any]]:
@@ -863,30 +863,39 @@ def _window_sql(p: Plan, rowid: str) -> tuple[str, list[Any]]:
 
 def _best_ranked(db: sqlite_utils.Database, p: Plan, limit: int
                  ) -> tuple[list[tuple], bool] | None:
-    """The first ``limit`` hits of ranked words, with at most the recusal filter; None
-    when the rows kept cannot tell, and the general query has to.
+    """The first ``limit`` hits of ranked words; None when the rows kept cannot tell,
+    and the general query has to.
 
     FTS5 keeps the best scores itself and only those rows are joined to search_docs
-    and filtered.  (Not FTS5's own ``ORDER BY rank``: in SQLite 3.40 it sorts every
-    match, position lists and all, with no LIMIT, and measured slower than this.)
+    and, unless the query has conditions of its own, filtered (by recusal).  (Not
+    FTS5's own ``ORDER BY rank``: in SQLite 3.40 it sorts every match, position lists
+    and all, with no LIMIT, and measured slower than this.)
     More rows are kept than asked for: some may be filtered out, and equal scores go
     newest first, which only their dates decide.  Ties are common: short uniform
     records such as a case's own fields often score alike.  Every row not kept scores
     at least as badly as the last one kept, so the answer stands if the last hit
     scores strictly better than that."""
     keep = 2 * limit + 100  # a few hundred rows joined cost a fraction of a millisecond
-    passes = f"({' AND '.join(p.where)})" if p.where else "1"
-    # The newest RANK_WINDOW matches are scored as FTS5 reads them, newest first.
-    sql = (f"WITH recent AS MATERIALIZED (SELECT rowid AS id, {BM25} AS score "
-           "FROM search_fts WHERE search_fts MATCH ? ORDER BY rowid DESC LIMIT ?), "
+    # The newest RANK_WINDOW matches (that pass the query's conditions, if it has any)
+    # are scored as FTS5 reads them, newest first.
+    matches = "search_fts WHERE search_fts MATCH ?"
+    if p.narrowed:
+        matches = ("search_fts JOIN search_docs d ON d.id = search_fts.rowid "
+                   f"WHERE search_fts MATCH ? {''.join(' AND ' + w for w in p.where)}")
+    passes = f"({' AND '.join(p.where)})" if p.where and not p.narrowed else "1"
+    inside = p.params if p.narrowed else []
+    sql = (f"WITH recent AS MATERIALIZED (SELECT search_fts.rowid AS id, {BM25} AS score "
+           f"FROM {matches} ORDER BY search_fts.rowid DESC LIMIT ?), "
            "best AS MATERIALIZED (SELECT id, score FROM recent ORDER BY score LIMIT ?) "
            f"SELECT d.id, d.ref, d.kind, d.case_id, d.at, best.score, {passes}, "
            "(SELECT count(*) FROM recent), (SELECT min(id) FROM recent) FROM best "
            "JOIN search_docs d ON d.id = best.id ORDER BY best.score, d.at DESC, d.ref")
-    rows = _execute(db, sql, [p.match, RANK_WINDOW, keep, *p.params])
+    rows = _execute(db, sql, [p.match, *inside, RANK_WINDOW, keep,
+                              *([] if p.narrowed else p.params)])
     if rows and rows[0][7] == RANK_WINDOW and _execute(
-            db, "SELECT 1 FROM search_fts WHERE search_fts MATCH ? AND rowid < ? LIMIT 1",
-            [p.match, rows[0][8]]):
+            db, f"SELECT 1 FROM {matches} AND search_fts.rowid < ? "
+            "ORDER BY search_fts.rowid DESC LIMIT 1",  # from the window down: found soonest
+            [p.match, *inside, rows[0][8]]):
         p.since = rows[0][8]  # there are older matches, left unranked
     hits = [r[:6] for r in rows if r[6]]
     if len(rows) < keep:  # every match in the window was kept

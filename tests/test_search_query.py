@@ -171,8 +171,11 @@ def test_a_word_with_more_matches_than_the_window_ranks_the_newest_of_them(db, m
     assert sorted(r["ref"] for r in data["results"]) == ["note:4", "note:5", "note:6"]
     assert data["ranked_among"] == 3 and data["more"]
     assert "ranked among the 3 most recently archived" in search.format_results(data)
-    # A query with conditions of its own sees every match: they may all be old.
-    assert refs(db, "wombat date:2021-01-01..2021-01-03")[0] == "note:1"
+    # Conditions of the query's own choose the matches first, old ones if need be.
+    assert refs(db, "wombat date:2021-01-01..2021-01-04")[0] == "note:1"
+    data = search.run(db, "wombat date:..2021-01-06")  # notes 1 to 5: the newest 3 ranked
+    assert sorted(r["ref"] for r in data["results"]) == ["note:3", "note:4", "note:5"]
+    assert data["ranked_among"] == 3 and data["more"]
 
 
 def _archived(seed: int, moved: int) -> dict[int, int]:
