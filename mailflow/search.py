@@ -824,9 +824,8 @@ def _newest_unranked(db: sqlite_utils.Database, p: Plan, limit: int) -> list[tup
     Every other match is older than the ``limit`` in hand."""
     conditions = "".join(" AND " + w for w in p.where)
     hits = ("SELECT d.id, d.ref, d.kind, d.case_id, d.at, 0 AS score FROM search_fts "
-            f"JOIN search_docs d ON d.id = search_fts.rowid WHERE search_fts MATCH ? {{}} "
-            f"{conditions}")
-    rows = _execute(db, hits.format("") + " ORDER BY search_fts.rowid DESC LIMIT ?",
+            "JOIN search_docs d ON d.id = search_fts.rowid WHERE search_fts MATCH ?")
+    rows = _execute(db, f"{hits}{conditions} ORDER BY search_fts.rowid DESC LIMIT ?",
                     [p.match, *p.params, limit])
     if len(rows) == limit:
         since, first = min(r[4] for r in rows), min(r[0] for r in rows)
@@ -840,9 +839,9 @@ def _newest_unranked(db: sqlite_utils.Database, p: Plan, limit: int) -> list[tup
         if late:
             ids = [i for (i,) in db.execute(
                 "SELECT id FROM search_docs WHERE at >= ? AND id < ?", [since, first])]
-            rows += _execute(db, hits.format(
-                f"AND search_fts.rowid IN ({', '.join('?' * len(ids))})"),
-                [p.match, *ids, *p.params])
+            rows += _execute(db, f"{hits} AND search_fts.rowid IN "
+                             f"({', '.join('?' * len(ids))}){conditions}",
+                             [p.match, *ids, *p.params])
     rows.sort(key=lambda r: r[1])
     rows.sort(key=lambda r: r[4], reverse=True)  # stable: newest first, then by ref
     return rows[:limit]
