@@ -777,6 +777,11 @@ def _execute(db: sqlite_utils.Database, sql: str, args: list[Any]) -> list[tuple
         raise SearchError(f"the query could not be run: {e}") from None
 
 
+def _also(conditions: list[str]) -> str:
+    """Conditions to append to a WHERE clause."""
+    return "".join(f" AND {c}" for c in conditions)
+
+
 def _hits(db: sqlite_utils.Database, p: Plan, limit: int, extra: str = "",
           extra_params: list[Any] | None = None) -> list[tuple]:
     """The first ``limit`` hits in result order, (id, ref, kind, case_id, at, score)."""
@@ -801,7 +806,7 @@ def _hits(db: sqlite_utils.Database, p: Plan, limit: int, extra: str = "",
     window, window_args = _window_sql(p, "search_fts.rowid")
     sql = (f"SELECT d.id, d.ref, d.kind, d.case_id, d.at, {score} AS score "
            "FROM search_fts JOIN search_docs d ON d.id = search_fts.rowid "
-           f"WHERE search_fts MATCH ? {window} {''.join(' AND ' + w for w in where)} "
+           f"WHERE search_fts MATCH ? {window}{_also(where)} "
            f"ORDER BY {order} LIMIT ?")
     return _execute(db, sql, [p.match, *window_args, *params, limit])
 
@@ -822,7 +827,7 @@ def _newest_unranked(db: sqlite_utils.Database, p: Plan, limit: int) -> list[tup
     must be a record dated T or later that was archived before them (an import of older
     mail, a wrong Date header): those records are few, found by date, and checked.
     Every other match is older than the ``limit`` in hand."""
-    conditions = "".join(" AND " + w for w in p.where)
+    conditions = _also(p.where)
     hits = ("SELECT d.id, d.ref, d.kind, d.case_id, d.at, 0 AS score FROM search_fts "
             "JOIN search_docs d ON d.id = search_fts.rowid WHERE search_fts MATCH ?")
     rows = _execute(db, f"{hits}{conditions} ORDER BY search_fts.rowid DESC LIMIT ?",
@@ -875,20 +880,22 @@ def _best_ranked(db: sqlite_utils.Database, p: Plan, limit: int
     keep = 2 * limit + 100  # a few hundred rows joined cost a fraction of a millisecond
     # The newest RANK_WINDOW matches (that pass the query's conditions, if it has any)
     # are scored as FTS5 reads them, newest first.
-    matches = "search_fts WHERE search_fts MATCH ?"
+    # The query's own conditions choose the window; the recusal filter alone is left
+    # to the rows kept (``passes``), as it leaves out few.
     if p.narrowed:
         matches = ("search_fts JOIN search_docs d ON d.id = search_fts.rowid "
-                   f"WHERE search_fts MATCH ? {''.join(' AND ' + w for w in p.where)}")
-    passes = f"({' AND '.join(p.where)})" if p.where and not p.narrowed else "1"
-    inside = p.params if p.narrowed else []
+                   f"WHERE search_fts MATCH ?{_also(p.where)}")
+        inside, passes, after = p.params, "1", []
+    else:
+        matches = "search_fts WHERE search_fts MATCH ?"
+        inside, passes, after = [], f"(1{_also(p.where)})", p.params
     sql = (f"WITH recent AS MATERIALIZED (SELECT search_fts.rowid AS id, {BM25} AS score "
            f"FROM {matches} ORDER BY search_fts.rowid DESC LIMIT ?), "
            "best AS MATERIALIZED (SELECT id, score FROM recent ORDER BY score LIMIT ?) "
            f"SELECT d.id, d.ref, d.kind, d.case_id, d.at, best.score, {passes}, "
            "(SELECT count(*) FROM recent), (SELECT min(id) FROM recent) FROM best "
            "JOIN search_docs d ON d.id = best.id ORDER BY best.score, d.at DESC, d.ref")
-    rows = _execute(db, sql, [p.match, *inside, RANK_WINDOW, keep,
-                              *([] if p.narrowed else p.params)])
+    rows = _execute(db, sql, [p.match, *inside, RANK_WINDOW, keep, *after])
     if rows and rows[0][7] == RANK_WINDOW and _execute(
             db, f"SELECT 1 FROM {matches} AND search_fts.rowid < ? "
             "ORDER BY search_fts.rowid DESC LIMIT 1",  # from the window down: found soonest
@@ -993,7 +1000,7 @@ def run(db: sqlite_utils.Database, query: str, *, as_member: str | None = None,
 
 
 def _case_groups(db: sqlite_utils.Database, p: Plan, limit: int) -> list[dict[str, Any]]:
-    where = "".join(" AND " + w for w in p.where)
+    where = _also(p.where)
     if p.match is not None:
         score = BM25 if p.ranked else "0"
         hits = (f"SELECT d.case_id, {score} AS score, d.at FROM search_fts JOIN search_docs d "
