@@ -49,6 +49,7 @@ board = ["board@example.org"]     # the alternative contact for reporters
 listen = "127.0.0.1:8025"
 protocol = "smtp"                  # or "lmtp"
 # max_size = 26214400              # bytes; larger mail is refused with 552
+# stage_priority = "idle"          # or "low" (nice 10) on a host shared with busy programs
 
 [outbound]
 # relay = "127.0.0.1:2525"         # absent: a Maildir under the archive (archive/outbox)

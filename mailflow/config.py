@@ -97,6 +97,10 @@ class Intake:
     # acknowledgements minutes back.  flow_delay = 0 switches it off.
     flow_backlog: int = 8
     flow_delay: float = 1.0
+    # How the stages behind the listener (pipeline, delivery, clocks, IMAP) yield the
+    # CPU to it: "idle" (Linux SCHED_IDLE: they run on what the listener leaves),
+    # "low" (nice 10) or "normal".  "low" suits a host shared with busy programs.
+    stage_priority: str = "idle"
     imap: Imap | None = None
 
     @property
@@ -106,6 +110,9 @@ class Intake:
     @property
     def port(self) -> int:
         return split_hostport(self.listen)[1]
+
+
+STAGE_PRIORITIES = ("idle", "low", "normal")
 
 
 @dataclass
@@ -316,6 +323,8 @@ def validate(cfg: Config) -> list[str]:
         problems.append("intake.flow_backlog: must be at least 1")
     if not 0 <= cfg.intake.flow_delay <= 60:
         problems.append("intake.flow_delay: must be between 0 (off) and 60 seconds")
+    if cfg.intake.stage_priority not in STAGE_PRIORITIES:
+        problems.append(f"intake.stage_priority: must be one of {', '.join(STAGE_PRIORITIES)}")
     if cfg.outbound.password_env and cfg.outbound.password_file:
         problems.append("outbound: set password_env or password_file, not both")
     if cfg.intake.imap:

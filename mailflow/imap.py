@@ -4,7 +4,7 @@ Reliability, in the order a message travels:
 
 - It is fetched with ``BODY.PEEK[]``, so its ``\\Seen`` flag stays as it was.
 - It is committed to the spool by the same durable intake as SMTP mail
-  (:func:`mailflow.intake.commit`), a batch per transaction.
+  (:func:`mailflow.intake.commit_rows`), a batch per transaction.
 - Only then is it moved to the processed folder: ``UID MOVE``, else (UIDPLUS)
   ``UID COPY`` + ``\\Deleted`` + ``UID EXPUNGE`` of exactly those UIDs.  Never a plain
   ``EXPUNGE``: it would also remove mail another client had marked deleted.  A server

@@ -1,21 +1,21 @@
 """Durable intake: raw bytes committed to the spool before anyone hears "250".
 
-Every way in (SMTP/LMTP, pipe, IMAP, import) ends in :func:`commit`.  The listener
-goes through :class:`IntakeWriter`, which commits the messages of concurrent sessions
-in one transaction (group commit: one fsync for many messages) and only then answers
-each of them.
+Every way in (SMTP/LMTP, pipe, IMAP, import) ends in :func:`commit_rows`.  The
+listener goes through :class:`GroupCommit`, which commits the messages of concurrent
+sessions in one transaction (one fsync for many messages) and only then answers each
+of them.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hashlib
 import json
 import logging
-import queue
 import re
-import threading
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,7 +27,6 @@ log = logging.getLogger("mailflow.intake")
 
 HEADER_END = re.compile(rb"\r?\n\r?\n")
 MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
-GROUP_MAX = 256
 
 
 @dataclass
@@ -52,87 +51,113 @@ def dedupe_key(raw: bytes) -> str:
     return "raw:" + hashlib.sha256(raw).hexdigest()
 
 
-def commit(db: sqlite_utils.Database, raw: bytes, env: Envelope) -> tuple[int, bool]:
-    """Insert into the spool inside the caller's transaction; (spool id, was a duplicate)."""
-    key = dedupe_key(raw)
-    row = db.execute("SELECT id FROM spool WHERE dedupe_key = ?", [key]).fetchone()
-    if row:
-        db.execute("UPDATE spool SET duplicates = duplicates + 1 WHERE id = ?", [row[0]])
-        return row[0], True
-    cur = db.execute(
-        "INSERT INTO spool (received_at, source, envelope_from, rcpts, size, sha256, dedupe_key,"
-        " raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [clock.stamp(), env.source, env.envelope_from, json.dumps(env.rcpts), len(raw),
-         hashlib.sha256(raw).hexdigest(), key, raw],
-    )
-    return cur.lastrowid, False
+# One statement per message: a duplicate bumps its first copy's count instead.
+INSERT = ("INSERT INTO spool (received_at, source, envelope_from, rcpts, size, sha256,"
+          " dedupe_key, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+          " ON CONFLICT (dedupe_key) DO UPDATE SET duplicates = duplicates + 1"
+          " RETURNING id, duplicates")
+
+
+def spool_row(raw: bytes, env: Envelope) -> tuple:
+    """The spool columns of one message (hashed before the commit, not inside it)."""
+    return (clock.stamp(), env.source, env.envelope_from, json.dumps(env.rcpts), len(raw),
+            hashlib.sha256(raw).hexdigest(), dedupe_key(raw), raw)
+
+
+def commit_rows(db: sqlite_utils.Database, rows: Iterable[tuple], timeout: float | None = None
+                ) -> list[tuple[int, bool]]:
+    """Commit prepared :func:`spool_row` rows in one transaction; for each, (spool id,
+    was a duplicate).  ``timeout``: how long to wait for the write lock, if not the
+    connection's busy timeout."""
+    with store.transaction(db, timeout):
+        return [(spool_id, seen > 0) for spool_id, seen in
+                (db.execute(INSERT, row).fetchone() for row in rows)]
+
+
+def commit_many(db: sqlite_utils.Database, items: Iterable[tuple[bytes, Envelope]]
+                ) -> list[tuple[int, bool]]:
+    return commit_rows(db, [spool_row(raw, env) for raw, env in items])
 
 
 def commit_one(db_path: Path, raw: bytes, env: Envelope, timeout: float = 10.0) -> tuple[int, bool]:
     """Open, commit one message durably, close: for ``mailflow ingest`` and the poller."""
     db = store.connect_spool(db_path, timeout=timeout)
     try:
-        with store.transaction(db):
-            return commit(db, raw, env)
+        return commit_many(db, [(raw, env)])[0]
     finally:
         db.close()
 
 
-def commit_many(db: sqlite_utils.Database, items: Iterable[tuple[bytes, Envelope]]
-                ) -> list[tuple[int, bool]]:
-    with store.transaction(db):
-        return [commit(db, raw, env) for raw, env in items]
+class GroupCommit:
+    """The listener's way into the spool: group commit on the event loop.
 
-
-class IntakeWriter(threading.Thread):
-    """One thread owns the spool's write side; sessions wait on futures."""
+    Messages whose data ends in the same turn of the loop are committed together, at
+    the end of that turn, in one transaction: one fsync answers them all.  The loop
+    waits for that fsync (a fraction of a millisecond; a handoff to a thread and back
+    cost more than the wait), but never for the write lock: if someone else holds it
+    (``mailflow ingest``, the poller, an import), the batch waits for it on a thread
+    of its own, up to ``timeout``, while the loop goes on.  Only the loop's thread
+    calls :meth:`commit`."""
 
     def __init__(self, db_path: Path, timeout: float, on_commit: Callable[[], None]):
-        super().__init__(name="intake-writer", daemon=True)
-        self.db_path = db_path
         self.timeout = timeout
         self.on_commit = on_commit
-        self.pending: queue.Queue[tuple[bytes, Envelope, Future] | None] = queue.Queue()
+        # No busy timeout of its own: store.begin() waits for the lock in short steps.
+        self.db = store.connect_spool(db_path, timeout=0)
+        self.waiting: list[tuple[tuple, asyncio.Future]] = []
+        self.busy = False  # a flush is scheduled, or a batch waits for the lock
+        self.lock_waiter = ThreadPoolExecutor(1, thread_name_prefix="intake-commit")
 
-    def submit(self, raw: bytes, env: Envelope) -> Future:
-        fut: Future = Future()
-        self.pending.put((raw, env, fut))
-        return fut
+    async def commit(self, raw: bytes, env: Envelope) -> tuple[int, bool]:
+        """(spool id, was a duplicate), once the message is on disk."""
+        loop = asyncio.get_running_loop()
+        result = loop.create_future()
+        self.waiting.append((spool_row(raw, env), result))
+        if not self.busy:
+            self.busy = True
+            loop.call_soon(self._flush)
+        return await result
 
-    def stop(self) -> None:
-        self.pending.put(None)
-
-    def run(self) -> None:
-        db = store.connect_spool(self.db_path, timeout=self.timeout)
-        stopping = False
-        while not stopping:
-            first = self.pending.get()
-            batch = []
-            if first is None:
-                stopping = True
-            else:
-                batch.append(first)
-            while len(batch) < GROUP_MAX:
-                try:
-                    item = self.pending.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stopping = True
-                    break
-                batch.append(item)
-            if batch:
-                self._commit(db, batch)
-        db.close()
-
-    def _commit(self, db: sqlite_utils.Database, batch: list) -> None:
+    def _flush(self) -> None:
+        batch, self.waiting = self.waiting, []
+        rows = [row for row, _ in batch]
         try:
-            results = commit_many(db, [(raw, env) for raw, env, _ in batch])
-        except Exception as e:
-            log.error("intake commit of %d message(s) failed: %s", len(batch), e)
-            for _, _, fut in batch:
-                fut.set_exception(e)
+            results = commit_rows(self.db, rows, timeout=0)
+        except store.Busy:
+            waited = asyncio.get_running_loop().run_in_executor(
+                self.lock_waiter, commit_rows, self.db, rows, self.timeout)
+            waited.add_done_callback(functools.partial(self._settled, batch))
             return
-        for (_, _, fut), result in zip(batch, results, strict=True):
-            fut.set_result(result)
-        self.on_commit()
+        except Exception as e:
+            self._settle(batch, e)
+        else:
+            self._settle(batch, results)
+        self._next()
+
+    def _settled(self, batch: list[tuple[tuple, asyncio.Future]], waited: asyncio.Future
+                 ) -> None:
+        self._settle(batch, waited.exception() or waited.result())
+        self._next()
+
+    def _settle(self, batch: list[tuple[tuple, asyncio.Future]],
+                outcome: list[tuple[int, bool]] | BaseException) -> None:
+        if isinstance(outcome, BaseException):
+            log.error("intake commit of %d message(s) failed: %s", len(batch), outcome)
+        else:
+            self.on_commit()
+        for i, (_, result) in enumerate(batch):
+            if result.cancelled():  # the session went away; what it sent is kept all the same
+                continue
+            if isinstance(outcome, BaseException):
+                result.set_exception(outcome)
+            else:
+                result.set_result(outcome[i])
+
+    def _next(self) -> None:
+        self.busy = bool(self.waiting)
+        if self.busy:
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def close(self) -> None:
+        self.lock_waiter.shutdown(wait=True)
+        self.db.close()

@@ -18,7 +18,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from .config import Config
 from .intake import Envelope as IntakeEnvelope
-from .intake import IntakeWriter
+from .intake import GroupCommit
 from .tokens import split_address
 
 log = logging.getLogger("mailflow.listener")
@@ -30,10 +30,10 @@ FLOW_POLL = 0.005  # seconds between looks at the pipeline's progress
 class IntakeHandler:
     """``settled``: the spool id the pipeline has processed up to (flow control)."""
 
-    def __init__(self, cfg: Config, writer: IntakeWriter,
+    def __init__(self, cfg: Config, spool: GroupCommit,
                  settled: Callable[[], int] | None = None):
         self.cfg = cfg
-        self.writer = writer
+        self.spool = spool
         self.lmtp = cfg.intake.protocol == "lmtp"
         self.settled = settled
         self.committed = 0   # the highest spool id this listener committed
@@ -73,9 +73,9 @@ class IntakeHandler:
             rcpts=list(envelope.rcpt_tos),
         )
         try:
-            spool_id, duplicate = await asyncio.wrap_future(self.writer.submit(raw, env))
+            spool_id, duplicate = await self.spool.commit(raw, env)
         except Exception:
-            # Logged by the writer; the MTA keeps the message and retries.
+            # Logged by GroupCommit; the MTA keeps the message and retries.
             status = TEMPFAIL
         else:
             self.committed = max(self.committed, spool_id)

@@ -20,17 +20,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.synchronize import Event
 
+import uvloop
+
 from . import outbound, pipeline, scheduler, store
 from .config import Config
 from .imap import Poller
-from .intake import IntakeWriter
+from .intake import GroupCommit
 from .listener import IntakeHandler, protocol_factory
 from .wakeup import Doorbell
 
 log = logging.getLogger("mailflow.serve")
 PR_SET_PDEATHSIG = 1
 PR_SET_NAME = 15
-STAGE_NICENESS = 10
+LOW_NICENESS = 10
 
 
 @dataclass
@@ -54,6 +56,18 @@ def become_stage(name: str) -> None:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         libc.prctl(PR_SET_NAME, f"mf-{name}".encode()[:15])
+
+
+def yield_to_listener(priority: str) -> None:
+    """Accepting mail comes first: when the cores are busy, a burst is taken in at full
+    speed (up to the flow control's backlog) and processed just after.  SCHED_IDLE
+    rather than a nice value: a niced stage can keep the CPU for a while when the
+    listener wakes, an idle one gives it up at once, and an SMTP session waits for the
+    listener four times a message."""
+    if priority == "idle" and hasattr(os, "SCHED_IDLE"):
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    elif priority != "normal":
+        os.nice(LOW_NICENESS)
 
 
 def stage_pipeline(cfg: Config, sig: Signals) -> None:
@@ -88,9 +102,7 @@ def _run_stage(name: str, target: Callable[[Config, Signals], None], cfg: Config
     become_stage(name)
     if os.getppid() != parent:  # the listener died before we got here
         return
-    # Accepting mail comes first: when the cores are busy, a burst is taken in at full
-    # speed (up to the flow control's backlog) and processed just after.
-    os.nice(STAGE_NICENESS)
+    yield_to_listener(cfg.intake.stage_priority)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the listener decides when we stop
     logging.basicConfig(level=logging.INFO,
                         format=f"%(asctime)s {name} %(name)s %(levelname)s %(message)s")
@@ -117,13 +129,12 @@ def serve(cfg: Config) -> None:
                           name=f"mailflow-{name}", daemon=True) for name, target in wanted]
     for proc in stages:
         proc.start()
-    writer = IntakeWriter(cfg.db_path, cfg.intake.commit_timeout, on_commit=sig.pipeline.set)
-    writer.start()
+    spool = GroupCommit(cfg.db_path, cfg.intake.commit_timeout, on_commit=sig.pipeline.set)
 
-    loop = asyncio.new_event_loop()
+    loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
     server = loop.run_until_complete(loop.create_server(
-        protocol_factory(cfg, IntakeHandler(cfg, writer, settled=lambda: sig.settled.value)),
+        protocol_factory(cfg, IntakeHandler(cfg, spool, settled=lambda: sig.settled.value)),
         cfg.intake.host, cfg.intake.port))
     finished = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -134,8 +145,7 @@ def serve(cfg: Config) -> None:
     finally:
         server.close()
         loop.run_until_complete(server.wait_closed())
-        writer.stop()
-        writer.join(timeout=10)
+        spool.close()
         sig.stop.set()
         sig.pipeline.set()
         sig.outbound.set()

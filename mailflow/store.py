@@ -113,7 +113,8 @@ def begin(db: sqlite_utils.Database, timeout: float | None = None) -> None:
     waiter sleeps long after the lock is free; intake latency is what pays for that."""
     busy_ms = db.conn.execute("PRAGMA busy_timeout").fetchone()[0]
     deadline = clock.monotonic() + (busy_ms / 1000 if timeout is None else timeout)
-    db.execute("PRAGMA busy_timeout = 0")
+    if busy_ms:
+        db.execute("PRAGMA busy_timeout = 0")
     try:
         while True:
             try:
@@ -126,7 +127,8 @@ def begin(db: sqlite_utils.Database, timeout: float | None = None) -> None:
                     raise Busy(str(e)) from e
                 clock.sleep(0.0005)
     finally:
-        db.execute(f"PRAGMA busy_timeout = {busy_ms}")
+        if busy_ms:
+            db.execute(f"PRAGMA busy_timeout = {busy_ms}")
 
 
 @contextmanager

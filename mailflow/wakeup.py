@@ -1,7 +1,7 @@
 """A doorbell between processes: ringing never blocks the one who rings.
 
-``multiprocessing.Event.set()`` waits until every waiter has woken, so the intake
-writer would wait for a busy (or lower-priority) pipeline after each commit.  A
+``multiprocessing.Event.set()`` waits until every waiter has woken, so the intake's
+commit thread would wait for a busy (or lower-priority) pipeline after each commit.  A
 non-blocking self-pipe costs one byte, and a full pipe already means "ring".
 Same interface as an Event (``set``, ``wait``, ``clear``), so either can be passed.
 """

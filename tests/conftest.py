@@ -123,7 +123,7 @@ board = ["{BOARD}"]
 [intake]
 listen = "127.0.0.1:{listen_port}"
 protocol = "{protocol}"
-commit_timeout = 0.5
+{"" if "commit_timeout" in intake_extra else "commit_timeout = 0.5"}
 {intake_extra}
 
 [outbound]

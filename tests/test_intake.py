@@ -298,3 +298,48 @@ def test_flow_control_holds_new_mail_back_while_the_pipeline_is_behind(tmp_path,
         with contextlib.suppress(ProcessLookupError):
             os.kill(pipeline, signal.SIGCONT)
         server.stop()
+
+
+def test_a_message_waiting_for_the_spool_lock_does_not_hold_up_other_sessions(tmp_path, relay):
+    server = MailflowServer(tmp_path, relay.port, intake_extra="commit_timeout = 5").start()
+    blocker = sqlite3.connect(server.archive / "spool.db", isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")  # say, `mailflow ingest` in the middle of a commit
+    try:
+        waiting = server.smtp()
+        waiting.ehlo()
+        waiting.mail(REPORTER)
+        waiting.rcpt("conduct@example.org")
+        assert waiting.docmd("DATA")[0] == 354
+        waiting.send(make_mail(REPORTER, "conduct@example.org", "Waits", "for the lock")
+                     + b".\r\n")
+        # While that message waits for the lock, the listener still serves others (were
+        # it stuck, this would not be answered until the first gave up with 451).
+        with server.smtp() as other:
+            assert other.ehlo()[0] == 250
+            assert other.mail("other@people.test")[0] == 250
+            assert other.rcpt("conduct@example.org")[0] == 250
+        blocker.execute("ROLLBACK")
+        code, text = waiting.getreply()
+        assert code == 250, text
+        waiting.quit()
+        assert server.query("SELECT count(*) FROM spool")[0][0] == 1
+    finally:
+        blocker.close()
+        server.stop()
+
+
+def test_the_stages_yield_the_cpu_to_the_listener(tmp_path, relay):
+    def policy(pid: int) -> tuple[int, int]:
+        return os.sched_getscheduler(pid), os.getpriority(os.PRIO_PROCESS, pid)
+
+    for sub in ("idle", "low"):
+        (tmp_path / sub).mkdir()
+    with MailflowServer(tmp_path / "idle", relay.port).start() as server:
+        for name in ("pipeline", "outbound", "scheduler"):
+            pid = stage_pid(server, name)
+            wait_until(lambda pid=pid: policy(pid)[0] == os.SCHED_IDLE, what=f"{name} idle")
+        assert policy(server.proc.pid) == (os.SCHED_OTHER, 0)  # the listener itself
+    with MailflowServer(tmp_path / "low", relay.port,
+                        intake_extra='stage_priority = "low"').start() as server:
+        pid = stage_pid(server, "pipeline")
+        wait_until(lambda: policy(pid) == (os.SCHED_OTHER, 10), what="pipeline niced")
