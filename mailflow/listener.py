@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Callable
 
 from aiosmtpd.lmtp import LMTP
@@ -90,8 +91,39 @@ class IntakeHandler:
         return TEMPFAIL
 
 
+# A MAIL FROM or RCPT TO path that is a plain <dot-atom@domain>, then its parameters.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+PLAIN_PATH = re.compile(rf"[ \t]*<({_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>"
+                        r"[ \t]*+(?!\()(.*)", re.DOTALL)
+
+
+class PlainPaths:
+    """aiosmtpd reads every path with the email package's RFC 5322 parser, defining a
+    class on each call: 45 µs, twice a message, a tenth of the listener's time.  A
+    plain ``<local@domain>`` is read by a regular expression, with the same result;
+    anything else (quoted local parts, comments, source routes, address literals, the
+    null path) still goes to aiosmtpd's parser."""
+
+    local_part_limit: int
+
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        plain = PLAIN_PATH.fullmatch(arg) if arg else None
+        if plain is None or (self.local_part_limit
+                             and len(plain[1].rpartition("@")[0]) > self.local_part_limit):
+            return super()._getaddr(arg)  # type: ignore[misc]
+        return plain[1], plain[2]
+
+
+class Server(PlainPaths, SMTP):
+    pass
+
+
+class LMTPServer(PlainPaths, LMTP):
+    pass
+
+
 def protocol_factory(cfg: Config, handler: IntakeHandler):
-    cls = LMTP if cfg.intake.protocol == "lmtp" else SMTP
+    cls = LMTPServer if cfg.intake.protocol == "lmtp" else Server
 
     def make() -> SMTP:
         return cls(

@@ -14,6 +14,7 @@ import threading
 import time
 
 import pytest
+from aiosmtpd.smtp import SMTP
 from conftest import (
     WAIT,
     CaptureRelay,
@@ -22,6 +23,8 @@ from conftest import (
     make_mail,
     wait_until,
 )
+
+from mailflow.listener import PLAIN_PATH, Server
 
 REPORTER = "reporter@people.test"
 
@@ -343,3 +346,20 @@ def test_the_stages_yield_the_cpu_to_the_listener(tmp_path, relay):
                         intake_extra='stage_priority = "low"').start() as server:
         pid = stage_pid(server, "pipeline")
         wait_until(lambda: policy(pid) == (os.SCHED_OTHER, 10), what="pipeline niced")
+
+
+PLAIN = ["<a@b>", "<a@b> ", " <a@b>", "<a@b>  SIZE=1  ", "<a@b>SIZE=1", "<a@b>\t",
+         "<a.b@c.d> SIZE=1 BODY=8BITMIME", "<A+x@B.C>", "<a@-b>", "<mailer-daemon@b>",
+         "<a@b> SIZE=1 (c)", "<" + "x" * 70 + "@b>"]  # (over the limit: aiosmtpd refuses)
+OTHER = ["<a..b@c>", "<.a@c>", "<a@b..c>", "<a@[1.2.3.4]>", "<@route:a@b>", "<a(c)@b>",
+         "<a@b> (comment)", "<a@b>(x)", '<"a b"@c.d>', "<a b@c>", "<>",
+         "<mailer-daemon>", "<ünï@example.org>", "a@b", "<a@b", ""]
+
+
+@pytest.mark.parametrize("path", PLAIN + OTHER)
+def test_mail_paths_are_read_as_aiosmtpd_reads_them(path):
+    ours, theirs = Server(handler=None), SMTP(handler=None)
+    ours.local_part_limit = theirs.local_part_limit = 64
+    assert ours._getaddr(path) == theirs._getaddr(path)
+    # Plain paths take the quick way, the rest aiosmtpd's parser.
+    assert bool(PLAIN_PATH.fullmatch(path)) == (path in PLAIN)
