@@ -16,8 +16,10 @@ import logging
 import multiprocessing as mp
 import os
 import signal
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Event
 
 import uvloop
@@ -33,6 +35,11 @@ log = logging.getLogger("mailflow.serve")
 PR_SET_PDEATHSIG = 1
 PR_SET_NAME = 15
 LOW_NICENESS = 10
+SUPERVISE_EVERY = 0.5  # seconds between looks at the stages
+STEADY_AFTER = 30.0    # a stage that ran this long before exiting is started again at once
+RESTART_MAX = 60.0
+# Stages start afresh (spawn), not as copies of the listener with its loop and sockets.
+SPAWN = mp.get_context("spawn")
 
 
 @dataclass
@@ -118,17 +125,69 @@ def describe(cfg: Config) -> str:
             f"archive {cfg.archive_dir}, outbound to {out}")
 
 
+@dataclass
+class Stage:
+    name: str
+    target: Callable[[Config, Signals], None]
+    proc: BaseProcess | None = None
+    started_at: float = 0.0
+    backoff: float = 0.0          # how long to wait before starting it again
+    restart_at: float | None = None
+
+
+class Master:
+    """Starts the stages and, as Postfix's master does, starts again any that exits:
+    at once if it had run a while, else after a pause doubling up to a minute, so a
+    stage that cannot start does not spin."""
+
+    def __init__(self, cfg: Config, sig: Signals, wanted: list[tuple[str, Callable]]):
+        self.cfg, self.sig = cfg, sig
+        self.stages = [Stage(name, target) for name, target in wanted]
+        for stage in self.stages:
+            self._start(stage)
+
+    def _start(self, stage: Stage) -> None:
+        stage.proc = SPAWN.Process(
+            target=_run_stage, args=(stage.name, stage.target, self.cfg, self.sig, os.getpid()),
+            name=f"mailflow-{stage.name}", daemon=True)
+        stage.proc.start()
+        stage.started_at, stage.restart_at = time.monotonic(), None
+
+    async def supervise(self) -> None:
+        while True:
+            await asyncio.sleep(SUPERVISE_EVERY)
+            now = time.monotonic()
+            for stage in self.stages:
+                assert stage.proc
+                if stage.proc.is_alive():
+                    continue
+                if stage.restart_at is None:
+                    steady = now - stage.started_at > STEADY_AFTER
+                    stage.backoff = 0.0 if steady else min(max(2 * stage.backoff, 1.0),
+                                                           RESTART_MAX)
+                    stage.restart_at = now + stage.backoff
+                    log.error("stage %s exited (code %s); starting it again in %.0f s",
+                              stage.name, stage.proc.exitcode, stage.backoff)
+                if now >= stage.restart_at:
+                    self._start(stage)
+
+    def stop(self) -> None:
+        self.sig.stop.set()
+        self.sig.pipeline.set()
+        self.sig.outbound.set()
+        for stage in self.stages:
+            assert stage.proc
+            stage.proc.join(timeout=10)
+            if stage.proc.is_alive():
+                stage.proc.kill()
+
+
 def serve(cfg: Config) -> None:
     store.open_db(cfg.db_path).close()  # migrate once, before any stage starts
     # Alarms that fell due while mailflow was down fire (late) before it takes mail.
     scheduler.catch_up(cfg)
-    mpc = mp.get_context("spawn")
-    sig = Signals(mpc.Event(), Doorbell(), Doorbell(), mpc.Value("q", 0, lock=False))
-    wanted = STAGES + ([("imap", stage_imap)] if cfg.intake.imap else [])
-    stages = [mpc.Process(target=_run_stage, args=(name, target, cfg, sig, os.getpid()),
-                          name=f"mailflow-{name}", daemon=True) for name, target in wanted]
-    for proc in stages:
-        proc.start()
+    sig = Signals(SPAWN.Event(), Doorbell(), Doorbell(), SPAWN.Value("q", 0, lock=False))
+    master = Master(cfg, sig, STAGES + ([("imap", stage_imap)] if cfg.intake.imap else []))
     spool = GroupCommit(cfg.db_path, cfg.intake.commit_timeout, on_commit=sig.pipeline.set)
 
     loop = uvloop.new_event_loop()
@@ -140,18 +199,14 @@ def serve(cfg: Config) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, finished.set)
     log.info("mailflow %s", describe(cfg))
+    supervising = loop.create_task(master.supervise())
     try:
         loop.run_until_complete(finished.wait())
     finally:
+        supervising.cancel()
         server.close()
         loop.run_until_complete(server.wait_closed())
         spool.close()
-        sig.stop.set()
-        sig.pipeline.set()
-        sig.outbound.set()
-        for proc in stages:
-            proc.join(timeout=10)
-            if proc.is_alive():
-                proc.kill()
+        master.stop()
         loop.close()
         log.info("mailflow stopped")

@@ -363,3 +363,17 @@ def test_mail_paths_are_read_as_aiosmtpd_reads_them(path):
     assert ours._getaddr(path) == theirs._getaddr(path)
     # Plain paths take the quick way, the rest aiosmtpd's parser.
     assert bool(PLAIN_PATH.fullmatch(path)) == (path in PLAIN)
+
+
+def test_a_stage_that_dies_is_started_again_and_nothing_waits_for_ever(tmp_path, relay):
+    with MailflowServer(tmp_path, relay.port).start() as server:
+        first = stage_pid(server, "pipeline")
+        os.kill(first, signal.SIGKILL)
+        # Mail that arrives while the pipeline is down is kept and processed after.
+        server.send(make_mail(REPORTER, "conduct@example.org", "While down", "x"),
+                    REPORTER, ["conduct@example.org"])
+        wait_until(lambda: stage_pid(server, "pipeline") not in (None, first),
+                   what="a new pipeline")
+        server.processed(1)
+        relay.wait_for(lambda c: REPORTER in c.rcpts, what="the acknowledgement")
+        assert "stage pipeline exited" in server.log.read_text()
