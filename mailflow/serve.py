@@ -71,10 +71,13 @@ def yield_to_listener(priority: str) -> None:
     rather than a nice value: a niced stage can keep the CPU for a while when the
     listener wakes, an idle one gives it up at once, and an SMTP session waits for the
     listener four times a message."""
+    if priority == "normal":
+        return
     if priority == "idle" and hasattr(os, "SCHED_IDLE"):
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    elif priority != "normal":
-        os.nice(LOW_NICENESS)
+        with contextlib.suppress(OSError):  # a sandbox may forbid it: then nice
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+            return
+    os.nice(LOW_NICENESS)
 
 
 def stage_pipeline(cfg: Config, sig: Signals) -> None:

@@ -42,6 +42,9 @@ def test_check_names_the_file_the_key_and_the_problem(tmp_path):
     cfg.write_text('[intake]\nmax_size = "big"\n')
     result = mailflow("--config", str(cfg), "check", cwd=tmp_path)
     assert "intake.max_size: expected int, got str" in result.stderr
+    cfg.write_text('[intake]\nstage_priority = "high"\n')
+    result = mailflow("--config", str(cfg), "check", cwd=tmp_path)
+    assert "intake.stage_priority: must be one of idle, low, normal" in result.stderr
 
 
 def test_check_names_a_broken_template_and_its_line(tmp_path):
