@@ -99,10 +99,11 @@ PLAIN_PATH = re.compile(rf"[ \t]*<({_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za
 
 class PlainPaths:
     """aiosmtpd reads every path with the email package's RFC 5322 parser, defining a
-    class on each call: 45 µs, twice a message, a tenth of the listener's time.  A
-    plain ``<local@domain>`` is read by a regular expression, with the same result;
-    anything else (quoted local parts, comments, source routes, address literals, the
-    null path) still goes to aiosmtpd's parser."""
+    class on each call: 45 µs twice a message, and garbage for the collector (the
+    listener took 0.65 ms of CPU a message with it, 0.40 without).  A plain
+    ``<local@domain>`` is read by a regular expression, with the same result; anything
+    else (quoted local parts, comments, source routes, address literals, the null
+    path) still goes to aiosmtpd's parser."""
 
     local_part_limit: int
 
