@@ -141,20 +141,21 @@ service imap-login {{
         return self
 
     def stop(self) -> None:
-        """Stop the master and every process of it, as a service manager would."""
+        """Stop the master and every process of it, as a service manager would: SIGTERM,
+        then SIGKILL to whatever is left after 5 s (a login process in the middle of a
+        reconnecting client's handshake can keep the master waiting)."""
         if not self.proc:
             return
         pgid = self.proc.pid
         os.killpg(pgid, signal.SIGTERM)
-        try:
+        with suppress(subprocess.TimeoutExpired):
             self.proc.wait(timeout=5)
-            # Its children hold the listening sockets: gone before a restart may bind.
-            wait_until(lambda: not running_in_group(pgid), timeout=5, what="dovecot to stop")
-        finally:
-            with suppress(ProcessLookupError):
-                os.killpg(pgid, signal.SIGKILL)
-            self.proc.wait()
-            self.proc = None
+        with suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGKILL)
+        self.proc.wait()
+        self.proc = None
+        # Its children hold the listening sockets: gone before a restart may bind.
+        wait_until(lambda: not running_in_group(pgid), timeout=5, what="dovecot to stop")
 
     def close(self) -> None:
         self.stop()
