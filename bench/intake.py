@@ -55,9 +55,10 @@ class Handler:
         return "250 OK"
 if loop == "uvloop":
     import uvloop
-    c = Controller(Handler(), hostname="127.0.0.1", port=port, loop=uvloop.new_event_loop())
+    extra = {"loop": uvloop.new_event_loop()}
 else:
-    c = Controller(Handler(), hostname="127.0.0.1", port=port)
+    extra = {}
+c = Controller(Handler(), hostname="127.0.0.1", port=port, **extra)
 c.start()
 print("ready", flush=True)
 sys.stdin.read()

@@ -9,7 +9,6 @@ of them.
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import json
 import logging
@@ -36,10 +35,11 @@ class Envelope:
     rcpts: list[str]
 
 
-def dedupe_key(raw: bytes) -> str:
+def dedupe_key(raw: bytes, sha256: str) -> str:
     """The same message twice makes one record: the same Message-ID with the same body
     (whatever Received lines or line endings were added on the way), or the same bytes.
-    A different body under a reused Message-ID is kept: it may be a different report."""
+    A different body under a reused Message-ID is kept: it may be a different report.
+    ``sha256``: the hex digest of ``raw``, the key when there is no Message-ID."""
     split = HEADER_END.search(raw)
     head, body = (raw[: split.start()], raw[split.end():]) if split else (raw, b"")
     match = MESSAGE_ID.search(head)
@@ -48,7 +48,7 @@ def dedupe_key(raw: bytes) -> str:
         if mid:
             body_hash = hashlib.sha256(body.replace(b"\r\n", b"\n")).hexdigest()
             return "mid:" + hashlib.sha256(mid + b"\0" + body_hash.encode()).hexdigest()
-    return "raw:" + hashlib.sha256(raw).hexdigest()
+    return "raw:" + sha256
 
 
 # One statement per message: a duplicate bumps its first copy's count instead.
@@ -60,8 +60,9 @@ INSERT = ("INSERT INTO spool (received_at, source, envelope_from, rcpts, size, s
 
 def spool_row(raw: bytes, env: Envelope) -> tuple:
     """The spool columns of one message (hashed before the commit, not inside it)."""
+    sha256 = hashlib.sha256(raw).hexdigest()
     return (clock.stamp(), env.source, env.envelope_from, json.dumps(env.rcpts), len(raw),
-            hashlib.sha256(raw).hexdigest(), dedupe_key(raw), raw)
+            sha256, dedupe_key(raw, sha256), raw)
 
 
 def commit_rows(db: sqlite_utils.Database, rows: Iterable[tuple], timeout: float | None = None
@@ -121,39 +122,34 @@ class GroupCommit:
     def _flush(self) -> None:
         batch, self.waiting = self.waiting, []
         rows = [row for row, _ in batch]
+        outcome: list[tuple[int, bool]] | BaseException
         try:
-            results = commit_rows(self.db, rows, timeout=0)
+            outcome = commit_rows(self.db, rows, timeout=0)
         except store.Busy:
             waited = asyncio.get_running_loop().run_in_executor(
                 self.lock_waiter, commit_rows, self.db, rows, self.timeout)
-            waited.add_done_callback(functools.partial(self._settled, batch))
+            waited.add_done_callback(
+                lambda done: self._settle(batch, done.exception() or done.result()))
             return
         except Exception as e:
-            self._settle(batch, e)
-        else:
-            self._settle(batch, results)
-        self._next()
-
-    def _settled(self, batch: list[tuple[tuple, asyncio.Future]], waited: asyncio.Future
-                 ) -> None:
-        self._settle(batch, waited.exception() or waited.result())
-        self._next()
+            outcome = e
+        self._settle(batch, outcome)
 
     def _settle(self, batch: list[tuple[tuple, asyncio.Future]],
                 outcome: list[tuple[int, bool]] | BaseException) -> None:
-        if isinstance(outcome, BaseException):
+        """Answer the batch's sessions, then start on what arrived meanwhile."""
+        failed = isinstance(outcome, BaseException)
+        if failed:
             log.error("intake commit of %d message(s) failed: %s", len(batch), outcome)
         else:
             self.on_commit()
         for i, (_, result) in enumerate(batch):
             if result.cancelled():  # the session went away; what it sent is kept all the same
                 continue
-            if isinstance(outcome, BaseException):
+            if failed:
                 result.set_exception(outcome)
             else:
                 result.set_result(outcome[i])
-
-    def _next(self) -> None:
         self.busy = bool(self.waiting)
         if self.busy:
             asyncio.get_running_loop().call_soon(self._flush)
