@@ -42,7 +42,8 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
 from mailflow import config as config_mod  # noqa: E402
-from mailflow import search, store  # noqa: E402
+from mailflow import store  # noqa: E402
+from mailflow.archive import search  # noqa: E402
 
 DOMAIN = "example.org"
 MEMBERS = ["chair@example.org", "m1@example.org", "m2@example.org"]

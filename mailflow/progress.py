@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from . import clock
+from mailflow import timestamps
 
 
 def _duration(seconds: float) -> str:
@@ -29,11 +29,11 @@ class Progress:
         self.tty = self.stream.isatty()
         self.every = 0.2 if self.tty else 5.0
         self.done = 0
-        self.started = clock.monotonic()
+        self.started = timestamps.monotonic()
         self.shown = self.started
 
     def line(self) -> str:
-        elapsed = max(clock.monotonic() - self.started, 1e-6)
+        elapsed = max(timestamps.monotonic() - self.started, 1e-6)
         rate = self.done / elapsed
         if self.total:
             width = 24
@@ -46,7 +46,7 @@ class Progress:
 
     def advance(self, n: int = 1) -> None:
         self.done += n
-        now = clock.monotonic()
+        now = timestamps.monotonic()
         if now - self.shown >= self.every:
             self.shown = now
             self._write(self.line())
@@ -60,7 +60,7 @@ class Progress:
 
     def finish(self) -> float:
         """Print the final line; returns the elapsed seconds."""
-        elapsed = clock.monotonic() - self.started
+        elapsed = timestamps.monotonic() - self.started
         rate = self.done / elapsed if elapsed > 0 else 0.0
         self._write(f"{self.label}: {self.done} {self.unit} in {_duration(elapsed)} "
                     f"({rate:,.0f} {self.unit}/s)")

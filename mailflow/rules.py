@@ -11,8 +11,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from .config import Config, ConfigError
-from .resources import builtin
+from mailflow.config import Config, ConfigError
+from mailflow.resources import builtin
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,11 @@ from pathlib import Path
 import pytest
 from conftest import make_mail, write_config
 
-from mailflow import clock, clocks, config, intake, pipeline, scheduler, store
+from mailflow import app, config, store, timestamps
+from mailflow.clocks import scheduler
+from mailflow.clocks.policy import Policy
+from mailflow.intake.spool import Envelope, commit_one
+from mailflow.pipeline import runner
 
 REPORTER = "rita@people.test"
 
@@ -32,14 +36,14 @@ class Archive:
         self.monkeypatch = monkeypatch
         self.cfg = config.load(str(path))
         self.db = store.open_db(self.cfg.db_path)
-        self.svc = pipeline.Services.load(self.cfg)
+        self.svc = app.services(self.cfg)
 
     def at(self, when: str) -> None:
         self.monkeypatch.setenv("MAILFLOW_FAKE_NOW", when)
 
     def deliver(self, raw: bytes, sender: str, rcpts: list[str]) -> None:
-        intake.commit_one(self.cfg.db_path, raw, intake.Envelope("smtp", sender, rcpts))
-        pipeline.drain(self.db, self.svc)
+        commit_one(self.cfg.db_path, raw, Envelope("smtp", sender, rcpts))
+        runner.drain(self.db, self.svc)
 
     def report(self, body: str = "Someone keeps insulting me in the chat.",
                sender: str = REPORTER, subject: str = "Insults") -> str:
@@ -81,8 +85,8 @@ class Archive:
     def due(self, case_id: str, name: str) -> str:
         return self.alarms(case_id=case_id, clock=name, state="pending")[0]["due_at"]
 
-    def policy(self) -> clocks.Policy:
-        return clocks.Policy.from_rules(self.svc.rules)
+    def policy(self) -> Policy:
+        return Policy.from_rules(self.svc.rules)
 
 
 def draft_id(transcript: str) -> int:
@@ -91,4 +95,4 @@ def draft_id(transcript: str) -> int:
 
 
 def stamp(text: str) -> str:
-    return clock.stamp(clock.parse(text))
+    return timestamps.stamp(timestamps.parse(text))

@@ -10,7 +10,8 @@ from datetime import timedelta
 from casekit import open_case
 from conftest import CHAIR, M1, M2, MailflowServer
 
-from mailflow import clock, tokens
+from mailflow import timestamps
+from mailflow.mail import tokens
 
 MTA = "mx.example.org"
 ATTACKER = "attacker@evil.test"
@@ -37,7 +38,7 @@ def test_forged_commands_apply_nothing_and_the_real_member_is_told(tmp_path, rel
         copy = case.copy_for(M1).msg
         token_address, subject = copy["Reply-To"], "Re: " + copy["Subject"]
         secret = tokens.Signer(tokens.load_secret(server.archive / "secret.key"))
-        yesterday = (clock.now() - timedelta(days=1)).date()
+        yesterday = (timestamps.now() - timedelta(days=1)).date()
         expired = f"committee+{secret.member_token(case.id, M1, yesterday)}@example.org"
         other_case = f"committee+{secret.member_token(other.id, M1, yesterday.replace(year=2099))}"
         plain = "committee@example.org"

@@ -12,15 +12,18 @@ import pytest
 from clockkit import REPORTER, Archive, draft_id, stamp
 from conftest import CHAIR, M1, M2, MEMBERS, make_mail
 
-from mailflow import clock, clocks, mediation, rules, scheduler, store
+from mailflow import rules, store, timestamps
+from mailflow.case import mediation
+from mailflow.clocks import alarms, scheduler
+from mailflow.clocks.policy import ACTIONS, Duration, Policy, problems
 from mailflow.config import Config
 
 SHIPPED = rules.load(Config())["clocks"]
 BERLIN_RULES = 'timezone = "Europe/Berlin"\n'
 
 
-def policy(**overrides) -> clocks.Policy:
-    return clocks.Policy.from_rules({"clocks": {**SHIPPED, **overrides}})
+def policy(**overrides) -> Policy:
+    return Policy.from_rules({"clocks": {**SHIPPED, **overrides}})
 
 
 BERLIN = policy(timezone="Europe/Berlin")
@@ -28,7 +31,7 @@ RECEIPT = BERLIN.clock("receipt").after
 
 
 def at(text: str):
-    return clock.parse(text)
+    return timestamps.parse(text)
 
 
 # -- business time ------------------------------------------------------------------
@@ -58,22 +61,22 @@ def test_holidays_are_not_business_days():
 
 
 def test_business_hours_and_local_weeks():
-    eight_hours = (clocks.Duration.parse("8 business hours"),)
+    eight_hours = (Duration.parse("8 business hours"),)
     # Friday 15:00: two hours on Friday, six on Monday from 09:00.
     assert BERLIN.due(at("2026-11-27T14:00Z"), eight_hours) == at("2026-11-30T14:00Z")
     # A week is the same local time a week later, across the switch to summer time.
-    week = (clocks.Duration.parse("1 week"),)
+    week = (Duration.parse("1 week"),)
     assert BERLIN.due(at("2026-03-25T09:00Z"), week) == at("2026-04-01T08:00Z")
 
 
 def test_check_names_every_bad_clock_rule():
-    problems = "\n".join(clocks.problems({"clocks": {
+    found = "\n".join(problems({"clocks": {
         "timezone": "Mars/Olympus", "holidays": ["someday"], "business_hours": ["17:00", "09:00"],
         "clocks": {"x": {"after": "soon", "do": ["shout"], "ends_when": ["never"]}}}}))
     for key in ("timezone", "holidays", "business_hours", "clocks.x.after", "clocks.x.do",
                 "clocks.x.ends_when"):
-        assert f"rules/clocks.toml: {key}:" in problems
-    assert clocks.problems({"clocks": SHIPPED}) == []
+        assert f"rules/clocks.toml: {key}:" in found
+    assert problems({"clocks": SHIPPED}) == []
 
 
 # -- alarms ---------------------------------------------------------------------------
@@ -109,8 +112,8 @@ def test_each_clock_fires_at_its_due_time_doing_what_the_rules_say(archive, name
         member, text = line.split(":", 1)
         assert "All commands were applied" in archive.member(member, case, text)
     [alarm] = archive.alarms(case_id=case, clock=name)
-    due = clock.parse(alarm["due_at"])
-    archive.at(clock.stamp(due - timedelta(seconds=1)))
+    due = timestamps.parse(alarm["due_at"])
+    archive.at(timestamps.stamp(due - timedelta(seconds=1)))
     archive.tick()
     assert archive.alarms(id=alarm["id"])[0]["state"] == "pending"
     archive.at(alarm["due_at"])
@@ -264,7 +267,7 @@ def test_a_settled_mediation_runs_to_its_target_date(archive):
 def test_a_date_means_by_the_end_of_that_day(archive):
     case = archive.report()
     with store.transaction(archive.db):
-        clocks.arm(archive.db, archive.svc.rules, case, "mediation", ref="7",
+        alarms.arm(archive.db, archive.svc.rules, case, "mediation", ref="7",
                    due_at=date(2026, 12, 11))
     assert archive.due(case, "mediation") == "2026-12-11T16:00:00Z"
 
@@ -287,11 +290,11 @@ def test_a_late_alarm_fires_once_saying_so_whoever_runs_the_scheduler(archive):
 
 def test_deadlines_list_every_open_clock_with_what_it_will_do(archive):
     case = archive.report()
-    rows = clocks.deadlines(archive.db, archive.svc.rules)
+    rows = alarms.deadlines(archive.db, archive.svc.rules)
     by_clock = {r["clock"]: r for r in rows}
     assert set(by_clock) == {"receipt", "resolution"}
     assert by_clock["receipt"]["due_local"] == "Mon 2026-11-30 17:00 CET"
     assert by_clock["receipt"]["case_id"] == case
-    assert by_clock["resolution"]["will"] == [clocks.ACTIONS["draft-status-update"],
-                                             clocks.ACTIONS["flag"]]
-    assert "2026-11-30 17:00 CET" in clocks.format_deadlines(rows)
+    assert by_clock["resolution"]["will"] == [ACTIONS["draft-status-update"],
+                                             ACTIONS["flag"]]
+    assert "2026-11-30 17:00 CET" in alarms.format_deadlines(rows)

@@ -16,8 +16,9 @@ import pytest
 from conftest import MEMBERS, CaptureRelay, MailflowServer, make_mail, wait_until
 from dovecot import PASSWORD, USER, Dovecot, make_certificate
 
-from mailflow import config, imap
-from mailflow.imap import CRASH_AFTER_COMMIT
+from mailflow import config
+from mailflow.intake import imap
+from mailflow.intake.imap import CRASH_AFTER_COMMIT
 
 pytestmark = pytest.mark.skipif(shutil.which("dovecot") is None,
                                 reason="Dovecot is not installed (apt-get install dovecot-imapd)")

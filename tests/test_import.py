@@ -121,7 +121,9 @@ def test_reindex_reproduces_identical_results(server, tmp_path: Path):
 
 
 def test_a_large_import_is_taken_in_by_a_second_process_and_files_the_same(tmp_path, monkeypatch):
-    from mailflow import config, importer, pipeline, store
+    from mailflow import app, config, store
+    from mailflow.intake import importer
+    from mailflow.pipeline import runner
 
     box = tmp_path / "Maildir"
     for sub in ("cur", "new", "tmp"):
@@ -129,14 +131,14 @@ def test_a_large_import_is_taken_in_by_a_second_process_and_files_the_same(tmp_p
     for n, raw in enumerate(history()):
         (box / "cur" / f"{n:04d}:2,").write_bytes(raw)
     parsed_here = []
-    monkeypatch.setattr(pipeline, "parse", lambda raw: parsed_here.append(raw) or
+    monkeypatch.setattr(runner, "parse", lambda raw: parsed_here.append(raw) or
                         importer.parse(raw))
     monkeypatch.setattr(importer, "CHUNK", 64)  # several chunks, one taken in ahead
 
     def run(name: str, parallel_min: int) -> list[tuple]:
         monkeypatch.setattr(importer, "PARALLEL_MIN", parallel_min)
         cfg = config.from_dict({"storage": {"path": str(tmp_path / name)}})
-        summary = importer.run(cfg, box, show_progress=False)
+        summary = importer.run(app.services(cfg), box, show_progress=False)
         assert summary.imported == THREADS * (REPLIES + 1) and summary.cases_opened == THREADS
         db = store.connect(cfg.db_path)
         assert db.execute("SELECT DISTINCT status FROM cases").fetchall() == [("closed",)]
@@ -151,7 +153,8 @@ def test_a_large_import_is_taken_in_by_a_second_process_and_files_the_same(tmp_p
 
 
 def test_import_names_the_messages_over_the_size_limit_and_takes_the_rest(tmp_path, monkeypatch):
-    from mailflow import config, importer
+    from mailflow import app, config
+    from mailflow.intake import importer
 
     messages = history()[:REPLIES + 1]
     big = messages[0].replace(b"<t0.0@", b"<big@") + b"x" * 5000 + b"\n"
@@ -169,14 +172,15 @@ def test_import_names_the_messages_over_the_size_limit_and_takes_the_rest(tmp_pa
         monkeypatch.setattr(importer, "PARALLEL_MIN", parallel_min)
         cfg = config.from_dict({"storage": {"path": str(tmp_path / name)},
                                 "intake": {"max_size": 4096}})
-        summary = importer.run(cfg, tmp_path / source, show_progress=False)
+        summary = importer.run(app.services(cfg), tmp_path / source, show_progress=False)
         assert summary.too_large == [too_large], name
         assert (summary.read, summary.imported, summary.cases_opened) == (REPLIES + 2,
                                                                           REPLIES + 1, 1)
 
 
 def test_the_next_import_finishes_what_an_interrupted_one_committed(tmp_path):
-    from mailflow import config, importer, store
+    from mailflow import app, config, store
+    from mailflow.intake import importer
 
     messages = history()
     thread_a, thread_b = messages[:REPLIES + 1], messages[REPLIES + 1:2 * (REPLIES + 1)]
@@ -184,13 +188,13 @@ def test_the_next_import_finishes_what_an_interrupted_one_committed(tmp_path):
     for i, raw in enumerate(thread_a):
         (tmp_path / "a" / f"{i}.eml").write_bytes(raw)
     cfg = config.from_dict({"storage": {"path": str(tmp_path / "archive")}})
-    assert importer.run(cfg, tmp_path / "a", show_progress=False).cases_opened == 1
+    assert importer.run(app.services(cfg), tmp_path / "a", show_progress=False).cases_opened == 1
     # A run that stopped after committing thread B to the spool, before filing any of it.
     spool = store.connect_spool(cfg.db_path)
     importer.take_in(spool, [(f"b{i}", raw) for i, raw in enumerate(thread_b)],
                      cfg.intake.max_size, parse_new=False)
     spool.close()
-    again = importer.run(cfg, tmp_path / "a", show_progress=False)
+    again = importer.run(app.services(cfg), tmp_path / "a", show_progress=False)
     assert (again.imported, again.already, again.cases_opened) == (0, REPLIES + 1, 1)
     db = store.connect(cfg.db_path)
     assert db.execute("SELECT count(*) FROM messages").fetchone() == (2 * (REPLIES + 1),)

@@ -24,7 +24,7 @@ from conftest import (
     wait_until,
 )
 
-from mailflow.listener import PLAIN_PATH, Server
+from mailflow.intake.listener import PLAIN_PATH, Server
 
 REPORTER = "reporter@people.test"
 

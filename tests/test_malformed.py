@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import make_mail
 
-from mailflow.message import parse, strict_from
+from mailflow.mail.parse import parse, strict_from
 
 REPORTER = "reporter@people.test"
 

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import json
 
-from mailflow import config, outbound, schema, search, store
+from mailflow import config, store
+from mailflow.archive import search
+from mailflow.mail.compose import compose
+from mailflow.outbound import delivery
+from mailflow.outbound.queue import text_columns
+from mailflow.store.migrations import core
 
 
 def test_sent_mail_from_before_the_text_columns_is_parsed_once_and_found(tmp_path):
@@ -13,16 +18,16 @@ def test_sent_mail_from_before_the_text_columns_is_parsed_once_and_found(tmp_pat
     db = store.connect(cfg.db_path)
     # The archive as the first release left it: core tables, one acknowledgement queued.
     db.execute("CREATE TABLE schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT)")
-    schema.core_tables(db)
+    core.core_tables(db)
     db.execute("INSERT INTO schema_migrations VALUES ('0001_core_tables', '2026-01-01')")
-    msg = outbound.compose(cfg, from_=("Conduct committee", "conduct@example.org"),
+    msg = compose(cfg, from_=("Conduct committee", "conduct@example.org"),
                            to=["Ann Reporter <ann@people.test>"], subject="Received",
                            body="We received your report about the quokka.\n\n> what I wrote")
     db.execute("INSERT INTO outbound (kind, created_at, message_id, envelope_from, subject, raw)"
                " VALUES ('ack', '2026-01-02T00:00:00Z', 'x@example.org', '', 'Received', ?)",
                [msg.raw])
 
-    applied = store.migrate(db)
+    applied = store.upgrade(db)
 
     assert "0002_outbound_text" in applied and "0101_queue_and_outbound_columns" in applied
     row = db.execute("SELECT from_addr, to_addrs, new_text, quoted_text FROM outbound").fetchone()
@@ -35,10 +40,10 @@ def test_sent_mail_from_before_the_text_columns_is_parsed_once_and_found(tmp_pat
 
 def test_queued_mail_keeps_the_text_it_was_composed_from(tmp_path):
     cfg = config.from_dict({"storage": {"path": str(tmp_path / "archive")}})
-    msg = outbound.compose(cfg, from_=("Zoë Comité", "conduct@example.org"),
+    msg = compose(cfg, from_=("Zoë Comité", "conduct@example.org"),
                            to=["a@people.test"], cc=["B <b@people.test>"], subject="Ré",
                            body="Une réponse.\n\nOn Monday, A wrote:\n> la question")
-    columns = outbound.text_columns(msg)
+    columns = text_columns(msg)
     assert columns["from_name"] == "Zoë Comité" and columns["from_addr"] == "conduct@example.org"
     assert json.loads(columns["cc_addrs"]) == ["b@people.test"]
     assert columns["new_text"] == "Une réponse."
@@ -62,5 +67,5 @@ def test_a_delivery_pass_reads_the_queue_in_sending_order_without_sorting_it(tmp
     cfg = config.from_dict({"storage": {"path": str(tmp_path / "archive")}})
     cfg.archive_dir.mkdir(parents=True)
     db = store.open_db(cfg.db_path)
-    plan = [r[3] for r in db.execute("EXPLAIN QUERY PLAN " + outbound.DUE_SQL, ["2026", 10])]
+    plan = [r[3] for r in db.execute("EXPLAIN QUERY PLAN " + delivery.DUE_SQL, ["2026", 10])]
     assert plan == ["SCAN outbound_rcpt USING INDEX outbound_rcpt_queue"], plan

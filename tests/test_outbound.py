@@ -13,8 +13,10 @@ from aiosmtpd.smtp import AuthResult
 from conftest import CaptureRelay, MailflowServer, free_port, make_mail, wait_until
 from dovecot import make_certificate
 
-from mailflow import config, outbound
-from mailflow.outbound import HeaderInjection
+from mailflow import config
+from mailflow.mail.compose import HeaderInjection, compose
+from mailflow.outbound import delivery, transports
+from mailflow.outbound.queue import enqueue
 
 REPORTER = "reporter@people.test"
 
@@ -102,22 +104,22 @@ def test_without_a_relay_mail_goes_to_the_maildir_outbox(tmp_path):
 def test_compose_refuses_a_line_break_in_any_header(value):
     cfg = config.Config()
     with pytest.raises(HeaderInjection):
-        outbound.compose(cfg, from_=("x", "conduct@example.org"), to=["a@b.test"],
+        compose(cfg, from_=("x", "conduct@example.org"), to=["a@b.test"],
                          subject=value, body="text")
     with pytest.raises(HeaderInjection):
-        outbound.compose(cfg, from_=(value, "conduct@example.org"), to=["a@b.test"],
+        compose(cfg, from_=(value, "conduct@example.org"), to=["a@b.test"],
                          subject="ok", body="text")
 
 
 def test_compose_accepts_text_that_only_looks_encoded():
-    msg = outbound.compose(config.Config(), from_=("x", "conduct@example.org"),
+    msg = compose(config.Config(), from_=("x", "conduct@example.org"),
                            to=["a@b.test"], subject="release v=0a1, 100%", body="text")
     assert msg["Subject"] == "release v=0a1, 100%"
 
 
 def test_compose_encodes_non_ascii_and_long_lines():
     cfg = config.Config()
-    msg = outbound.compose(cfg, from_=("Comité de conduite", "conduct@example.org"),
+    msg = compose(cfg, from_=("Comité de conduite", "conduct@example.org"),
                            to=["a@b.test"], subject="Ihre Meldung über #general",
                            body="Grüße\n" + "x" * 2000 + "\n")
     parsed = message_from_bytes(msg.as_bytes(), policy=policy.default)
@@ -138,10 +140,10 @@ def test_acknowledgements_queued_during_a_pass_go_ahead_of_the_copies_left(tmp_p
     def queue(kind: str, n: int) -> None:
         with store.transaction(db):
             for i in range(n):
-                msg = outbound.compose(cfg, from_=("", "conduct@example.org"),
+                msg = compose(cfg, from_=("", "conduct@example.org"),
                                        to=[f"{kind}{i}@people.test"], subject=f"{kind} {i}",
                                        body="text")
-                outbound.enqueue(db, msg, kind=kind, rcpts=[f"{kind}{i}@people.test"])
+                enqueue(db, msg, kind=kind, rcpts=[f"{kind}{i}@people.test"])
 
     queue("relay", 30)
     calls = 0
@@ -153,11 +155,11 @@ def test_acknowledgements_queued_during_a_pass_go_ahead_of_the_copies_left(tmp_p
             queue("ack", 2)
         return calls == 5
 
-    transports = [outbound.transport_for(cfg)]
+    sessions = [transports.transport_for(cfg)]
     try:
-        assert outbound.deliver_due(db, cfg, transports, new_mail) == 32
+        assert delivery.deliver_due(db, cfg, sessions, new_mail) == 32
     finally:
-        transports[0].close()
+        sessions[0].close()
     order = [c.rcpts[0].split("@")[0] for c in relay.received]
     assert len(order) == 32 and {"ack0", "ack1"} <= set(order)
     # Sent as soon as the copies already handed to the session are: not after the rest.
@@ -176,20 +178,20 @@ def test_deliveries_are_recorded_once_the_pipeline_lets_go_of_the_write_lock(tmp
     db = store.open_db(cfg.db_path)
     with store.transaction(db):
         for i in range(30):
-            msg = outbound.compose(cfg, from_=("", "conduct@example.org"), to=[f"r{i}@x.test"],
+            msg = compose(cfg, from_=("", "conduct@example.org"), to=[f"r{i}@x.test"],
                                    subject="copy", body="text")
-            outbound.enqueue(db, msg, kind="relay", rcpts=[f"r{i}@x.test"])
+            enqueue(db, msg, kind="relay", rcpts=[f"r{i}@x.test"])
     pipeline = sqlite3.connect(cfg.db_path, isolation_level=None, check_same_thread=False)
     pipeline.execute("BEGIN IMMEDIATE")  # a long batch holds the write lock
     with pytest.raises(store.Busy), store.transaction(db, timeout=0):
         pass
     assert db.execute("PRAGMA busy_timeout").fetchone()[0] == 10_000  # left as it was
     threading.Timer(0.5, lambda: pipeline.execute("COMMIT")).start()
-    transports = [outbound.transport_for(cfg) for _ in range(2)]
+    sessions = [transports.transport_for(cfg) for _ in range(2)]
     try:
-        assert outbound.deliver_due(db, cfg, transports) == 30  # sent meanwhile, then recorded
+        assert delivery.deliver_due(db, cfg, sessions) == 30  # sent meanwhile, then recorded
     finally:
-        for t in transports:
+        for t in sessions:
             t.close()
     assert len(relay.received) == 30
     assert db.execute("SELECT count(*) FROM outbound_rcpt WHERE state = 'sent'").fetchone() == (30,)

@@ -20,7 +20,7 @@ from casekit import (
 )
 from conftest import CHAIR, M1, M2
 
-from mailflow import clock
+from mailflow import timestamps
 
 LOG = "https://chat.example.org/general/2026-05-03 (the channel log)"
 WHAT = "Sam Sharp called Rita Moreno's patch garbage and told her to leave"
@@ -30,7 +30,7 @@ def test_report_has_every_field_withholds_the_reporter_and_gates_closing(tmp_pat
     server = start_server(tmp_path, relay)
     try:
         case = open_case(server, relay)
-        until = (clock.now() + timedelta(days=90)).date().isoformat()
+        until = (timestamps.now() + timedelta(days=90)).date().isoformat()
         case.command(M1, f"""#what {WHAT}
 #channel #general on the project chat
 #originator Sam Sharp <{ORIGINATOR}>

@@ -9,7 +9,7 @@ from datetime import timedelta
 from casekit import ORIGINATOR, open_case, start_server
 from conftest import M1, M2
 
-from mailflow import clock
+from mailflow import timestamps
 
 TROLL = "troll@people.test"
 
@@ -17,7 +17,7 @@ TROLL = "troll@people.test"
 def test_a_ban_expires_by_its_date_and_stays_in_the_registry(tmp_path, relay):
     with start_server(tmp_path, relay) as server:
         case = open_case(server, relay)
-        today = clock.now().date()
+        today = timestamps.now().date()
         until = (today + timedelta(days=10)).isoformat()
         applied = case.command(M1, f"#originator Sam Sharp <{ORIGINATOR}>\n"
                                    f"#ban originator scope=Forum,chat until={until} insults\n"

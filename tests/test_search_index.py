@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from mailflow import config, search, store
+from mailflow import config, store
+from mailflow.archive import search
+from mailflow.store import fulltext
 
 
 @pytest.fixture
@@ -21,7 +23,7 @@ def refs(db, query: str) -> list[str]:
 def test_what_a_transaction_indexes_is_found_once_it_commits(db):
     with store.transaction(db):
         for n in range(3):
-            search.index_record(db, ref=f"note:{n}", kind="note", case_id=None,
+            fulltext.index_record(db, ref=f"note:{n}", kind="note", case_id=None,
                                 body=f"the wombat note {n}")
         assert db.execute("SELECT count(*) FROM search_queue").fetchone()[0] == 3
     assert db.execute("SELECT count(*) FROM search_queue").fetchone()[0] == 0
@@ -30,9 +32,9 @@ def test_what_a_transaction_indexes_is_found_once_it_commits(db):
 
 def test_a_step_undone_inside_a_transaction_leaves_nothing_in_the_index(db):
     with store.transaction(db):
-        search.index_record(db, ref="note:kept", kind="note", case_id=None, body="kept wombat")
+        fulltext.index_record(db, ref="note:kept", kind="note", case_id=None, body="kept wombat")
         with pytest.raises(RuntimeError), store.savepoint(db, "step"):
-            search.index_record(db, ref="note:undone", kind="note", case_id=None,
+            fulltext.index_record(db, ref="note:undone", kind="note", case_id=None,
                                 body="undone wombat")
             raise RuntimeError("the step fails")
     assert refs(db, "wombat") == ["note:kept"]
@@ -40,16 +42,16 @@ def test_a_step_undone_inside_a_transaction_leaves_nothing_in_the_index(db):
 
 def test_text_replaced_in_the_same_transaction_is_indexed_as_last_written(db):
     with store.transaction(db):
-        search.index_record(db, ref="note:1", kind="note", case_id=None, body="first wombat")
-        search.index_record(db, ref="note:1", kind="note", case_id=None, body="second quokka")
+        fulltext.index_record(db, ref="note:1", kind="note", case_id=None, body="first wombat")
+        fulltext.index_record(db, ref="note:1", kind="note", case_id=None, body="second quokka")
     assert refs(db, "wombat") == [] and refs(db, "quokka") == ["note:1"]
     with store.transaction(db):
-        search.index_record(db, ref="note:1", kind="note", case_id=None, body="third numbat")
+        fulltext.index_record(db, ref="note:1", kind="note", case_id=None, body="third numbat")
     assert refs(db, "quokka") == [] and refs(db, "numbat") == ["note:1"]
 
 
 def test_search_inside_a_transaction_sees_its_own_writes(db):
     # #search by mail runs inside the pipeline's transaction.
     with store.transaction(db):
-        search.index_record(db, ref="note:1", kind="note", case_id=None, body="early wombat")
+        fulltext.index_record(db, ref="note:1", kind="note", case_id=None, body="early wombat")
         assert refs(db, "wombat") == ["note:1"]

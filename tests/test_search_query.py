@@ -8,7 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from mailflow import config, search, store
+from mailflow import config, store
+from mailflow.archive import search
+from mailflow.store import fulltext
 
 START = datetime(2021, 1, 1, tzinfo=UTC)
 
@@ -26,7 +28,7 @@ def day(n: int) -> str:
 
 def note(db, n: int, body: str, *, kind: str = "note", case_id: str | None = None,
          subject: str = "") -> None:
-    search.index_record(db, ref=f"{kind}:{n}", kind=kind, case_id=case_id, body=body,
+    fulltext.index_record(db, ref=f"{kind}:{n}", kind=kind, case_id=case_id, body=body,
                         subject=subject, at=day(n))
 
 

@@ -21,7 +21,7 @@ from casekit import (
 )
 from conftest import CHAIR, M1, M2
 
-from mailflow import clock
+from mailflow import timestamps
 
 PEOPLE = (f"#originator Sam Sharp <{ORIGINATOR}>\n#affected Ada Ng <{AFFECTED}>\n"
           f"#witness {WITNESS_NAME} <{WITNESS}>\n#channel #general on the project chat\n")
@@ -68,7 +68,7 @@ def test_every_template_renders_for_a_realistic_case_and_leaves_without_the_repo
         tmp_path, relay):
     with start_server(tmp_path, relay) as server:
         case = open_case(server, relay)
-        until = (clock.now() + timedelta(days=90)).date().isoformat()
+        until = (timestamps.now() + timedelta(days=90)).date().isoformat()
         case.command(M1, PEOPLE + f"#ban originator scope=forum,chat until={until} insults")
         sends = "".join(f"#send {t} to={role}\n{fields}\n#end\n" for t, role, fields in SENDS)
         transcript = case.command(M2, sends)

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 from conftest import CHAIR, M1, M2, MEMBERS, CaptureRelay, MailflowServer, make_mail
 
-from mailflow import rules, triage
+from mailflow import rules
 from mailflow.config import Config
+from mailflow.pipeline.handlers import triage
 
 REPORTER = "rita@people.test"
 CONDUCT = "conduct@example.org"

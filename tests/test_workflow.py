@@ -19,7 +19,8 @@ from conftest import (
     wait_until,
 )
 
-from mailflow import search, store
+from mailflow import store
+from mailflow.archive import search
 
 MEDIATOR, OTHER_MEDIATOR = "mia@mediators.test", "otto@mediators.test"
 DELEGATE = "olga@events.test"

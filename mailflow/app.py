@@ -1,0 +1,153 @@
+"""The one list of mailflow's built-in parts.
+
+Everything that makes up the behaviour is listed here, in order, and nowhere else: the
+pipeline's handler chain, the modules that define ``#commands``, the checks that can
+hold back closing a case, the schema's migrations and the stages ``mailflow serve``
+runs.  Only entry points (the CLI, ``serve``, the test harness) import this module;
+the parts receive what they need of it through :class:`~mailflow.pipeline.context.Parts`
+and never find each other by name or register themselves on import.
+
+``mailflow parts`` prints these lists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from mailflow import rules
+from mailflow.archive import search
+from mailflow.case import (
+    calls,
+    casefile,
+    consensus,
+    grievance,
+    mediation,
+    record,
+    recusal,
+    resolution,
+    sanctions,
+    severe,
+)
+from mailflow.clocks import scheduler
+from mailflow.commands import help
+from mailflow.commands.spec import collect
+from mailflow.config import Config
+from mailflow.intake.imap import Poller
+from mailflow.mail import render
+from mailflow.mail.tokens import Signer, load_secret
+from mailflow.outbound import delivery
+from mailflow.pipeline import runner
+from mailflow.pipeline.context import Handler, Parts, Services
+from mailflow.pipeline.handlers import (
+    acknowledge,
+    authenticate,
+    clocks,
+    commands,
+    file,
+    recuse,
+    relay,
+    route,
+    triage,
+)
+from mailflow.responses import draft_commands, finalreport, redaction
+from mailflow.store import migrations
+from mailflow.wakeups import Wakeups
+
+# The pipeline, in order: each handler reads what the ones before it decided.
+HANDLERS: tuple[Handler, ...] = (
+    route.route,                   # conduct or committee side; which case; a new one?
+    triage.assess,                 # urgent words in a new report
+    authenticate.authenticate,     # before filing: unproven member mail is filed as a note
+    recuse.recuse_named,           # before anything is relayed
+    mediation.record_consent,      # a party's answer to a mediation request
+    resolution.file_feedback,      # the reporter's feedback on the proposed response
+    grievance.detect_grievance,    # the originator asks for a review
+    file.file_message,             # into the archive
+    commands.apply,                # a member's #commands, and the transcript
+    clocks.start_clocks,           # after the commands: they may start clocks
+    acknowledge.acknowledge,       # the reporter hears at once
+    triage.alert,                  # urgent: every member alerted
+    relay.relay,                   # the committee's copy
+)
+
+# What imported history goes through: threaded and filed like live mail, but it sends
+# nothing, applies no #commands and starts no clocks; it happened long ago.
+HISTORY_HANDLERS: tuple[Handler, ...] = (route.route, file.file_message)
+
+# The modules that define #commands; `mailflow help` presents them in this order.
+COMMAND_MODULES = (
+    record,          # the case record: #what, #violation, #originator, #close ...
+    recusal,         # #recuse, #chair
+    consensus,       # #propose, #vote, #signoff
+    severe,          # #severe
+    calls,           # #call, #note
+    mediation,       # #mediate
+    resolution,      # #consult, #enact, #reply
+    draft_commands,  # #send, #edit, #confirm, #discard
+    redaction,       # #consent
+    sanctions,       # #ban, #unban, #warn
+    finalreport,     # #report, #public-record
+    scheduler,       # #timeline
+    casefile,        # #status
+    search,          # #search
+    help,            # #help
+)
+COMMANDS = collect(COMMAND_MODULES)
+
+# Why a case cannot close yet.
+CLOSE_CHECKS = (
+    severe.unsigned,              # the clear-and-severe fast path is not signed off
+    finalreport.report_not_sent,  # the officers' report has not been sent
+)
+
+# The schema's history, in the order it applies (kept beside the store, which applies
+# it whenever it opens the database).
+MIGRATIONS = migrations.ALL
+
+PARTS = Parts(handlers=HANDLERS, history_handlers=HISTORY_HANDLERS, commands=COMMANDS,
+              close_checks=CLOSE_CHECKS)
+
+
+def services(cfg: Config) -> Services:
+    """What every part may use, for one process."""
+    return Services(cfg, rules.load(cfg), Signer(load_secret(cfg.secret_path)),
+                    render.environment(cfg), PARTS)
+
+
+# The stages `mailflow serve` runs, each in a process of its own, behind the listener.
+# Module-level functions, so that a spawned process can find them.
+
+def pipeline_stage(cfg: Config, wake: Wakeups) -> None:
+    """Process what intake committed."""
+    def progress(spool_id: int) -> None:
+        wake.settled.value = spool_id
+
+    runner.run_forever(services(cfg), wake.stop, wake.pipeline, wake.outbound.set, progress)
+
+
+def outbound_stage(cfg: Config, wake: Wakeups) -> None:
+    """Deliver the outbound queue."""
+    delivery.run_forever(cfg, wake.stop, wake.outbound)
+
+
+def scheduler_stage(cfg: Config, wake: Wakeups) -> None:
+    """Fire the clocks' alarms."""
+    scheduler.run_forever(services(cfg), wake.stop, wake.outbound.set)
+
+
+def imap_stage(cfg: Config, wake: Wakeups) -> None:
+    """Poll the IMAP mailbox of [intake.imap]."""
+    Poller(cfg, wake.stop, on_commit=wake.pipeline.set).run()
+
+
+Stage = Callable[[Config, Wakeups], None]
+STAGES: tuple[tuple[str, Stage], ...] = (
+    ("pipeline", pipeline_stage),
+    ("outbound", outbound_stage),
+    ("scheduler", scheduler_stage),
+)
+
+
+def stages(cfg: Config) -> list[tuple[str, Stage]]:
+    """The stages this configuration runs: IMAP polling only when configured."""
+    return [*STAGES, *([("imap", imap_stage)] if cfg.intake.imap else [])]

@@ -1,0 +1,237 @@
+"""``mailflow case export ID``: the whole case in one file, in the order things happened.
+
+One timeline merges the mail in (with its text), the mail sent (acknowledgements,
+transcripts of commands and their results, confirmed drafts; not the per-member copies
+of relayed mail), the indexed records (call summaries, notes, drafts, case fields) and
+the audit log of the case (every command, vote, decision and change, with who did it
+and the proof of identity used).  Every other table holding rows of the case (case
+fields, proposals and votes, drafts, bans, mediation ...) follows in full, found by its
+``case_id`` column or a foreign key to such a table, so new tables need no change here.
+
+Formats: ``json`` (everything, for tools), ``html`` (one self-contained page an officer
+can read offline: no scripts, no remote resources), ``mbox`` (the mail itself for a
+mail client, plus one message carrying the case record as text).
+"""
+
+from __future__ import annotations
+
+import json
+import mailbox
+import tempfile
+from email.message import EmailMessage
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import sqlite_utils
+
+from mailflow import store, timestamps
+from mailflow.case import cases
+from mailflow.mail.parse import parse
+from mailflow.store import audit
+
+# Shown in their own sections, or internal (the index, the raw spool).
+SHOWN_APART = {"cases", "people", "messages", "outbound", "outbound_rcpt", "audit",
+               "search_docs", "search_records", "spool_state"}
+
+
+def case_tables(db: sqlite_utils.Database) -> list[tuple[str, str]]:
+    """Every table holding rows of a case, as (table, SQL condition with one ``?`` for
+    the case id); rows that refer to another table's rows come before those rows."""
+    names = [r[0] for r in db.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+        "AND sql NOT LIKE 'CREATE VIRTUAL%' AND name NOT LIKE 'search_fts_%'")]
+    columns = {t: [r[1] for r in db.execute(f"PRAGMA table_info({t})")] for t in names}
+    children: dict[str, list[tuple[str, str, str]]] = {}
+    for t in names:
+        for fk in db.execute(f"PRAGMA foreign_key_list({t})").fetchall():
+            parent, from_col, to_col = fk[2], fk[3], fk[4] or "rowid"
+            if parent != t and parent != "cases":
+                children.setdefault(parent, []).append((t, from_col, to_col))
+    out: list[tuple[str, str]] = []
+
+    def visit(table: str, cond: str, depth: int) -> None:
+        for child, from_col, to_col in children.get(table, []) if depth < 4 else []:
+            if "case_id" not in columns[child]:
+                visit(child, f"{from_col} IN (SELECT {to_col} FROM {table} WHERE {cond})",
+                      depth + 1)
+        out.append((table, cond))
+
+    for t in names:
+        if "case_id" in columns[t] and t != "cases":
+            visit(t, "case_id = ?", 0)
+    return out
+
+
+def _plain(value: Any) -> Any:
+    return f"<{len(value)} bytes>" if isinstance(value, bytes) else value
+
+
+def collect(db: sqlite_utils.Database, case_id: str) -> dict[str, Any] | None:
+    case = cases.get(db, case_id)
+    if case is None:
+        return None
+    timeline: list[dict[str, Any]] = []
+    for m in db.query(
+            "SELECT m.*, s.raw FROM messages m LEFT JOIN spool s ON s.id = m.spool_id "
+            "WHERE m.case_id = ? ORDER BY m.id", [case_id]):
+        timeline.append({
+            "at": m["received_at"], "type": "mail in", "kind": m["kind"],
+            "from": m["from_addr"], "from_name": m["from_name"],
+            "to": json.loads(m["to_addrs"] or "[]") + json.loads(m["cc_addrs"] or "[]"),
+            "subject": m["subject"], "date": m["date"], "message_id": m["message_id"],
+            "text": m["body_text"], "attachments": json.loads(m["attachments"] or "[]"),
+            "flags": json.loads(m["flags"] or "[]"), "raw": m["raw"]})
+    for o in db.query(
+            "SELECT o.*, (SELECT group_concat(rcpt || ' (' || state || ')', ', ') FROM "
+            "outbound_rcpt r WHERE r.outbound_id = o.id) AS rcpts FROM outbound o "
+            "WHERE o.case_id = ? AND o.kind != 'relay' ORDER BY o.id", [case_id]):
+        p = parse(o["raw"])
+        timeline.append({
+            "at": o["created_at"], "type": "mail out", "kind": o["kind"],
+            "from": p.from_addr, "to": o["rcpts"], "subject": o["subject"],
+            "message_id": o["message_id"], "text": p.body_text, "raw": o["raw"]})
+    for r in db.query("SELECT * FROM search_records WHERE case_id = ? AND kind != 'case' "
+                      "ORDER BY at", [case_id]):
+        timeline.append({"at": r["at"], "type": "record", "kind": r["kind"],
+                         "from": r["author"], "subject": r["subject"], "text": r["body"],
+                         "ref": r["ref"]})
+    for a in db.query("SELECT * FROM audit WHERE case_id = ? ORDER BY id", [case_id]):
+        timeline.append({"at": a["at"], "type": "event", "kind": a["action"],
+                         "from": a["actor"], "proof": a["proof"],
+                         "detail": json.loads(a["detail"] or "{}"), "audit_id": a["id"]})
+    order = {"mail in": 0, "record": 1, "mail out": 2, "event": 3}
+    timeline.sort(key=lambda e: (e["at"] or "", order[e["type"]]))
+    records = {}
+    for table, cond in case_tables(db):
+        if table in SHOWN_APART or table in records:
+            continue
+        rows = [{k: _plain(v) for k, v in row.items()}
+                for row in db.query(f"SELECT * FROM {table} WHERE {cond}", [case_id])]
+        if rows:
+            records[table] = rows
+    return {"case": case, "people": cases.people(db, case_id), "timeline": timeline,
+            "records": records, "exported_at": timestamps.stamp()}
+
+
+def to_json(d: dict[str, Any]) -> bytes:
+    timeline = [{k: v for k, v in e.items() if k != "raw"} for e in d["timeline"]]
+    return json.dumps({**d, "timeline": timeline}, indent=2, ensure_ascii=False,
+                      default=str).encode()
+
+
+HTML = jinja2.Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True).from_string(
+    """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>Case {{ c.id }} ({{ c.codename }})</title>
+<style>
+body { font: 15px/1.45 system-ui, sans-serif; max-width: 60rem; margin: 2rem auto;
+       padding: 0 1rem; color: #222; }
+h1 { font-size: 1.5rem; } h2 { font-size: 1.2rem; border-bottom: 1px solid #ccc; }
+table { border-collapse: collapse; margin: .5rem 0 1rem; font-size: 14px; }
+td, th { border: 1px solid #ddd; padding: .2rem .5rem; text-align: left;
+         vertical-align: top; }
+.entry { border-left: 4px solid #999; margin: .8rem 0; padding: .2rem .8rem; }
+.mail-in { border-color: #2a6fb0; } .mail-out { border-color: #3a8a3a; }
+.record { border-color: #b07a2a; } .event { border-color: #bbb; font-size: 14px; }
+.meta { color: #555; font-size: 13px; }
+pre { white-space: pre-wrap; font: 14px/1.4 ui-monospace, monospace;
+      background: #f7f7f7; padding: .5rem; }
+@media print { .entry { break-inside: avoid; } }
+</style></head><body>
+<h1>Case {{ c.id }} &middot; {{ c.codename }}</h1>
+<p class="meta">Confidential: the record of the Code of Conduct committee.
+Exported {{ d.exported_at }}{% if by %} by {{ by }}{% endif %}.</p>
+<table>
+<tr><th>Status</th><td>{{ c.status }}</td></tr>
+<tr><th>Kind</th><td>{{ c.kind }}</td></tr>
+<tr><th>Subject</th><td>{{ c.subject or "" }}</td></tr>
+<tr><th>Opened</th><td>{{ c.opened_at }}</td></tr>
+<tr><th>Acknowledged</th><td>{{ c.acknowledged_at or "not yet" }}</td></tr>
+<tr><th>Last activity</th><td>{{ c.updated_at }}</td></tr>
+</table>
+<h2>People</h2>
+<table><tr><th>Role</th><th>Name</th><th>Address</th></tr>
+{% for p in d.people %}<tr><td>{{ p.role }}</td><td>{{ p.name }}</td>
+<td>{{ p.address }}</td></tr>
+{% endfor %}</table>
+<h2>Timeline</h2>
+{% for e in d.timeline %}
+<div class="entry {{ e.type | replace(' ', '-') }}">
+<div class="meta">{{ e.at }} &middot; {{ e.type }}: {{ e.kind }}
+{% if e.from %} &middot; {{ e.from_name ~ " " if e.from_name }}{{ e.from }}{% endif %}
+{% if e.proof %} (proof: {{ e.proof }}){% endif %}
+{% if e.to %} &middot; to {{ e.to | join(", ") if e.to is not string else e.to }}{% endif %}
+</div>
+{% if e.subject %}<div><strong>{{ e.subject }}</strong></div>{% endif %}
+{% if e.text %}<pre>{{ e.text }}</pre>{% endif %}
+{% for a in e.attachments or [] %}<div class="meta">attachment: {{ a.name or "(unnamed)" }},
+{{ a.type }}, {{ a.size }} bytes</div>{% endfor %}
+{% if e.detail %}<div class="meta">{% for k, v in e.detail.items() %}{{ k }}: {{ v }}
+{%- if not loop.last %}; {% endif %}{% endfor %}</div>{% endif %}
+</div>
+{% endfor %}
+{% for table, rows in d.records.items() %}
+<h2>{{ table | replace("_", " ") | capitalize }}</h2>
+<table><tr>{% for k in rows[0] %}<th>{{ k }}</th>{% endfor %}</tr>
+{% for r in rows %}<tr>{% for v in r.values() %}<td>{{ v if v is not none }}</td>
+{% endfor %}</tr>{% endfor %}</table>
+{% endfor %}
+</body></html>
+""")
+
+
+def to_html(d: dict[str, Any], by: str | None = None) -> bytes:
+    return HTML.render(d=d, c=d["case"], by=by).encode()
+
+
+def _record_text(d: dict[str, Any]) -> str:
+    c = d["case"]
+    lines = [f"Case {c['id']} ({c['codename']}): {c['status']}, {c['kind']}",
+             f"Subject: {c['subject'] or ''}", f"Opened {c['opened_at']}", "", "People:"]
+    lines += [f"  {p['role']:<12} {p['name']} <{p['address']}>" for p in d["people"]]
+    lines += ["", "Timeline:"]
+    for e in d["timeline"]:
+        who = f" {e['from']}" if e.get("from") else ""
+        lines.append(f"  {e['at']} {e['type']}: {e['kind']}{who}")
+        if e["type"] == "record":
+            lines += [f"      {line}" for line in (e["text"] or "").splitlines()]
+        elif e["type"] == "event" and e["detail"]:
+            lines.append(f"      {json.dumps(e['detail'], ensure_ascii=False)}")
+    for table, rows in d["records"].items():
+        lines += ["", f"{table}:"]
+        lines += [f"  {json.dumps(r, ensure_ascii=False, default=str)}" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def to_mbox(d: dict[str, Any]) -> bytes:
+    c = d["case"]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "case.mbox"
+        box = mailbox.mbox(str(path))
+        for e in d["timeline"]:
+            if e.get("raw"):
+                box.add(e["raw"])
+        record = EmailMessage()
+        record["From"] = "mailflow <mailflow@localhost>"
+        record["Subject"] = f"Case {c['id']} ({c['codename']}): the case record"
+        record["Date"] = format_datetime(timestamps.now())
+        record["X-Mailflow-Case"] = c["id"]
+        record.set_content(_record_text(d))
+        box.add(record)
+        box.flush()
+        box.close()
+        return path.read_bytes()
+
+
+def export(db: sqlite_utils.Database, case_id: str, fmt: str, by: str | None = None
+           ) -> bytes | None:
+    """The case in ``fmt``, or None if there is no such case; the export is audited."""
+    d = collect(db, case_id)
+    if d is None:
+        return None
+    data = {"json": to_json, "html": lambda x: to_html(x, by), "mbox": to_mbox}[fmt](d)
+    with store.transaction(db):
+        audit.append(db, by or "admin", "case exported", case_id, format=fmt)
+    return data

@@ -1,0 +1,152 @@
+"""Retention: ``mailflow purge --before DATE`` removes expired cases' mail and text.
+
+A case is expired when its status counts as closed (``rules/retention.toml``
+``closed_statuses``) and its last activity (the later of its last mail and its last
+audit entry) is older than ``closed_days``.  ``--before DATE`` limits a run to the
+expired cases last active before DATE.  A case with an ongoing ban (not lifted, not
+ended) is refused: the ban's record must stay reviewable while it is in force.
+
+What a purge removes, in one transaction per case: its messages, everything sent about
+it (relayed copies included), the indexed records, and the rows of every other table
+with the case's ``case_id`` (or pointing at such rows): case fields, proposals and
+votes, notes and call summaries, drafts, mediation, people; then the raw mail of those
+messages from ``spool.db``.  What it keeps: the case row itself, with its subject
+cleared and the status ``purged`` (so its id is never reused), the registries the
+guidelines require (bans, warnings), and the audit log, which gains an entry for the
+purge (the log is hash-chained; its entries name addresses, never mail text).
+
+Then it makes the text unrecoverable: ``secure_delete`` (on for every connection)
+zeroes freed content, an FTS5 ``optimize`` rewrites the index without the removed
+terms, and a ``wal_checkpoint(TRUNCATE)`` of both databases empties their WALs.
+Also in the Maildir outbox, if there is no relay, are the copies of mail delivered there;
+they are the deployment's to rotate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlite_utils
+
+from mailflow import store, timestamps
+from mailflow.archive import dossier
+from mailflow.store import audit
+
+# Registries kept beyond a case's retention; the audit log is never rewritten.
+KEEP = {"audit", "bans", "warnings", "spool_state", "search_docs"}
+
+
+@dataclass
+class Outcome:
+    case_id: str
+    last_active: str
+    action: str          # purged, kept, refused (and "would purge" in a dry run)
+    why: str = ""
+
+
+def _candidates(db: sqlite_utils.Database, statuses: list[str], before: str
+                ) -> list[tuple[str, str]]:
+    marks = ", ".join("?" * len(statuses))
+    return db.execute(
+        "SELECT id, last FROM (SELECT c.id, max(c.updated_at, coalesce((SELECT max(at) FROM "
+        f"audit a WHERE a.case_id = c.id), '')) AS last FROM cases c WHERE c.status IN ({marks}))"
+        " WHERE last < ? ORDER BY id", [*statuses, before]).fetchall()
+
+
+def ongoing_bans(db: sqlite_utils.Database, case_id: str) -> list[str]:
+    if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'bans'").fetchone():
+        return []
+    return [r[0] for r in db.execute(
+        "SELECT person FROM bans WHERE case_id = ? AND lifted_at IS NULL "
+        "AND (ends_at IS NULL OR ends_at > ?)", [case_id, timestamps.stamp()])]
+
+
+def _purge_case(db: sqlite_utils.Database, case_id: str, before: str) -> dict[str, int]:
+    removed: dict[str, int] = {}
+    with store.transaction(db):
+        # Rows go table by table; the references between them are checked at commit.
+        db.execute("PRAGMA defer_foreign_keys = ON")
+        spool_ids = [r[0] for r in db.execute(
+            "SELECT spool_id FROM messages WHERE case_id = ? AND spool_id IS NOT NULL",
+            [case_id])]
+        for table, cond in dossier.case_tables(db):
+            if table not in KEEP:
+                n = db.execute(f"DELETE FROM {table} WHERE {cond}", [case_id]).rowcount
+                if n > 0:
+                    removed[table] = removed.get(table, 0) + n
+        removed["raw messages"] = len(spool_ids)  # from spool.db next, by _sweep_spool
+        db.execute("UPDATE cases SET subject = NULL, status = 'purged' WHERE id = ?", [case_id])
+        audit.append(db, "admin", "purged", case_id, before=before, removed=removed)
+    return removed
+
+
+def _sweep_spool(db: sqlite_utils.Database, spool: sqlite_utils.Database) -> int:
+    """Remove the raw bytes no message refers to any more.  The spool is its own
+    database (intake's), so this follows the purge's commit; a crash in between
+    leaves raw bytes that the next purge removes."""
+    orphans = [r[0] for r in db.execute(
+        "SELECT st.spool_id FROM spool_state st WHERE st.state = 'done' AND NOT EXISTS "
+        "(SELECT 1 FROM messages m WHERE m.spool_id = st.spool_id) AND EXISTS "
+        "(SELECT 1 FROM spool s WHERE s.id = st.spool_id)")]
+    with store.transaction(spool):
+        for start in range(0, len(orphans), 500):
+            part = orphans[start:start + 500]
+            spool.execute(f"DELETE FROM spool WHERE id IN ({', '.join('?' * len(part))})", part)
+    return len(orphans)
+
+
+def _checkpoint(db: sqlite_utils.Database, name: str) -> str | None:
+    for _ in range(50):  # a reader (mailflow serve) may hold the WAL for a moment
+        # main: the spool attached to mailflow.db is read-only there.
+        if not db.execute("PRAGMA main.wal_checkpoint(TRUNCATE)").fetchone()[0]:
+            return None
+        timestamps.sleep(0.1)
+    return (f"{name}: the WAL could not be emptied while other processes read it; run the "
+            "purge again when they are idle")
+
+
+def _scrub(db: sqlite_utils.Database, spool: sqlite_utils.Database) -> list[str]:
+    """Leave no copy of removed text in the index, the free pages or the WALs."""
+    with store.transaction(db):
+        db.execute("INSERT INTO search_fts (search_fts) VALUES ('optimize')")
+    _sweep_spool(db, spool)
+    return [p for p in (_checkpoint(db, "mailflow.db"), _checkpoint(spool, "spool.db")) if p]
+
+
+def purge(db: sqlite_utils.Database, spool: sqlite_utils.Database, rules: dict[str, Any],
+          before: datetime, dry_run: bool = False) -> tuple[list[Outcome], list[str]]:
+    """Purge the expired cases last active before ``before``; (outcomes, problems).
+    ``spool`` is a writable connection to spool.db (``store.connect_spool``)."""
+    table = rules.get("retention", {})
+    days = table.get("closed_days", 1825)
+    statuses = table.get("closed_statuses", ["closed"])
+    cutoff = timestamps.stamp(timestamps.now() - timedelta(days=days))
+    outcomes = []
+    stamp = timestamps.stamp(before)
+    for case_id, last in _candidates(db, statuses, stamp):
+        if last >= cutoff:
+            keep_until = timestamps.stamp(timestamps.parse(last) + timedelta(days=days))[:10]
+            outcomes.append(Outcome(case_id, last, "kept",
+                                    f"retention ({days} days) runs until {keep_until}"))
+            continue
+        bans = ongoing_bans(db, case_id)
+        if bans:
+            outcomes.append(Outcome(case_id, last, "refused",
+                                    f"ongoing ban of {', '.join(bans)}"))
+            continue
+        if dry_run:
+            outcomes.append(Outcome(case_id, last, "would purge"))
+            continue
+        removed = _purge_case(db, case_id, stamp)
+        outcomes.append(Outcome(case_id, last, "purged",
+                                ", ".join(f"{n} {t}" for t, n in sorted(removed.items()))))
+    problems = _scrub(db, spool) if any(o.action == "purged" for o in outcomes) else []
+    return outcomes, problems
+
+
+def format_outcomes(outcomes: list[Outcome], problems: list[str]) -> str:
+    lines = [f"{o.case_id}  {o.action:<11} last active {o.last_active[:10]}"
+             f"{': ' + o.why if o.why else ''}" for o in outcomes]
+    return "\n".join(lines + problems) or "No closed case was last active before that date."

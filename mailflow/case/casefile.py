@@ -1,0 +1,137 @@
+"""The case file: the record, the people, the decisions, mediation, the consultation
+and the records filed on a case, as data (``mailflow case show --json``) and as text
+(``#status`` and ``mailflow case show``), with what is still undetermined."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import sqlite_utils
+
+from mailflow.case import calls, cases, consensus, mediation, resolution, sanctions
+from mailflow.case.record import close_blockers, undetermined
+from mailflow.commands.spec import Invocation, command
+from mailflow.config import Config
+from mailflow.pipeline.context import CloseCheck
+from mailflow.responses import drafts
+
+
+def case_file(db: sqlite_utils.Database, cfg: Config, case_id: str,
+              close_checks: Iterable[CloseCheck]) -> dict[str, Any]:
+    proposals = [{**p, "votes": consensus.votes(db, p["id"])} for p in db.query(
+        "SELECT * FROM proposals WHERE case_id = ? ORDER BY id", [case_id])]
+    consultation = resolution.latest_consultation(db, case_id)
+    if consultation:
+        consultation = {**consultation,
+                        "state": resolution.draft_state(db, consultation["draft_id"])}
+    return {
+        "record": cases.record(db, case_id),
+        "undetermined": undetermined(db, case_id),
+        "chair": cases.acting_chair(db, cfg, case_id),
+        "deciding": cases.active_members(db, cfg, case_id),
+        "recused": sorted(cases.recused(db, case_id)),
+        "people": [p for p in cases.people(db, case_id)
+                   if p["role"] not in ("recused", "acting-chair")],
+        "proposals": proposals,
+        "mediation": mediation.current(db, case_id),
+        "consultation": consultation,
+        "bans": sanctions.bans(db, case_id),
+        "flags": sanctions.case_flags(db, case_id),
+        "drafts": drafts.on_case(db, case_id),
+        "notes": calls.notes(db, case_id),
+        "close_blockers": close_blockers(db, case_id, close_checks),
+    }
+
+
+def _undetermined(value: Any) -> str:
+    return str(value) if value else "(undetermined)"
+
+
+def format_record(cf: dict[str, Any]) -> str:
+    rec = cf["record"]
+    people = cf["people"]
+
+    def role(name: str) -> str:
+        return _undetermined(", ".join(cases.person_text(p) for p in people if p["role"] == name))
+
+    response = (consensus.describe(rec["response"], rec["response_detail"] or "")
+                if rec["response"] else None)
+    lines = [
+        "Determinations",
+        f"  What happened:        {_undetermined(rec['what_happened'])}",
+        f"  Channel or event:     {_undetermined(rec['channel'])}",
+        f"  Violation:            {_undetermined(rec['violation'])}",
+        f"  Originator(s):        {role('originator')}",
+        f"  Affected party(ies):  {role('affected')}",
+        f"  Ongoing:              {_undetermined(rec['ongoing'])}",
+        f"  Threat to safety:     {_undetermined(rec['safety'])}",
+        f"  Required response:    {_undetermined(response)}",
+    ]
+    if cf["undetermined"]:
+        lines.append(f"  Still undetermined:   {', '.join(cf['undetermined'])}")
+    lines += ["", "Committee",
+              f"  Chair:     {cf['chair'] or 'none: every chair is recused; #chair <member>'}",
+              f"  Deciding:  {', '.join(cf['deciding']) or 'nobody: the case is with the board'}",
+              f"  Recused:   {', '.join(cf['recused']) or 'nobody'}"]
+    lines += ["", "People"]
+    lines += [f"  {p['role']:<11} {cases.person_text(p)}" for p in people] or ["  (none)"]
+    lines += ["", "Decisions"]
+    for p in cf["proposals"]:
+        what = ("sign-off of the clear-and-severe fast path" if p["kind"] == consensus.SIGNOFF
+                else consensus.describe(p["response"], p["detail"]))
+        blocked = f", blocked since {p['deadlocked_at']}" if (
+            p["deadlocked_at"] and p["status"] == "open") else ""
+        lines.append(f"  #{p['id']} {what}: {p['status']}{blocked} "
+                     f"(proposed by {p['proposed_by']}, {p['proposed_at']})")
+        lines += [f"      {v['vote']:<8} {v['member']}{': ' + v['comment'] if v['comment'] else ''}"
+                  for v in p["votes"]]
+    if not cf["proposals"]:
+        lines.append("  (no proposal yet: #propose <response>)")
+    if rec["severe_at"]:
+        lines += ["", f"Clear and severe breach: fast path used {rec['severe_at']} by "
+                      f"{rec['severe_by']} ({rec['severe_scope']}): {rec['severe_reason']}"]
+    m = cf["mediation"]
+    if m:
+        target = f", to complete by {m['target_date']}" if m["target_date"] else ""
+        lines += ["", f"Mediation #{m['id']} with {m['mediator_name'] or m['mediator']} "
+                      f"<{m['mediator']}>: {m['status']}{target}"]
+        lines += [f"  {c['role']:<11} {c['party']}: {c['answer'] or 'not answered yet'}"
+                  f"{' - ' + c['proposed'] if c['proposed'] else ''}" for c in m["consents"]]
+    c = cf["consultation"]
+    if c:
+        lines += ["", f"Reporter consulted: draft {c['draft_id']} ({c['state']}), {c['at']}"]
+    if rec["enacted_at"]:
+        lines.append(f"Enacted: {rec['enacted_at']} by {rec['enacted_by']}")
+    if cf["bans"]:
+        lines += ["", "Bans"]
+        lines += [f"  #{b['id']} {b['person']} from {b['spaces']}, {b['start']} to {b['end']} "
+                  f"({b['status']})" for b in cf["bans"]]
+    if cf["flags"]:
+        lines += ["", "Flags: " + "; ".join(cf["flags"])]
+    if cf["drafts"]:
+        lines += ["", "Drafts (#confirm by the chair sends one)"]
+        lines += [f"  #{d['id']} {d['template']} to the {d['to_role']}: {d['state']} "
+                  f"(by {d['author']}, {d['created_at']})" for d in cf["drafts"]]
+    if cf["notes"]:
+        lines += ["", "Calls and notes, in order"]
+        for n in cf["notes"]:
+            about = (f"call of {n['held_on']} with {', '.join(n['participants'])}"
+                     if n["kind"] == "call" else n["kind"])
+            lines.append(f"  #{n['id']} {n['at']} {about}, filed by {n['author']}")
+            lines += [f"      {line}" for line in n["text"].splitlines()]
+    if cf["close_blockers"]:
+        lines += ["", "Before it can close: " + "; ".join(cf["close_blockers"])]
+    return "\n".join(lines)
+
+
+@command("status", summary="reply with the case record, what is still undetermined, the "
+         "decisions and votes, and the records filed on the case", usage="#status",
+         example="#status")
+def _status(inv: Invocation) -> str:
+    case = cases.get(inv.db, inv.case_id) or {}
+    head = f"Case {inv.case_id} ({case.get('codename')}): {case.get('status')}, {case.get('kind')}"
+    return head + "\n\n" + format_record(case_file(inv.db, inv.cfg, inv.case_id,
+                                              inv.svc.parts.close_checks))
+
+

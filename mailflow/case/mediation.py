@@ -1,0 +1,166 @@
+"""Voluntary mediation, as the guidelines lay it out.
+
+``#mediate <mediator>`` proposes a candidate and drafts a consent request to each
+reporter and each originator (the chair confirms them, as any mail leaving the
+committee).  Each request carries the person's own signed reply addresses, one per
+answer: agree, decline, or propose another mediator.  The case shows who answered
+what; the mediator is settled only when everyone agreed, and then a target date
+(``mediation_days`` in ``rules/workflow.toml``, two weeks by default) is set for
+the mediation to complete.  Any decline or counter-proposal stops this candidate:
+the committee may then propose another with ``#mediate``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import sqlite_utils
+
+from mailflow import timestamps
+from mailflow.case import cases
+from mailflow.case.notices import notify_committee
+from mailflow.case.record import parse_person
+from mailflow.commands.spec import CommandError, Invocation, command
+from mailflow.mail.parse import ADDR_SPEC
+from mailflow.responses import drafts
+from mailflow.store import audit
+
+if TYPE_CHECKING:
+    from mailflow.pipeline.context import Context, Services
+
+PARTY_ROLES = ("reporter", "originator")
+ANSWERS = ("agree", "decline", "propose")
+OPEN_STATES = ("asking", "settled", "declined", "counter-proposed")
+
+
+def party_tag(address: str) -> str:
+    """A short, non-revealing name for a party inside their tokens."""
+    return "p" + hashlib.sha256(address.lower().encode()).hexdigest()[:8]
+
+
+def answer_address(svc: Services, case_id: str, mediation_id: int, party: str, answer: str
+                   ) -> str:
+    token = svc.signer.sign(case_id, f"med{mediation_id}", party_tag(party), answer)
+    return f"conduct+{token}@{svc.cfg.committee.domain}"
+
+
+def current(db: sqlite_utils.Database, case_id: str) -> dict[str, Any] | None:
+    """The latest mediation proposal of the case, with its consents."""
+    rows = list(db.query("SELECT * FROM mediations WHERE case_id = ? AND status != 'superseded'"
+                         " ORDER BY id DESC LIMIT 1", [case_id]))
+    if not rows:
+        return None
+    return {**rows[0], "consents": list(db.query(
+        "SELECT party, role, draft_id, answer, proposed, answered_at FROM consents "
+        "WHERE mediation_id = ? ORDER BY role DESC, party", [rows[0]["id"]]))}
+
+
+@command("mediate", summary="propose a mediator: consent requests to every reporter and "
+         "originator are drafted for the chair, each with its own signed reply addresses",
+         usage="#mediate <address | Name <address>>",
+         example="#mediate Mia Mediator <mia@example.net>", states=(cases.OPEN,))
+def _mediate(inv: Invocation) -> str:
+    address, name = parse_person(inv.cmd.args)
+    if not address:
+        raise CommandError("the mediator needs an address: #mediate Name <address>")
+    db, case_id = inv.db, inv.case_id
+    parties: dict[str, str] = {}   # address -> role; someone in both roles is asked once
+    for role in PARTY_ROLES:
+        people = [p["address"] for p in cases.people(db, case_id, role) if p["address"]]
+        if not people:
+            raise CommandError(f"no {role} with an address is recorded on this case: "
+                               "mediation needs the agreement of every reporter and originator")
+        for party in people:
+            parties.setdefault(party, role)
+    db.execute("UPDATE mediations SET status = 'superseded' WHERE case_id = ? AND status IN "
+               f"({', '.join('?' * len(OPEN_STATES))})", [case_id, *OPEN_STATES])
+    mediation_id = db.execute(
+        "INSERT INTO mediations (case_id, mediator, mediator_name, proposed_by, proposed_at) "
+        "VALUES (?, ?, ?, ?, ?)", [case_id, address, name, inv.actor, timestamps.stamp()]).lastrowid
+    mediator = f"{name} <{address}>" if name else address
+    drafted = []
+    for party, role in parties.items():
+        addresses = {f"{a}_address": answer_address(inv.ctx.svc, case_id, mediation_id, party, a)
+                     for a in ANSWERS}
+        draft_id = drafts.create_draft(db, inv.svc, case_id=case_id, template="mediation-consent",
+                                       to_role=role, recipients=[party], author=inv.actor,
+                                       context={"mediator": mediator, **addresses})
+        db.execute("INSERT INTO consents (mediation_id, party, role, draft_id) VALUES (?, ?, ?, ?)",
+                   [mediation_id, party, role, draft_id])
+        drafted.append(str(draft_id))
+    return (f"mediation #{mediation_id} with {mediator}: {len(parties)} consent request(s) "
+            f"drafted (drafts {', '.join(drafted)}) for the chair to confirm")
+
+
+def _status(consents: list[dict[str, Any]]) -> str:
+    answers = [c["answer"] for c in consents]
+    if "decline" in answers:
+        return "declined"
+    if "propose" in answers:
+        return "counter-proposed"
+    return "settled" if all(a == "agree" for a in answers) else "asking"
+
+
+def _proposed_mediator(text: str) -> str:
+    for word in text.replace("<", " ").replace(">", " ").split():
+        if ADDR_SPEC.match(word.strip(".,;")):
+            line = next(ln for ln in text.splitlines() if word in ln)
+            return line.strip()
+    return text.strip().splitlines()[0] if text.strip() else "(no name given)"
+
+
+def record_consent(ctx: Context) -> None:
+    """Pipeline handler: mail to a party's consent address records their answer."""
+    if ctx.side != "conduct" or not ctx.case_id or not ctx.token:
+        return
+    fields = ctx.svc.signer.unsign(ctx.token) or []
+    if len(fields) != 4 or not fields[1].startswith("med") or fields[3] not in ANSWERS:
+        return
+    db, case_id, answer = ctx.db, ctx.case_id, fields[3]
+    mediation = current(db, case_id)
+    if mediation is None or f"med{mediation['id']}" != fields[1]:
+        ctx.flags.append("an answer to an earlier mediation proposal: not counted")
+        return
+    party = next((c for c in mediation["consents"] if party_tag(c["party"]) == fields[2]), None)
+    if party is None:
+        return
+    proposed = _proposed_mediator(ctx.parsed.new_text) if answer == "propose" else ""
+    db.execute("UPDATE consents SET answer = ?, proposed = ?, answered_at = ? "
+               "WHERE mediation_id = ? AND party = ?",
+               [answer, proposed, timestamps.stamp(), mediation["id"], party["party"]])
+    audit.append(db, ctx.sender or party["party"], f"mediation consent: {answer}", case_id,
+                 mediation=mediation["id"], party=party["party"], proposed=proposed)
+    ctx.flags.append(f"mediation: the {party['role']} answers {answer}"
+                     + (f" ({proposed})" if proposed else ""))
+    consents = current(db, case_id)["consents"]  # type: ignore[index]
+    status = _status(consents)
+    if status == mediation["status"]:
+        return
+    _settle(ctx, mediation, status, party, proposed)
+
+
+def _settle(ctx: Context, mediation: dict[str, Any], status: str, party: dict[str, Any],
+            proposed: str) -> None:
+    db, case_id = ctx.db, mediation["case_id"]
+    target = None
+    if status == "settled":
+        days = ctx.svc.rules.get("workflow", {}).get("mediation_days", 14)
+        target = (timestamps.now() + timedelta(days=days)).date().isoformat()
+        cases.add_person(db, case_id, "mediator", mediation["mediator"],
+                         mediation["mediator_name"])
+    db.execute("UPDATE mediations SET status = ?, settled_at = ?, target_date = ? WHERE id = ?",
+               [status, timestamps.stamp() if target else None, target, mediation["id"]])
+    mediator = mediation["mediator_name"] or mediation["mediator"]
+    text = {
+        "settled": f"Everyone agreed to mediation with {mediator}.\n"
+                   f"The mediator is settled; the mediation should complete by {target}.",
+        "declined": f"The {party['role']} declined mediation with {mediator}.\n"
+                    "Mediation is voluntary: it does not go ahead with this candidate.",
+        "counter-proposed": f"The {party['role']} proposes another mediator instead of "
+                            f"{mediator}:\n  {proposed}\nTo ask everyone about them: "
+                            "#mediate <address>",
+        "asking": f"Mediation with {mediator} is waiting for answers again.",
+    }[status]
+    notify_committee(ctx, case_id, f"Mediation: {status}", text)

@@ -1,0 +1,73 @@
+"""mailflow's own mail to committee members: notices, transcripts, reminders, digests.
+
+Each member's copy has its own Reply-To, ``committee+<member token>@``: replying to it
+proves to mailflow which member wrote (the token is signed and expires), and the
+From is the committee's own address, so reply-all cannot reach the reporter.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import sqlite_utils
+
+from mailflow import timestamps
+from mailflow.case import cases
+from mailflow.config import Config
+from mailflow.mail.compose import compose
+from mailflow.outbound.queue import enqueue
+from mailflow.pipeline.context import Context, Services
+
+
+def list_headers(cfg: Config, case_id: str | None) -> dict[str, str]:
+    headers = {
+        "List-Id": f"{cfg.committee.name} <committee.{cfg.committee.domain}>",
+        "List-Post": f"<mailto:{cfg.committee.committee_address}>",
+        "Precedence": "list",
+    }
+    if case_id:
+        headers["X-Mailflow-Case"] = case_id
+    return headers
+
+
+def case_root_id(cfg: Config, case_id: str) -> str:
+    """A Message-ID every relayed mail of a case refers to, so mail clients thread them."""
+    return f"case-{case_id}@{cfg.committee.domain}"
+
+
+def member_reply_address(svc: Services, case_id: str | None, member: str) -> str:
+    days = svc.cfg.security.member_token_days
+    expires = (timestamps.now() + timedelta(days=days)).date()
+    token = svc.signer.member_token(case_id, member, expires)
+    return f"committee+{token}@{svc.cfg.committee.domain}"
+
+
+def mail_members(db: sqlite_utils.Database, svc: Services, case_id: str | None,
+                 members: list[str], *, subject: str,
+                 body: str, kind: str, in_reply_to: str | None = None,
+                 auto_submitted: str = "auto-generated") -> None:
+    """Mailflow's own mail to members (transcripts, notices): one copy each, with that
+    member's own Reply-To so that answering it is authenticated."""
+    cfg = svc.cfg
+    tag = cases.case_tag(cfg, case_id) + " " if case_id else ""
+    refs = [case_root_id(cfg, case_id)] if case_id else []
+    for member in members:
+        msg = compose(
+            cfg, from_=(f"{cfg.committee.name} (mailflow)", cfg.committee.committee_address),
+            to=[member], subject=f"{tag}{subject}"[:200], body=body,
+            reply_to=member_reply_address(svc, case_id, member), in_reply_to=in_reply_to,
+            references=refs,
+            headers={**list_headers(cfg, case_id), "Auto-Submitted": auto_submitted},
+        )
+        enqueue(db, msg, kind=kind, rcpts=[member], envelope_from="",
+                         case_id=case_id)
+
+
+def notify_committee(ctx: Context, case_id: str, subject: str, body: str,
+                     to: list[str] | None = None) -> None:
+    """A notice from mailflow to the members deciding the case (never the recused)."""
+    active = cases.active_members(ctx.db, ctx.cfg, case_id)
+    members = [m for m in (to if to is not None else active) if m in active]
+    if members:
+        mail_members(ctx.db, ctx.svc, case_id, members, subject=subject, body=body.rstrip() + "\n",
+                     kind="notice")

@@ -1,0 +1,114 @@
+"""Setting mailflow up: ``init``, ``check``, ``help``, ``demo``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from mailflow.cli.options import (
+    EX_CONFIG,
+    EX_OK,
+    EX_USAGE,
+    arg,
+    command,
+    load_config,
+)
+
+STARTER_CONFIG = """\
+# mailflow configuration.  Every key is optional; the values shown are examples.
+
+[committee]
+name = "Example Code of Conduct Committee"
+domain = "example.org"            # conduct@ and committee@ live here
+chair = "chair@example.org"       # must also be a member
+members = ["chair@example.org", "m1@example.org", "m2@example.org"]
+officers = ["officers@example.org"]
+board = ["board@example.org"]     # the alternative contact for reporters
+# maintainers = ["maintainers@example.org"]   # told of ongoing bans with the final report
+# moderators = ["mods@example.org"]           # carry out bans and removals
+# public = ["discuss@lists.example.org"]      # where public statements are posted
+# delegates = ["organiser@example.org"]   # event organisers
+# tag = "coc"                     # subject tag: [coc #2026-0001]
+# subject = "codename"            # or "original": what committee subjects show
+# emergency_contact = "112 (EU) / 911 (US)"
+
+[intake]
+listen = "127.0.0.1:8025"
+protocol = "smtp"                  # or "lmtp"
+# max_size = 26214400              # bytes; larger mail is refused with 552
+# stage_priority = "idle"          # or "low" (nice 10) on a host shared with busy programs
+
+[outbound]
+# relay = "127.0.0.1:2525"         # absent: a Maildir under the archive (archive/outbox)
+# starttls = true
+# username = "mailflow"
+# password_env = "MAILFLOW_RELAY_PASSWORD"
+
+[storage]
+path = "archive"
+
+[security]
+# trusted_authserv_id = "mx.example.org"   # whose Authentication-Results to believe
+"""
+
+
+@command("init", "write a commented starter configuration",
+         arg("path", nargs="?", default="mailflow.toml"),
+         arg("--force", action="store_true", help="overwrite an existing file"))
+def cmd_init(args: argparse.Namespace) -> int:
+    """Write a starter mailflow.toml (every key commented) and create the archive."""
+    path = Path(args.path)
+    if path.exists() and not args.force:
+        print(f"{path} exists; use --force to overwrite", file=sys.stderr)
+        return EX_USAGE
+    path.write_text(STARTER_CONFIG, encoding="utf-8")
+    from mailflow import config, store
+
+    cfg = config.load(str(path))
+    store.open_db(cfg.db_path).close()
+    print(f"wrote {path}; archive at {cfg.archive_dir}")
+    return EX_OK
+
+
+@command("check", "validate the configuration, rules and templates")
+def cmd_check(args: argparse.Namespace) -> int:
+    """Check the configuration, rules/ and templates/; each problem is printed as
+    FILE: KEY: PROBLEM.  Exits 78 (EX_CONFIG) if there is any."""
+    from mailflow.cli import checks
+
+    cfg = load_config(args)
+    problems = checks.run(cfg)
+    for p in problems:
+        print(p)
+    if problems:
+        return EX_CONFIG
+    print(f"{cfg.source}: configuration, rules and templates are valid")
+    return EX_OK
+
+
+@command("help", "the committee's #commands, with who may use them and examples")
+def cmd_help(args: argparse.Namespace) -> int:
+    """Every #command members can put in their replies: who may use it, its usage
+    and an example (the same text #help mails back), then the form event
+    organisers use for incident reports."""
+    from mailflow import app, rules
+    from mailflow.case import events
+    from mailflow.commands.help import help_text
+
+    cfg = load_config(args)
+    print(help_text(app.COMMANDS, rules.load(cfg)))
+    print(events.FORM)
+    return EX_OK
+
+
+@command("demo", "play a whole case on loopback and print the mail exchanged",
+         arg("--keep", action="store_true", help="keep the temporary archive"))
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Start mailflow on a free local port with a temporary archive, play a case
+    from report to enactment (acknowledgement, committee list, member commands,
+    votes, a call summary, the reporter's consultation, enactment), print every
+    mail exchanged and the final case record.  Nothing leaves the machine."""
+    from mailflow.cli import demo
+
+    return demo.run(keep=args.keep)

@@ -1,0 +1,114 @@
+"""The digest: to each member, the open cases they are on (never one they are recused
+from), with what is due, what is overdue and what waits for them.
+
+It is an alarm like any other (``DIGEST``), re-armed for the next digest time
+each time it fires, so a restart neither skips nor repeats one.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import sqlite_utils
+
+from mailflow import timestamps
+from mailflow.case import cases
+from mailflow.case.notices import mail_members
+from mailflow.clocks import alarms
+from mailflow.clocks.policy import Policy
+from mailflow.config import Config
+from mailflow.mail import render
+
+if TYPE_CHECKING:
+    from mailflow.pipeline.context import Services
+
+
+def send_all(db: sqlite_utils.Database, svc: Services, policy: Policy, now: datetime,
+             late: bool) -> str:
+    cfg = svc.cfg
+    board = open_cases(db, policy, now)
+    sent = []
+    for member in cfg.committee.members:
+        entries = for_member(db, cfg, board, member.lower())
+        busy = any(e["due"] or e["overdue"] or e["waiting"] for e in entries)
+        if not busy and not policy.digest.send_empty:
+            continue
+        day = policy.local(now)
+        text = render.render(svc.templates, "digest", committee=cfg.committee,
+                             member=member, cases=entries, late=late,
+                             day=f"{day:%A} {day.day} {day:%B %Y}")
+        mail_members(db, svc, None, [member.lower()], subject=text.subject,
+                           body=text.body, kind="digest")
+        sent.append(member.lower())
+    return (f"sent digests to {', '.join(sent)}" if sent
+            else "no member had anything due, overdue or waiting")
+
+
+def open_cases(db: sqlite_utils.Database, policy: Policy, now: datetime
+               ) -> list[dict[str, Any]]:
+    """Every open case with what is due and overdue on it."""
+    rows = db.query("SELECT id, codename, status, urgent FROM cases WHERE status NOT IN "
+                    "(SELECT value FROM json_each(?)) ORDER BY year, seq",
+                    [json.dumps(policy.closed_states)])
+    out = []
+    for case in rows:
+        due, overdue = _clocks(db, policy, case["id"], now)
+        out.append({**case, "due": due, "overdue": overdue})
+    return out
+
+
+def for_member(db: sqlite_utils.Database, cfg: Config, board: list[dict[str, Any]],
+               member: str) -> list[dict[str, Any]]:
+    """The open cases ``member`` is on, never one they are recused from, each with what
+    waits for them."""
+    return [{**case, "waiting": waiting_for(db, cfg, case["id"], member)} for case in board
+            if member not in cases.recused(db, case["id"])]
+
+
+def _clocks(db: sqlite_utils.Database, policy: Policy, case_id: str, now: datetime
+            ) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    horizon = timestamps.stamp(policy.add(now, policy.digest.due_within))
+    due, overdue = [], []
+    for alarm in db.query("SELECT * FROM alarms WHERE case_id = ? AND state = 'pending' "
+                          "AND due_at <= ? ORDER BY due_at", [case_id, horizon]):
+        spec = policy.clocks.get(alarm["clock"])
+        item = {"when": policy.show(timestamps.parse(alarm["due_at"])),
+                "what": spec.about if spec else alarm["clock"]}
+        (overdue if alarm["due_at"] < timestamps.stamp(now) else due).append(item)
+    # A clock that flags the case stays overdue until it ends (e.g. the reporter was
+    # contacted, a response agreed), counted from the first time it ran out.
+    seen = set()
+    for alarm in db.query("SELECT * FROM alarms WHERE case_id = ? AND state = 'fired' "
+                          "ORDER BY due_at", [case_id]):
+        spec = policy.clocks.get(alarm["clock"])
+        key = (alarm["clock"], alarm["ref"])
+        if spec is None or "flag" not in spec.do or key in seen:
+            continue
+        seen.add(key)
+        if alarms.ended(db, policy, alarm, spec, now) is None:
+            overdue.append({"when": policy.show(timestamps.parse(alarm["due_at"])),
+                            "what": spec.about})
+    return due, overdue
+
+
+def waiting_for(db: sqlite_utils.Database, cfg: Config, case_id: str, member: str
+                ) -> list[str]:
+    """What the case waits for from this member."""
+    items = []
+    for p in db.query("SELECT id, kind, response, detail FROM proposals WHERE case_id = ? AND "
+                      "status = 'open' AND id NOT IN (SELECT proposal_id FROM votes WHERE "
+                      "member = ?) ORDER BY id", [case_id, member]):
+        if p["kind"] == "signoff":
+            items.append(f"your sign-off of the clear-and-severe fast path (#vote on "
+                         f"proposal {p['id']})")
+        else:
+            items.append(f"your #vote on proposal {p['id']}: {p['response']}"
+                         f"{' - ' + p['detail'] if p['detail'] else ''}")
+    if cases.acting_chair(db, cfg, case_id) == member:
+        for d in db.query("SELECT id, template, to_role FROM drafts WHERE case_id = ? AND "
+                          "state = 'pending' ORDER BY id", [case_id]):
+            items.append(f"your #confirm {d['id']} of the {d['template']} draft to the "
+                         f"{d['to_role']}")
+    return items

@@ -1,0 +1,318 @@
+"""Parsing raw mail into the fields the pipeline needs, without ever raising.
+
+Two views of the sender exist on purpose: ``from_addr`` is lenient (good enough to
+thread and to acknowledge), ``strict_from`` is what identity checks use and refuses
+anything ambiguous: several From headers, several addresses, an address hidden in the
+display name, encoded words in the address.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass, field
+from email._policybase import Compat32
+from email.header import decode_header
+from email.message import Message
+from email.parser import BytesParser
+from email.utils import getaddresses, parsedate_to_datetime
+from html.parser import HTMLParser
+
+from mailflow import timestamps
+from mailflow.mail.quotes import split_quoted
+
+ADDR_SPEC = re.compile(
+    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-]+@"
+    r"[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?)+$"
+)
+MSGID = re.compile(r"<([^<>\s]{1,500})>")
+FORWARD_MARKER = re.compile(
+    r"^\s*(-{5,}\s*Forwarded message\s*-{5,}|Begin forwarded message:|"
+    r"-{5,}\s*Original Message\s*-{5,})\s*$",
+    re.IGNORECASE,
+)
+
+
+class _RawHeaders(Compat32):
+    """compat32, but headers come back as the raw text (8-bit bytes surrogate-escaped)
+    instead of a ``Header`` that has already replaced them: header_text() decodes."""
+
+    def header_fetch_parse(self, name: str, value: str) -> str:
+        return value
+
+
+RAW_HEADERS = _RawHeaders()
+
+
+@dataclass
+class Forwarded:
+    """A message carried inside another: the original author of a forwarded report."""
+
+    from_addr: str | None
+    from_name: str
+    subject: str
+    text: str
+
+
+@dataclass
+class Parsed:
+    msg: Message
+    from_addr: str | None
+    from_name: str
+    to_addrs: list[str]
+    cc_addrs: list[str]
+    subject: str
+    date: str | None
+    message_id: str | None
+    in_reply_to: list[str]
+    references: list[str]
+    body_text: str
+    new_text: str
+    quoted_text: str
+    attachments: list[dict] = field(default_factory=list)
+    defects: list[str] = field(default_factory=list)
+    forwarded: list[Forwarded] = field(default_factory=list)
+
+    def header(self, name: str) -> str:
+        return header_text(self.msg.get(name))
+
+    def header_all(self, name: str) -> list[str]:
+        return [header_text(v) for v in self.msg.get_all(name) or []]
+
+
+def clean(text: str) -> str:
+    """Text safe to store: no lone surrogates from 8-bit bytes, no NULs."""
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return text.replace("\x00", "")
+
+
+def header_text(value: object) -> str:
+    """A header decoded for display: encoded words decoded, folding removed."""
+    if value is None:
+        return ""
+    raw = clean(str(value))  # raw 8-bit UTF-8 arrives surrogate-escaped
+    try:
+        parts = []
+        for chunk, charset in decode_header(raw):
+            if isinstance(chunk, str):
+                parts.append(chunk)
+            elif charset is None:  # unencoded text beside encoded words
+                parts.append(chunk.decode("raw-unicode-escape", "replace"))
+            else:
+                parts.append(_decode(chunk, charset))
+        text = "".join(parts)
+    except Exception:  # a broken encoded word: keep the raw text
+        text = raw
+    return re.sub(r"[\r\n]+[ \t]*", " ", clean(text)).strip()
+
+
+def _decode(data: bytes, charset: str) -> str:
+    try:
+        return data.decode(charset, "replace")
+    except LookupError:  # unknown charset
+        return data.decode("utf-8", "replace")
+
+
+def addresses(values: list[str]) -> list[tuple[str, str]]:
+    """(name, address) pairs from header values, keeping only well-formed addresses."""
+    result = []
+    for name, addr in getaddresses([clean(str(v)) for v in values]):
+        addr = addr.strip()
+        if ADDR_SPEC.match(addr):
+            result.append((header_text(name), addr.lower()))
+    return result
+
+
+def strict_from(msg: Message) -> tuple[str | None, str]:
+    """The single, unambiguous From address, or (None, why not)."""
+    values = msg.get_all("From") or []
+    if len(values) != 1:
+        return None, "no From header" if not values else "several From headers"
+    raw = re.sub(r"\r?\n[ \t]+", " ", clean(str(values[0])))
+    if raw.count("@") != 1:
+        return None, "From must contain exactly one address and no address in its name"
+    if "=?" in raw.split("<")[-1]:
+        return None, "encoded words in the From address"
+    pairs = getaddresses([raw])
+    if len(pairs) != 1:
+        return None, "From must contain exactly one address"
+    name, addr = pairs[0]
+    if "@" in header_text(name):
+        return None, "an address hidden in the display name"
+    if not ADDR_SPEC.match(addr) or addr.count("@") != 1:
+        return None, f"From address {addr!r} is not a plain address"
+    try:
+        addr.encode("ascii")
+    except UnicodeEncodeError:
+        return None, "non-ASCII From address"
+    return addr.lower(), ""
+
+
+def message_ids(value: str) -> list[str]:
+    return MSGID.findall(clean(value))
+
+
+class _TextOfHTML(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._skip = 0
+
+    def handle_starttag(self, tag: str, attrs: list) -> None:
+        if tag in ("script", "style"):
+            self._skip += 1
+        elif tag in ("br", "p", "div", "tr", "li", "blockquote"):
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("script", "style") and self._skip:
+            self._skip -= 1
+
+    def handle_data(self, data: str) -> None:
+        if not self._skip:
+            self.parts.append(data)
+
+
+def html_to_text(markup: str) -> str:
+    parser = _TextOfHTML()
+    try:
+        parser.feed(markup)
+        parser.close()
+    except Exception:
+        return html.unescape(re.sub(r"<[^>]*>", " ", markup))
+    return re.sub(r"\n{3,}", "\n\n", "".join(parser.parts)).strip()
+
+
+def part_text(part: Message, defects: list[str]) -> str:
+    try:
+        payload = part.get_payload(decode=True)
+    except Exception as e:
+        defects.append(f"undecodable part: {type(e).__name__}")
+        return ""
+    if payload is None:
+        return ""
+    if isinstance(payload, str):
+        return clean(payload)
+    charset = part.get_content_charset() or "utf-8"
+    try:
+        "".encode(charset)
+    except LookupError:
+        defects.append(f"unknown charset {charset!r}")
+    return clean(_decode(payload, charset))
+
+
+def _body_and_attachments(
+    msg: Message, defects: list[str], forwarded: list[Forwarded]
+) -> tuple[str, list[dict]]:
+    plain: list[str] = []
+    htmls: list[str] = []
+    attachments: list[dict] = []
+
+    def collect(part: Message) -> None:
+        ctype = part.get_content_type()
+        if ctype == "message/rfc822":
+            # An attached message is its own thing: its text is not the outer body.
+            inner = part.get_payload()
+            if isinstance(inner, list) and inner and isinstance(inner[0], Message):
+                forwarded.append(_forwarded_from_message(inner[0], defects))
+            return
+        if part.is_multipart():
+            for sub in part.get_payload():
+                collect(sub)
+            return
+        filename = part.get_filename()
+        disposition = (part.get("Content-Disposition") or "").lower()
+        if filename or disposition.startswith("attachment") or not ctype.startswith("text/"):
+            payload = part.get_payload(decode=True) or b""
+            attachments.append(
+                {"name": header_text(filename or ""), "type": ctype, "size": len(payload)}
+            )
+        elif ctype == "text/html":
+            htmls.append(html_to_text(part_text(part, defects)))
+        else:
+            plain.append(part_text(part, defects))
+
+    collect(msg)
+    body = "\n".join(plain) if plain else "\n".join(htmls)
+    return body, attachments
+
+
+def _forwarded_from_message(inner: Message, defects: list[str]) -> Forwarded:
+    pairs = addresses(inner.get_all("From") or [])
+    name, addr = pairs[0] if pairs else ("", None)
+    body, _ = _body_and_attachments(inner, defects, [])
+    return Forwarded(addr, name, header_text(inner.get("Subject")), body)
+
+
+def _inline_forward(text: str) -> Forwarded | None:
+    """An inline forward: a marker line, then From:/Subject: lines, then the text."""
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if not FORWARD_MARKER.match(line):
+            continue
+        headers: dict[str, str] = {}
+        j = i + 1
+        while j < len(lines) and lines[j].strip():
+            key, sep, value = lines[j].partition(":")
+            if sep:
+                headers[key.strip().lower()] = value.strip()
+            j += 1
+        if "from" not in headers:
+            continue
+        pairs = addresses([headers["from"]])
+        name, addr = pairs[0] if pairs else (headers["from"], None)
+        return Forwarded(addr, name, headers.get("subject", ""), "\n".join(lines[j + 1:]).strip())
+    return None
+
+
+def parse(raw: bytes) -> Parsed:
+    """Parse raw bytes; malformed input yields defects, never an exception."""
+    msg = BytesParser(policy=RAW_HEADERS).parsebytes(raw)
+    defects = [type(d).__name__ for d in msg.defects]
+    for part in msg.walk():
+        if part is not msg:
+            defects.extend(type(d).__name__ for d in getattr(part, "defects", []))
+
+    from_pairs = addresses(msg.get_all("From") or [])
+    from_name, from_addr = from_pairs[0] if from_pairs else ("", None)
+    if not from_pairs:
+        defects.append("no usable From address")
+    date = None
+    if msg.get("Date"):
+        try:
+            date = timestamps.stamp(parsedate_to_datetime(header_text(msg["Date"])))
+        except Exception:
+            defects.append("unparseable Date")
+    mids = message_ids(str(msg.get("Message-ID", "")))
+    if not mids:
+        defects.append("no Message-ID")
+
+    forwarded: list[Forwarded] = []
+    try:
+        body, attachments = _body_and_attachments(msg, defects, forwarded)
+    except Exception as e:  # the stdlib parser can still trip on pathological nesting
+        defects.append(f"body not parsed: {type(e).__name__}")
+        body, attachments = clean(raw.decode("utf-8", "replace")), []
+    if not forwarded:
+        inline = _inline_forward(body)
+        if inline:
+            forwarded.append(inline)
+    new_text, quoted = split_quoted(body)
+    return Parsed(
+        msg=msg,
+        from_addr=from_addr,
+        from_name=from_name,
+        to_addrs=[a for _, a in addresses(msg.get_all("To") or [])],
+        cc_addrs=[a for _, a in addresses(msg.get_all("Cc") or [])],
+        subject=header_text(msg.get("Subject")),
+        date=date,
+        message_id=mids[0] if mids else None,
+        in_reply_to=message_ids(str(msg.get("In-Reply-To", ""))),
+        references=message_ids(" ".join(str(v) for v in msg.get_all("References") or [])),
+        body_text=body,
+        new_text=new_text,
+        quoted_text=quoted,
+        attachments=attachments,
+        defects=sorted(set(defects)),
+        forwarded=forwarded,
+    )

@@ -1,0 +1,123 @@
+"""What every part of the pipeline receives: the services of the process, and the
+context of one message on its way through the chain.
+
+The built-in parts (handlers, commands, close checks) are listed once, in
+:mod:`mailflow.app`, and reach the code that uses them through :class:`Parts`: a part
+never finds another by importing it.  Each kind of part has a small protocol here
+saying what it receives and what it may do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+import sqlite_utils
+from jinja2.sandbox import SandboxedEnvironment
+
+from mailflow import timestamps
+from mailflow.config import Config
+from mailflow.mail.parse import Parsed
+from mailflow.mail.tokens import Signer
+
+HISTORY_STATUS = "closed"
+
+
+class Handler(Protocol):
+    """One step of the pipeline (:data:`mailflow.app.HANDLERS`).  It reads what the
+    steps before it decided from the :class:`Context`, may change the context and
+    write to the database (all in the message's transaction), and returns nothing.
+    Its docstring says what it does; its ``__name__`` names it in the logs."""
+
+    __name__: str
+
+    def __call__(self, ctx: Context, /) -> None: ...
+
+
+class CommandSpec(Protocol):
+    """A ``#command`` (:data:`mailflow.app.COMMAND_MODULES`): its word, its help, and
+    ``run``, which receives a :class:`mailflow.commands.spec.Invocation` and returns
+    what it did, or raises ``CommandError`` with why it could not."""
+
+    word: str
+    summary: str
+    usage: str
+    example: str
+    block: bool
+    needs_case: bool
+    states: tuple[str, ...] | None
+    run: Callable[[Any], str]
+
+
+# Why a case cannot close yet (:data:`mailflow.app.CLOSE_CHECKS`): the reason, or None.
+CloseCheck = Callable[[sqlite_utils.Database, str], "str | None"]
+
+
+@dataclass(frozen=True)
+class Parts:
+    """The built-in parts, as :mod:`mailflow.app` lists them."""
+
+    handlers: tuple[Handler, ...] = ()
+    history_handlers: tuple[Handler, ...] = ()
+    commands: Mapping[str, CommandSpec] = field(default_factory=dict)
+    close_checks: tuple[CloseCheck, ...] = ()
+
+
+@dataclass
+class Services:
+    """What every part may use; built once per process by :func:`mailflow.app.services`."""
+
+    cfg: Config
+    rules: dict[str, Any]
+    signer: Signer
+    templates: SandboxedEnvironment
+    parts: Parts = field(default_factory=Parts)
+
+
+@dataclass
+class Context:
+    """One message on its way through the chain."""
+
+    db: sqlite_utils.Database
+    svc: Services
+    spool_id: int
+    envelope_from: str | None
+    rcpts: list[str]
+    raw: bytes
+    parsed: Parsed
+    side: str = "conduct"            # conduct or committee
+    token: str | None = None         # the plus-address token it was sent to
+    kind: str = ""                   # report, reply, forward, member, held, bounce
+    case_id: str | None = None
+    new_case: bool = False
+    flags: list[str] = field(default_factory=list)
+    # Set by authentication: the roster member proven to have sent this, and how.
+    actor: str | None = None
+    proof: str | None = None
+    auth_failure: str | None = None
+    # Imported history (spool source "import"): filed and indexed, nothing else.
+    quiet: bool = False
+
+    @property
+    def cfg(self) -> Config:
+        return self.svc.cfg
+
+    @property
+    def when(self) -> datetime | None:
+        """When imported history happened (its Date, unless in the future); None: now."""
+        if not self.quiet or not self.parsed.date:
+            return None
+        date = timestamps.parse(self.parsed.date)
+        return date if date <= timestamps.now() else None
+
+    @property
+    def status_opened(self) -> str:
+        """Imported history is mostly settled: its cases open closed (``mailflow import
+        --status`` changes that afterwards; ``#reopen`` brings one back)."""
+        return HISTORY_STATUS if self.quiet else "open"
+
+    @property
+    def sender(self) -> str | None:
+        return self.parsed.from_addr

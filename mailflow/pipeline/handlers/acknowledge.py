@@ -1,0 +1,97 @@
+"""The acknowledgement: one per case, at once, by the rules of RFC 3834."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from mailflow import timestamps
+from mailflow.case import cases
+from mailflow.mail import render
+from mailflow.mail.compose import compose
+from mailflow.mail.tokens import split_address
+from mailflow.outbound.queue import enqueue
+from mailflow.store import audit
+
+if TYPE_CHECKING:
+    from mailflow.pipeline.context import Context
+
+ACKNOWLEDGED_KINDS = ("report", "forward")
+
+
+def why_not_automatic_reply(ctx: Context) -> str | None:
+    """The reason RFC 3834 (or our rules) forbids an automatic reply, or None."""
+    rules = ctx.svc.rules.get("autoreply", {})
+    p = ctx.parsed
+    recipient = (ctx.envelope_from or "").lower()
+    if not recipient:
+        return "null or unknown envelope sender"
+    if split_address(recipient, ctx.cfg.committee.domain):
+        return "mail from our own address"
+    local = recipient.split("@")[0]
+    for word in rules.get("never_local_parts", []):
+        if local == word:
+            return f"sender {local}@ is a robot address"
+    for prefix in rules.get("never_local_prefixes", []):
+        if local.startswith(prefix):
+            return f"sender {local}@ is a list or robot address"
+    for suffix in rules.get("never_local_suffixes", []):
+        if local.endswith(suffix):
+            return f"sender {local}@ is a list or robot address"
+    auto = p.header("Auto-Submitted").lower()
+    if auto and auto != "no":
+        return f"Auto-Submitted: {auto}"
+    precedence = p.header("Precedence").lower()
+    if precedence in ("bulk", "junk", "list"):
+        return f"Precedence: {precedence}"
+    for name in p.msg:
+        if name.lower().startswith("list-"):
+            return f"{name} header (list mail)"
+    for name in rules.get("automatic_headers", []):
+        if p.msg.get(name) is not None:
+            return f"{name} header (automatic mail)"
+    return None
+
+
+def _rate_limited(ctx: Context, recipient: str) -> bool:
+    limit = ctx.svc.rules.get("autoreply", {}).get("per_sender_per_hour", 5)
+    since = timestamps.stamp(timestamps.now() - timedelta(hours=1))
+    sent = ctx.db.execute(
+        "SELECT count(*) FROM outbound o JOIN outbound_rcpt r ON r.outbound_id = o.id "
+        "WHERE o.kind = 'ack' AND r.rcpt = ? AND o.created_at >= ?", [recipient, since]
+    ).fetchone()[0]
+    return sent >= limit
+
+
+def acknowledge(ctx: Context) -> None:
+    if ctx.kind not in ACKNOWLEDGED_KINDS or not ctx.case_id:
+        return
+    case = cases.get(ctx.db, ctx.case_id)
+    if case is None or case["acknowledged_at"]:
+        return
+    reason = why_not_automatic_reply(ctx)
+    recipient = (ctx.envelope_from or "").lower()
+    if reason is None and _rate_limited(ctx, recipient):
+        reason = f"rate limit for {recipient}"
+    if reason:
+        audit.append(ctx.db, "mailflow", "no acknowledgement", ctx.case_id, reason=reason)
+        return
+    cfg = ctx.cfg
+    reply_address = f"conduct+{ctx.svc.signer.case_token(ctx.case_id)}@{cfg.committee.domain}"
+    text = render.render(
+        ctx.svc.templates, "acknowledgement",
+        committee=cfg.committee, case=case, tag=cases.case_tag(cfg, ctx.case_id),
+        reporter_name=ctx.parsed.from_name, subject=ctx.parsed.subject,
+        reply_address=reply_address, urgent=bool(case["urgent"]), forwarded=ctx.kind == "forward",
+    )
+    msg = compose(
+        cfg, from_=(cfg.committee.name, cfg.committee.conduct_address), to=[recipient],
+        subject=text.subject, body=text.body, reply_to=reply_address,
+        in_reply_to=ctx.parsed.message_id,
+        references=[*ctx.parsed.references, ctx.parsed.message_id or ""],
+        headers={"Auto-Submitted": "auto-replied", "X-Mailflow-Case": ctx.case_id},
+    )
+    enqueue(ctx.db, msg, kind="ack", rcpts=[recipient], envelope_from="",
+                     case_id=ctx.case_id)
+    ctx.db.execute("UPDATE cases SET acknowledged_at = ? WHERE id = ?",
+                   [timestamps.stamp(), ctx.case_id])

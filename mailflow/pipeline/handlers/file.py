@@ -1,0 +1,43 @@
+"""Filing messages into the archive: the parsed fields beside the raw bytes."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from mailflow.case import cases
+from mailflow.store import audit
+
+if TYPE_CHECKING:
+    from mailflow.mail.parse import Parsed
+    from mailflow.pipeline.context import Context
+
+
+def parsed_columns(p: Parsed) -> dict[str, Any]:
+    """The columns of ``messages`` that come from parsing the raw bytes alone (so
+    ``mailflow reindex`` can recompute them); the rest is history of the pipeline."""
+    return {
+        "from_addr": p.from_addr, "from_name": p.from_name,
+        "to_addrs": json.dumps(p.to_addrs), "cc_addrs": json.dumps(p.cc_addrs),
+        "subject": p.subject, "date": p.date, "message_id": p.message_id,
+        "in_reply_to": p.in_reply_to[0] if p.in_reply_to else None,
+        "refs": json.dumps(p.references), "body_text": p.body_text, "new_text": p.new_text,
+        "quoted_text": p.quoted_text, "attachments": json.dumps(p.attachments),
+        "defects": json.dumps(p.defects),
+    }
+
+
+def file_message(ctx: Context) -> None:
+    p = ctx.parsed
+    columns = {"spool_id": ctx.spool_id, "case_id": ctx.case_id, "kind": ctx.kind,
+               "envelope_from": ctx.envelope_from, **parsed_columns(p),
+               "flags": json.dumps(ctx.flags)}
+    ctx.db.execute(
+        f"INSERT INTO messages (received_at, {', '.join(columns)}) SELECT received_at, "
+        f"{', '.join('?' * len(columns))} FROM spool WHERE id = ?",
+        [*columns.values(), ctx.spool_id],
+    )
+    if ctx.case_id:
+        cases.touch(ctx.db, ctx.case_id)
+    audit.append(ctx.db, p.from_addr or ctx.envelope_from or "unknown", f"mail in: {ctx.kind}",
+                 ctx.case_id, spool_id=ctx.spool_id, message_id=p.message_id, flags=ctx.flags)

@@ -1,0 +1,79 @@
+"""The private committee list: reports, reporter replies and member posts go to the
+members who are on the case, never to anyone else.
+
+Each member's copy has its own Reply-To, ``committee+<member token>@``: replying to it
+proves to mailflow which member wrote (the token is signed and expires), and the
+From is the committee's own address, so reply-all cannot reach the reporter.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mailflow.case import cases
+from mailflow.case.notices import case_root_id, list_headers, member_reply_address
+from mailflow.mail import render
+from mailflow.mail.compose import compose
+from mailflow.outbound.queue import enqueue
+
+if TYPE_CHECKING:
+
+    from mailflow.pipeline.context import Context
+
+RELAYED_KINDS = ("report", "forward", "reply", "member")
+
+
+def committee_subject(ctx: Context) -> str:
+    cfg = ctx.cfg
+    if not ctx.case_id:
+        return ctx.parsed.subject or "(no subject)"
+    tag = cases.case_tag(cfg, ctx.case_id)
+    if ctx.kind == "member":
+        subject = ctx.parsed.subject
+        return subject if tag.lower() in subject.lower() else f"{tag} {subject}".strip()
+    case = cases.get(ctx.db, ctx.case_id) or {}
+    title = case.get("codename", "") if cfg.committee.subject == "codename" else ctx.parsed.subject
+    heading = {"report": "New report", "forward": "Report forwarded by the board",
+               "reply": "Mail on the case"}[ctx.kind]
+    if ctx.kind == "reply":
+        roles = [p["role"] for p in cases.people(ctx.db, ctx.case_id)
+                 if p["address"] == (ctx.sender or "").lower()]
+        if roles:
+            heading = f"{roles[0].capitalize()} wrote"
+    return f"{tag} {heading}: {title}"
+
+
+def relay(ctx: Context) -> None:
+    if ctx.kind not in RELAYED_KINDS:
+        return
+    cfg = ctx.cfg
+    sender = (ctx.sender or "").lower()
+    recipients = [m for m in cases.active_members(ctx.db, cfg, ctx.case_id) if m != sender]
+    if not recipients:
+        return
+    roles = cases.people(ctx.db, ctx.case_id) if ctx.case_id else []
+    role = next((p["role"] for p in roles if p["address"] == sender), None)
+    text = render.render(
+        ctx.svc.templates, "relay", subject_line=committee_subject(ctx),
+        committee=cfg.committee, kind=ctx.kind, case_id=ctx.case_id,
+        sender=sender, sender_name=ctx.parsed.from_name, sender_role=role,
+        subject=ctx.parsed.subject, date=ctx.parsed.date, body=ctx.parsed.body_text,
+        new_text=ctx.parsed.new_text, people=roles, attachments=ctx.parsed.attachments,
+        flags=ctx.flags, forwarded=ctx.parsed.forwarded,
+    )
+    display = (ctx.parsed.from_name or sender) if ctx.kind == "member" else "Conduct report"
+    refs = [case_root_id(cfg, ctx.case_id)] if ctx.case_id else []
+    # The original goes along when it has attachments the text cannot show.
+    attach = ctx.raw if ctx.parsed.attachments else None
+    for member in recipients:
+        msg = compose(
+            cfg, from_=(f"{display} via {cfg.committee.name}", cfg.committee.committee_address),
+            to=[cfg.committee.committee_address], subject=text.subject, body=text.body,
+            reply_to=member_reply_address(ctx.svc, ctx.case_id, member),
+            references=refs, headers=list_headers(cfg, ctx.case_id), attach=attach,
+        )
+        enqueue(ctx.db, msg, kind="relay", rcpts=[member],
+                         envelope_from=cfg.committee.committee_address, case_id=ctx.case_id,
+                         searchable=False)  # the message it relays is indexed
+
+

@@ -1,0 +1,131 @@
+"""Threading mail into cases.
+
+Three keys can name a case: a signed plus-address token, the subject tag, and
+In-Reply-To/References naming a message of the case.  The token is proof; the other
+two can be copied by anyone, so on the reporter side they only join a case when the
+sender is already one of its people.  Keys that disagree, or point nowhere, open a
+new case: a report filed under a wrong case is worse than one filed twice.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mailflow.case import cases, events
+from mailflow.mail.tokens import read_member_token, split_address
+from mailflow.store import audit
+
+if TYPE_CHECKING:
+    from mailflow.pipeline.context import Context
+
+
+def route(ctx: Context) -> None:
+    """Decide side, kind and case; open a case for a new report."""
+    _choose_side(ctx)
+    if ctx.side == "committee":
+        ctx.kind = "member" if ctx.cfg.is_member(ctx.sender or "") else "held"
+        ctx.case_id = _find_case(ctx, trust_weak_keys=True)
+        if ctx.kind == "held":
+            ctx.flags.append("held")
+            audit.append(ctx.db, ctx.sender or "unknown", "held: not a committee member",
+                         ctx.case_id, spool_id=ctx.spool_id)
+        return
+
+    # A configured event organiser's report form may name the case it belongs to.
+    event = events.read_form(ctx)
+    case_id = _find_case(ctx, trust_weak_keys=event is not None) or events.named_case(ctx, event)
+    if case_id:
+        ctx.case_id, ctx.kind = case_id, "reply"
+        events.file_report(ctx, event)
+        return
+    if _is_bounce(ctx):
+        ctx.kind = "bounce"
+        return
+    forwarded = ctx.parsed.forwarded[0] if ctx.parsed.forwarded else None
+    if forwarded and forwarded.from_addr and ctx.cfg.is_board(ctx.sender or ""):
+        # Someone went to the board instead; the board member passes it on.
+        ctx.kind = "forward"
+        ctx.case_id = cases.open_case(ctx.db, ctx.cfg, forwarded.subject or ctx.parsed.subject,
+                                         when=ctx.when, status=ctx.status_opened)
+        cases.add_person(ctx.db, ctx.case_id, "reporter", forwarded.from_addr, forwarded.from_name)
+        cases.add_person(ctx.db, ctx.case_id, "forwarder", ctx.sender or "", ctx.parsed.from_name)
+    else:
+        ctx.kind = "report"
+        ctx.case_id = cases.open_case(ctx.db, ctx.cfg, ctx.parsed.subject, when=ctx.when,
+                                      status=ctx.status_opened)
+        if ctx.sender and not event:
+            cases.add_person(ctx.db, ctx.case_id, "reporter", ctx.sender, ctx.parsed.from_name)
+    ctx.new_case = True
+    events.file_report(ctx, event)
+
+
+def _our_recipients(ctx: Context):
+    domain = ctx.cfg.committee.domain
+    rcpts = ctx.rcpts or (ctx.parsed.to_addrs + ctx.parsed.cc_addrs)
+    return [a for a in (split_address(r, domain) for r in rcpts) if a]
+
+
+def _choose_side(ctx: Context) -> None:
+    ours = _our_recipients(ctx)
+    committee = [a for a in ours if a.base == "committee"]
+    conduct = [a for a in ours if a.base == "conduct"]
+    # A member writing to both is talking to the committee; anyone else is reporting.
+    if committee and (not conduct or ctx.cfg.is_member(ctx.sender or "")):
+        ctx.side, chosen = "committee", committee
+    else:
+        ctx.side, chosen = "conduct", conduct
+    ctx.token = next((a.token for a in chosen if a.token), None)
+
+
+def _token_case(ctx: Context) -> str | None:
+    if not ctx.token:
+        return None
+    fields = ctx.svc.signer.unsign(ctx.token)
+    if fields is None:
+        ctx.flags.append("bad-token")
+        return None
+    if ctx.side == "committee":
+        proof = read_member_token(fields)
+        return proof.case_id if proof else None
+    # Case tokens are just the case id; purpose tokens (mediation consent) add fields.
+    return fields[0] if fields[0] != "-" else None
+
+
+def _reference_cases(ctx: Context) -> set[str]:
+    ids = list(dict.fromkeys(ctx.parsed.in_reply_to + ctx.parsed.references))
+    if not ids:
+        return set()
+    marks = ",".join("?" * len(ids))
+    rows = ctx.db.execute(
+        f"SELECT case_id FROM messages WHERE message_id IN ({marks}) AND case_id IS NOT NULL "
+        f"UNION SELECT case_id FROM outbound WHERE message_id IN ({marks}) "
+        "AND case_id IS NOT NULL", ids + ids).fetchall()
+    return {r[0] for r in rows}
+
+
+def _find_case(ctx: Context, trust_weak_keys: bool) -> str | None:
+    strong = _token_case(ctx)
+    weak: set[str] = set()
+    match = cases.tag_pattern(ctx.cfg).search(ctx.parsed.subject)
+    if match:
+        weak.add(match.group(1))
+    weak |= _reference_cases(ctx)
+    found = ({strong} | weak) - {None}
+    found = {c for c in found if cases.exists(ctx.db, c)}
+    if len(found) > 1:
+        ctx.flags.append("ambiguous-thread:" + ",".join(sorted(found)))
+        return None
+    if not found:
+        return None
+    case_id = found.pop()
+    if strong == case_id or trust_weak_keys or cases.is_on_case(ctx.db, case_id, ctx.sender or ""):
+        return case_id
+    # A copied tag or Message-ID from someone not on the case: do not let it in.
+    ctx.flags.append(f"unverified-thread:{case_id}")
+    return None
+
+
+def _is_bounce(ctx: Context) -> bool:
+    sender = (ctx.sender or "").split("@")[0]
+    return ctx.envelope_from == "" or sender in ("mailer-daemon", "postmaster") or (
+        ctx.parsed.msg.get_content_type() == "multipart/report")

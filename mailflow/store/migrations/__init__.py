@@ -1,0 +1,54 @@
+"""The schema of ``mailflow.db`` as history: named steps, applied once each, in order.
+
+Each module here holds the steps of one part of the schema and imports no application
+code, so a step means tomorrow what it meant the day it shipped (sqlite-utils'
+``migrations.py`` model).  Append new steps; never edit one that has shipped.  The
+search index is not here: it is derived from these tables, and
+:mod:`mailflow.store.fulltext` rebuilds it when its definition changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
+
+import sqlite_utils
+
+from mailflow.store.migrations import clocks, core, imap, responses, search, workflow
+
+Migration = tuple[str, Callable[[sqlite_utils.Database], None]]
+Transaction = Callable[[sqlite_utils.Database], AbstractContextManager[sqlite_utils.Database]]
+
+# Every step, in the order they apply.
+ALL: list[Migration] = [
+    *core.MIGRATIONS,
+    *imap.MIGRATIONS,
+    *search.MIGRATIONS,
+    *clocks.MIGRATIONS,
+    *workflow.MIGRATIONS,
+    *responses.MIGRATIONS,
+]
+
+
+def migrate(db: sqlite_utils.Database, transaction: Transaction,
+            steps: list[Migration] = ALL) -> list[str]:
+    """Apply the steps not yet applied, each in a transaction of its own; returns the
+    names applied."""
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT)"
+    )
+    applied = {row[0] for row in db.execute("SELECT name FROM schema_migrations")}
+    done = []
+    for name, step in steps:
+        if name in applied:
+            continue
+        with transaction(db):
+            # Another process may have migrated between our read and the lock.
+            if db.execute("SELECT 1 FROM schema_migrations WHERE name=?", [name]).fetchone():
+                continue
+            step(db)
+            db.execute("INSERT INTO schema_migrations VALUES (?, ?)",
+                       [name, datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")])
+        done.append(name)
+    return done
