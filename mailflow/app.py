@@ -45,8 +45,8 @@ from mailflow.pipeline.handlers import (
     commands,
     file,
     recuse,
-    relay,
     route,
+    to_committee,
     triage,
 )
 from mailflow.responses import draft_commands, finalreport, redaction
@@ -67,7 +67,7 @@ HANDLERS: tuple[Handler, ...] = (
     clocks.start_clocks,           # after the commands: they may start clocks
     acknowledge.acknowledge,       # the reporter hears at once
     triage.alert,                  # urgent: every member alerted
-    relay.relay,                   # the committee's copy
+    to_committee.copy_to_committee,  # each member's copy
 )
 
 # What imported history goes through: threaded and filed like live mail, but it sends

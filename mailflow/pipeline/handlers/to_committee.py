@@ -1,5 +1,5 @@
-"""The private committee list: reports, reporter replies and member posts go to the
-members who are on the case, never to anyone else.
+"""Handler: the committee's copies.  Reports, reporter replies and member posts go to
+the members who are on the case, never to anyone else.
 
 Each member's copy has its own Reply-To, ``committee+<member token>@``: replying to it
 proves to mailflow which member wrote (the token is signed and expires), and the
@@ -8,19 +8,14 @@ From is the committee's own address, so reply-all cannot reach the reporter.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from mailflow.case import cases
 from mailflow.case.notices import case_root_id, list_headers, member_reply_address
 from mailflow.mail import render
 from mailflow.mail.compose import compose
 from mailflow.outbound.queue import enqueue
+from mailflow.pipeline.context import Context
 
-if TYPE_CHECKING:
-
-    from mailflow.pipeline.context import Context
-
-RELAYED_KINDS = ("report", "forward", "reply", "member")
+COPIED_KINDS = ("report", "forward", "reply", "member")
 
 
 def committee_subject(ctx: Context) -> str:
@@ -43,8 +38,9 @@ def committee_subject(ctx: Context) -> str:
     return f"{tag} {heading}: {title}"
 
 
-def relay(ctx: Context) -> None:
-    if ctx.kind not in RELAYED_KINDS:
+def copy_to_committee(ctx: Context) -> None:
+    """Each member deciding the case gets a copy with their own reply address."""
+    if ctx.kind not in COPIED_KINDS:
         return
     cfg = ctx.cfg
     sender = (ctx.sender or "").lower()
@@ -54,7 +50,7 @@ def relay(ctx: Context) -> None:
     roles = cases.people(ctx.db, ctx.case_id) if ctx.case_id else []
     role = next((p["role"] for p in roles if p["address"] == sender), None)
     text = render.render(
-        ctx.svc.templates, "relay", subject_line=committee_subject(ctx),
+        ctx.svc.templates, "committee-copy", subject_line=committee_subject(ctx),
         committee=cfg.committee, kind=ctx.kind, case_id=ctx.case_id,
         sender=sender, sender_name=ctx.parsed.from_name, sender_role=role,
         subject=ctx.parsed.subject, date=ctx.parsed.date, body=ctx.parsed.body_text,
