@@ -26,7 +26,6 @@ import multiprocessing as mp
 import os
 import signal
 import smtplib
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,8 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-MEMBERS = ["chair@example.org", "m1@example.org", "m2@example.org"]
+from mailflow.testing import MEMBERS, MailflowServer, free_port
 
 SINK = r"""
 import re, sys, time
@@ -64,23 +62,6 @@ print("ready", flush=True)
 sys.stdin.read()
 c.stop()
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"nothing listening on {port}")
 
 
 def message(i: int) -> tuple[str, str, bytes]:
@@ -185,30 +166,16 @@ def run(n: int, connections: int, paced: int, paced_rate: float) -> dict:
 def run_mailflow(n: int, connections: int, paced: int, paced_rate: float,
                  flow_delay: float) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        relay_port, listen_port = free_port(), free_port()
+        relay_port = free_port()
         capture_log = f"{tmp}/captured.log"
         Path(capture_log).touch()
-        cfg = Path(tmp) / "mailflow.toml"
-        cfg.write_text(f"""
-[committee]
-domain = "example.org"
-chair = "chair@example.org"
-members = {json.dumps(MEMBERS)}
-[intake]
-listen = "127.0.0.1:{listen_port}"
-flow_delay = {flow_delay}
-[outbound]
-relay = "127.0.0.1:{relay_port}"
-[storage]
-path = "{tmp}/archive"
-""")
+        server = MailflowServer(Path(tmp), relay_port, intake_extra=(
+            f"commit_timeout = 10.0\nflow_delay = {flow_delay}"))
         capture = start_sink(relay_port, capture_log)
-        serve_log = open(f"{tmp}/serve.log", "w")  # noqa: SIM115 - the server writes it
-        serve = subprocess.Popen([sys.executable, "-m", "mailflow", "--config", str(cfg), "serve"],
-                                 stdout=subprocess.DEVNULL, stderr=serve_log)
         mails = 1 + len(MEMBERS)  # an acknowledgement and a copy for each member
         try:
-            wait_port(listen_port)
+            server.start()
+            listen_port = server.port
             # One report through every stage first: the stages are processes of their
             # own, still starting (importing their modules) when the port opens, and
             # the burst is to meet a server that is up.
@@ -223,9 +190,7 @@ path = "{tmp}/archive"
             _, paced_ends = load(listen_port, paced, connections, rate=paced_rate, first=n)
             lines = captured(capture_log, lines_at_burst + paced * mails, 120)
         finally:
-            serve.send_signal(signal.SIGTERM)
-            serve.wait(timeout=60)
-            serve_log.close()
+            server.stop(timeout=60)
             stop(capture)
         acks = {}
         relays = 0

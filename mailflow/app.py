@@ -13,6 +13,7 @@ and never find each other by name or register themselves on import.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from mailflow import rules
 from mailflow.archive import search
@@ -151,3 +152,26 @@ STAGES: tuple[tuple[str, Stage], ...] = (
 def stages(cfg: Config) -> list[tuple[str, Stage]]:
     """The stages this configuration runs: IMAP polling only when configured."""
     return [*STAGES, *([("imap", imap_stage)] if cfg.intake.imap else [])]
+
+
+def _name(part: Callable[..., Any]) -> str:
+    return f"{part.__module__.rpartition('.')[2]}.{part.__name__}"
+
+
+def _summary(part: object) -> str:
+    """The first paragraph of a docstring, on one line."""
+    return " ".join((getattr(part, "__doc__", None) or "").strip().split("\n\n")[0].split())
+
+
+def describe() -> dict[str, Any]:
+    """These lists as data, for ``mailflow parts``."""
+    return {
+        "handlers": [{"name": _name(h), "does": _summary(h)} for h in HANDLERS],
+        "history_handlers": [_name(h) for h in HISTORY_HANDLERS],
+        "commands": {m.__name__.rpartition(".")[2]: [w for w, s in COMMANDS.items()
+                                                     if s.run.__module__ == m.__name__]
+                     for m in COMMAND_MODULES},
+        "close_checks": [_name(c) for c in CLOSE_CHECKS],
+        "migrations": [name for name, _ in MIGRATIONS],
+        "stages": [name for name, _ in STAGES],
+    }

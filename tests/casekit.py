@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from conftest import CHAIR, Captured, CaptureRelay, MailflowServer, make_mail, wait_until
+from mailflow.testing import CHAIR, Captured, CaptureRelay, MailflowServer, make_mail, wait_until
 
 REPORTER, REPORTER_NAME = "rita.moreno@people.test", "Rita Moreno"
 ORIGINATOR = "sam.sharp@people.test"

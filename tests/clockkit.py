@@ -11,13 +11,13 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from conftest import make_mail, write_config
 
 from mailflow import app, config, store, timestamps
 from mailflow.clocks import scheduler
 from mailflow.clocks.policy import Policy
 from mailflow.intake.spool import Envelope, commit_one
 from mailflow.pipeline import runner
+from mailflow.testing import make_mail, write_config
 
 REPORTER = "rita@people.test"
 

@@ -21,8 +21,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from conftest import free_port, wait_until
 from imapclient import IMAPClient
+
+from mailflow.testing import free_port, wait_until
 
 DOVECOT = shutil.which("dovecot") or "/usr/sbin/dovecot"
 USER = "mailflow"

@@ -8,10 +8,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 from casekit import open_case
-from conftest import CHAIR, M1, M2, MailflowServer
 
 from mailflow import timestamps
 from mailflow.mail import tokens
+from mailflow.testing import CHAIR, M1, M2, MailflowServer
 
 MTA = "mx.example.org"
 ATTACKER = "attacker@evil.test"

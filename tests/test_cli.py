@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import make_mail
+from mailflow.testing import make_mail
 
 
 def mailflow(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -10,13 +10,13 @@ from datetime import date, timedelta
 
 import pytest
 from clockkit import REPORTER, Archive, draft_id, stamp
-from conftest import CHAIR, M1, M2, MEMBERS, make_mail
 
 from mailflow import rules, store, timestamps
 from mailflow.case import mediation
 from mailflow.clocks import alarms, scheduler
 from mailflow.clocks.policy import ACTIONS, Duration, Policy, problems
 from mailflow.config import Config
+from mailflow.testing import CHAIR, M1, M2, MEMBERS, make_mail
 
 SHIPPED = rules.load(Config())["clocks"]
 BERLIN_RULES = 'timezone = "Europe/Berlin"\n'

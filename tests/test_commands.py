@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 from casekit import ORIGINATOR, open_case, start_server
-from conftest import CHAIR, M1, M2, REPO
 
 from mailflow import app
+from mailflow.testing import CHAIR, M1, M2
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def applied(server, case_id: str) -> dict:

@@ -5,7 +5,8 @@ server takes the reports and commands, `mailflow tick` sends the digests."""
 from __future__ import annotations
 
 from casekit import Case
-from conftest import CHAIR, M1, M2, Captured, CaptureRelay, MailflowServer, make_mail
+
+from mailflow.testing import CHAIR, M1, M2, Captured, CaptureRelay, MailflowServer, make_mail
 
 REPORTER = "rita@people.test"
 CONDUCT = "conduct@example.org"

@@ -15,7 +15,8 @@ from casekit import (
     open_case,
     start_server,
 )
-from conftest import CHAIR, M1, M2
+
+from mailflow.testing import CHAIR, M1, M2
 
 PEOPLE = f"#originator Sam Sharp <{ORIGINATOR}>\n#witness {WITNESS_NAME} <{WITNESS}>\n"
 REPRIMAND = """#send private-reprimand to=originator

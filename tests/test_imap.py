@@ -13,12 +13,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import MEMBERS, CaptureRelay, MailflowServer, make_mail, wait_until
 from dovecot import PASSWORD, USER, Dovecot, make_certificate
 
 from mailflow import config
 from mailflow.intake import imap
 from mailflow.intake.imap import CRASH_AFTER_COMMIT
+from mailflow.testing import MEMBERS, CaptureRelay, MailflowServer, make_mail, wait_until
 
 pytestmark = pytest.mark.skipif(shutil.which("dovecot") is None,
                                 reason="Dovecot is not installed (apt-get install dovecot-imapd)")

@@ -7,7 +7,7 @@ import mailbox
 import sqlite3
 from pathlib import Path
 
-from conftest import M1
+from mailflow.testing import M1
 
 THREADS, REPLIES = 60, 4  # 300 messages
 MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun"]

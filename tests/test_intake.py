@@ -15,7 +15,9 @@ import time
 
 import pytest
 from aiosmtpd.smtp import SMTP
-from conftest import (
+
+from mailflow.intake.listener import PLAIN_PATH, Server
+from mailflow.testing import (
     WAIT,
     CaptureRelay,
     MailflowServer,
@@ -23,8 +25,6 @@ from conftest import (
     make_mail,
     wait_until,
 )
-
-from mailflow.intake.listener import PLAIN_PATH, Server
 
 REPORTER = "reporter@people.test"
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from conftest import make_mail
 
 from mailflow.mail.parse import parse, strict_from
+from mailflow.testing import make_mail
 
 REPORTER = "reporter@people.test"
 

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
-from conftest import CaptureRelay, MailflowServer, free_port, make_mail, wait_until
 from dovecot import make_certificate
 
 from mailflow import config
 from mailflow.mail.compose import HeaderInjection, compose
 from mailflow.outbound import delivery, transports
 from mailflow.outbound.queue import enqueue
+from mailflow.testing import CaptureRelay, MailflowServer, free_port, make_mail, wait_until
 
 REPORTER = "reporter@people.test"
 

@@ -18,9 +18,9 @@ from casekit import (
     open_case,
     start_server,
 )
-from conftest import CHAIR, M1, M2
 
 from mailflow import timestamps
+from mailflow.testing import CHAIR, M1, M2
 
 LOG = "https://chat.example.org/general/2026-05-03 (the channel log)"
 WHAT = "Sam Sharp called Rita Moreno's patch garbage and told her to leave"

@@ -8,7 +8,7 @@ import os
 import sqlite3
 from pathlib import Path
 
-from conftest import MailflowServer, make_mail
+from mailflow.testing import MailflowServer, make_mail
 
 REPORTER = "reporter@people.test"
 

@@ -7,9 +7,9 @@ import json
 from datetime import timedelta
 
 from casekit import ORIGINATOR, open_case, start_server
-from conftest import M1, M2
 
 from mailflow import timestamps
+from mailflow.testing import M1, M2
 
 TROLL = "troll@people.test"
 

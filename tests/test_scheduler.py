@@ -5,7 +5,17 @@ MAILFLOW_FAKE_NOW.  Shipped rules: UTC, business days Monday to Friday, 09:00-17
 from __future__ import annotations
 
 from casekit import Case
-from conftest import CHAIR, M1, M2, MEMBERS, Captured, CaptureRelay, MailflowServer, make_mail
+
+from mailflow.testing import (
+    CHAIR,
+    M1,
+    M2,
+    MEMBERS,
+    Captured,
+    CaptureRelay,
+    MailflowServer,
+    make_mail,
+)
 
 REPORTER = "rita@people.test"
 CONDUCT = "conduct@example.org"

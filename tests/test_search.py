@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import CHAIR, M1, M2, wait_until
+
+from mailflow.testing import CHAIR, M1, M2, wait_until
 
 ALICE, CAROL, BOB_ALICE = "alice@people.test", "carol@people.test", "bob.alice@people.test"
 CONDUCT = "conduct@example.org"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import BOARD, CHAIR, M1, M2, make_mail
+from mailflow.testing import BOARD, CHAIR, M1, M2, make_mail
 
 REPORTER = "reporter@people.test"
 

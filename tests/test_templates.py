@@ -19,9 +19,9 @@ from casekit import (
     open_case,
     start_server,
 )
-from conftest import CHAIR, M1, M2
 
 from mailflow import timestamps
+from mailflow.testing import CHAIR, M1, M2
 
 PEOPLE = (f"#originator Sam Sharp <{ORIGINATOR}>\n#affected Ada Ng <{AFFECTED}>\n"
           f"#witness {WITNESS_NAME} <{WITNESS}>\n#channel #general on the project chat\n")

@@ -4,11 +4,10 @@ acknowledgement tells the reporter whom to call.  End to end through real SMTP."
 
 from __future__ import annotations
 
-from conftest import CHAIR, M1, M2, MEMBERS, CaptureRelay, MailflowServer, make_mail
-
 from mailflow import rules
 from mailflow.config import Config
 from mailflow.pipeline.handlers import triage
+from mailflow.testing import CHAIR, M1, M2, MEMBERS, CaptureRelay, MailflowServer, make_mail
 
 REPORTER = "rita@people.test"
 CONDUCT = "conduct@example.org"

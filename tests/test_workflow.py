@@ -7,7 +7,10 @@ import re
 from pathlib import Path
 
 from casekit import ORIGINATOR, REPORTER, Case, draft_ids, open_case, start_server
-from conftest import (
+
+from mailflow import store
+from mailflow.archive import search
+from mailflow.testing import (
     BOARD,
     CHAIR,
     M1,
@@ -18,9 +21,6 @@ from conftest import (
     make_mail,
     wait_until,
 )
-
-from mailflow import store
-from mailflow.archive import search
 
 MEDIATOR, OTHER_MEDIATOR = "mia@mediators.test", "otto@mediators.test"
 DELEGATE = "olga@events.test"
@@ -227,6 +227,13 @@ def test_severe_path_drafts_both_notices_and_blocks_closing_until_signed_off(tmp
         t = case.command(CHAIR, "#close")
         assert "Error: the case cannot close yet: the clear-and-severe fast path is not " \
                "signed off yet" in t
+        # `mailflow case show` tells what #close does: every close check, in a process
+        # that never applied a command (the checks used to register only when the
+        # command modules had been imported).
+        blockers = server.cli_json("case", "show", case.id)["file"]["close_blockers"]
+        assert blockers == ["the clear-and-severe fast path is not signed off yet (#signoff)",
+                            "the officers' report has not been sent (#report, then the "
+                            "chair's #confirm)"]
         assert f"draft {notices[0]} sent" in case.confirm(*notices)
         to_reporter = relay.wait_for(lambda c: c.rcpts == [REPORTER] and "disconnected" in
                                      c.msg["Subject"], what="notice to the reporter")[0]
@@ -245,6 +252,8 @@ def test_severe_path_drafts_both_notices_and_blocks_closing_until_signed_off(tmp
         assert f"waiting for {CHAIR}" in t
         assert "consensus reached" in case.command(CHAIR, "#signoff")
         assert "fast path" not in case.command(CHAIR, "#close")
+        assert server.cli_json("case", "show", case.id)["file"]["close_blockers"] == [
+            "the officers' report has not been sent (#report, then the chair's #confirm)"]
 
         # The rest of the way to closing: the record, a response, the officers' report.
         case.command(M1, "#what threats of violence after the meetup\n#channel forum, chat\n"

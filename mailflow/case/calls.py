@@ -16,7 +16,7 @@ from typing import Any
 
 import sqlite_utils
 
-from mailflow import timestamps
+from mailflow import store, timestamps
 from mailflow.case import cases
 from mailflow.commands.spec import CommandError, Invocation, command
 from mailflow.store import fulltext
@@ -37,7 +37,7 @@ def file_note(db: sqlite_utils.Database, case_id: str, *, kind: str, author: str
         "INSERT INTO notes (case_id, kind, author, at, held_on, participants, text, spool_id)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         [case_id, kind, author, now, held_on, json.dumps(participants), text, spool_id])
-    note_id = cur.lastrowid
+    note_id = store.inserted(cur)
     subject = {"call": f"Call on {held_on} with {', '.join(participants)}",
                "event-report": "Event incident report",
                "feedback": "Reporter's feedback on the proposed response"}.get(kind, "Note")

@@ -49,11 +49,17 @@ def _undetermined(value: Any) -> str:
 
 
 def format_record(cf: dict[str, Any]) -> str:
+    """The case file as text, section by section (``#status``, ``mailflow case show``)."""
+    sections = (_determinations, _committee, _decisions, _measures, _records)
+    return "\n".join(line for section in sections for line in section(cf))
+
+
+def _determinations(cf: dict[str, Any]) -> list[str]:
     rec = cf["record"]
-    people = cf["people"]
 
     def role(name: str) -> str:
-        return _undetermined(", ".join(cases.person_text(p) for p in people if p["role"] == name))
+        return _undetermined(", ".join(cases.person_text(p) for p in cf["people"]
+                                       if p["role"] == name))
 
     response = (consensus.describe(rec["response"], rec["response_detail"] or "")
                 if rec["response"] else None)
@@ -70,13 +76,20 @@ def format_record(cf: dict[str, Any]) -> str:
     ]
     if cf["undetermined"]:
         lines.append(f"  Still undetermined:   {', '.join(cf['undetermined'])}")
-    lines += ["", "Committee",
-              f"  Chair:     {cf['chair'] or 'none: every chair is recused; #chair <member>'}",
-              f"  Deciding:  {', '.join(cf['deciding']) or 'nobody: the case is with the board'}",
-              f"  Recused:   {', '.join(cf['recused']) or 'nobody'}"]
-    lines += ["", "People"]
-    lines += [f"  {p['role']:<11} {cases.person_text(p)}" for p in people] or ["  (none)"]
-    lines += ["", "Decisions"]
+    return lines
+
+
+def _committee(cf: dict[str, Any]) -> list[str]:
+    lines = ["", "Committee",
+             f"  Chair:     {cf['chair'] or 'none: every chair is recused; #chair <member>'}",
+             f"  Deciding:  {', '.join(cf['deciding']) or 'nobody: the case is with the board'}",
+             f"  Recused:   {', '.join(cf['recused']) or 'nobody'}", "", "People"]
+    return lines + ([f"  {p['role']:<11} {cases.person_text(p)}" for p in cf["people"]]
+                    or ["  (none)"])
+
+
+def _decisions(cf: dict[str, Any]) -> list[str]:
+    lines = ["", "Decisions"]
     for p in cf["proposals"]:
         what = ("sign-off of the clear-and-severe fast path" if p["kind"] == consensus.SIGNOFF
                 else consensus.describe(p["response"], p["detail"]))
@@ -88,6 +101,11 @@ def format_record(cf: dict[str, Any]) -> str:
                   for v in p["votes"]]
     if not cf["proposals"]:
         lines.append("  (no proposal yet: #propose <response>)")
+    return lines
+
+
+def _measures(cf: dict[str, Any]) -> list[str]:
+    rec, lines = cf["record"], []
     if rec["severe_at"]:
         lines += ["", f"Clear and severe breach: fast path used {rec['severe_at']} by "
                       f"{rec['severe_by']} ({rec['severe_scope']}): {rec['severe_reason']}"]
@@ -109,6 +127,11 @@ def format_record(cf: dict[str, Any]) -> str:
                   f"({b['status']})" for b in cf["bans"]]
     if cf["flags"]:
         lines += ["", "Flags: " + "; ".join(cf["flags"])]
+    return lines
+
+
+def _records(cf: dict[str, Any]) -> list[str]:
+    lines = []
     if cf["drafts"]:
         lines += ["", "Drafts (#confirm by the chair sends one)"]
         lines += [f"  #{d['id']} {d['template']} to the {d['to_role']}: {d['state']} "
@@ -122,7 +145,7 @@ def format_record(cf: dict[str, Any]) -> str:
             lines += [f"      {line}" for line in n["text"].splitlines()]
     if cf["close_blockers"]:
         lines += ["", "Before it can close: " + "; ".join(cf["close_blockers"])]
-    return "\n".join(lines)
+    return lines
 
 
 @command("status", summary="reply with the case record, what is still undetermined, the "

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlite_utils
 
-from mailflow import timestamps
+from mailflow import store, timestamps
 from mailflow.case import cases
 from mailflow.case.notices import notify_committee
 from mailflow.commands.spec import CommandError, Invocation, command
@@ -87,9 +87,10 @@ def new_proposal(ctx: Context, case_id: str, kind: str, response: str, detail: s
         "deadlocked_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
         [case_id, kind, response, detail, actor, timestamps.stamp(),
          previous["deadlocked_at"] if previous else None])
-    audit.append(db, actor, f"proposal {cur.lastrowid} ({kind})", case_id, response=response,
+    proposal_id = store.inserted(cur)
+    audit.append(db, actor, f"proposal {proposal_id} ({kind})", case_id, response=response,
                  detail=detail, replaces=previous["id"] if previous else None)
-    return cur.lastrowid
+    return proposal_id
 
 
 @dataclass

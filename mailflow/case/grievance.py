@@ -27,8 +27,9 @@ def _asks_for_review(ctx: Context) -> bool:
 
 
 def detect_grievance(ctx: Context) -> None:
-    """Pipeline handler: mail to the review address, or an originator writing on a closed
-    case, reopens the case as a grievance and tells the committee."""
+    """Reopen the case as a grievance when the originator asks for a review (mail to
+    the review address, or an originator writing on a closed case), and tell the
+    committee."""
     if ctx.side != "conduct" or ctx.kind != "reply" or not ctx.case_id:
         return
     if not _asks_for_review(ctx):

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlite_utils
 
-from mailflow import timestamps
+from mailflow import store, timestamps
 from mailflow.case import cases
 from mailflow.case.notices import notify_committee
 from mailflow.case.record import parse_person
@@ -76,9 +76,9 @@ def _mediate(inv: Invocation) -> str:
             parties.setdefault(party, role)
     db.execute("UPDATE mediations SET status = 'superseded' WHERE case_id = ? AND status IN "
                f"({', '.join('?' * len(OPEN_STATES))})", [case_id, *OPEN_STATES])
-    mediation_id = db.execute(
+    mediation_id = store.inserted(db.execute(
         "INSERT INTO mediations (case_id, mediator, mediator_name, proposed_by, proposed_at) "
-        "VALUES (?, ?, ?, ?, ?)", [case_id, address, name, inv.actor, timestamps.stamp()]).lastrowid
+        "VALUES (?, ?, ?, ?, ?)", [case_id, address, name, inv.actor, timestamps.stamp()]))
     mediator = f"{name} <{address}>" if name else address
     drafted = []
     for party, role in parties.items():
@@ -112,7 +112,7 @@ def _proposed_mediator(text: str) -> str:
 
 
 def record_consent(ctx: Context) -> None:
-    """Pipeline handler: mail to a party's consent address records their answer."""
+    """Record a party's answer, sent to their mediation consent address."""
     if ctx.side != "conduct" or not ctx.case_id or not ctx.token:
         return
     fields = ctx.svc.signer.unsign(ctx.token) or []

@@ -110,8 +110,8 @@ def _reply(inv: Invocation) -> str:
 
 
 def file_feedback(ctx: Context) -> None:
-    """Pipeline handler: a reporter's mail after the consultation and before enactment is
-    their feedback on the proposed response."""
+    """File the reporter's mail between the consultation and the enactment as their
+    feedback on the proposed response."""
     if ctx.side != "conduct" or ctx.kind != "reply" or not ctx.case_id:
         return
     if (ctx.sender or "").lower() not in cases.reporters(ctx.db, ctx.case_id):

@@ -19,7 +19,7 @@ from typing import Any
 
 import sqlite_utils
 
-from mailflow import timestamps
+from mailflow import store, timestamps
 from mailflow.case import cases
 from mailflow.case.notices import notify_committee
 from mailflow.commands.spec import CommandError, Invocation, command
@@ -73,9 +73,10 @@ def record_ban(db: sqlite_utils.Database, *, case_id: str, person: str, scope: s
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         [case_id, person, normalise_scope(scope), timestamps.stamp(starts),
          timestamps.stamp(ends) if ends else None, reason.strip(), actor, timestamps.stamp()])
-    audit.append(db, actor, "ban recorded", case_id, ban=cur.lastrowid, person=person,
+    ban_id = store.inserted(cur)
+    audit.append(db, actor, "ban recorded", case_id, ban=ban_id, person=person,
                  scope=scope, until=timestamps.stamp(ends) if ends else PERMANENT)
-    return cur.lastrowid
+    return ban_id
 
 
 def status(ban: dict[str, Any]) -> str:

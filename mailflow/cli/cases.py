@@ -7,6 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from mailflow.archive.syntax import HELP as SEARCH_SYNTAX
 from mailflow.cli.options import (
     AS_MEMBER,
     EX_DATAERR,
@@ -79,13 +80,12 @@ def cmd_case_show(args: argparse.Namespace) -> int:
              help="at most N results (with --by-case: N cases); default 20"),
          arg("--by-case", action="store_true",
              help="group the results by case, best case first, 3 hits each"),
-         AS_MEMBER, json_out=True)
+         AS_MEMBER, json_out=True, epilog=SEARCH_SYNTAX)
 def cmd_search(args: argparse.Namespace) -> int:
     """Search everything archived: mail (headers, new text and quoted text apart),
     mail sent, call summaries, notes, drafts and case fields.  Results are
     ranked when the query has words, else newest first; matches are marked
-    *like this* (bold on a terminal, «like this» in JSON).  The syntax:
-    `mailflow search --help` ends with it."""
+    *like this* (bold on a terminal, «like this» in JSON)."""
     from mailflow.archive import search
 
     cfg = load_config(args)

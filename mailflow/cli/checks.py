@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from jinja2.sandbox import SandboxedEnvironment
 
 from mailflow import rules
 from mailflow.case import sanctions
@@ -88,7 +89,7 @@ def sample_context(cfg: Config) -> dict[str, Any]:
         review_to=f"conduct+2026-0001.review.sig@{cfg.committee.domain}")
 
 
-def sample_render(env: jinja2.Environment, name: str, context: dict[str, Any]) -> str | None:
+def sample_render(env: SandboxedEnvironment, name: str, context: dict[str, Any]) -> str | None:
     """Render with the sample context, standing in for any other field; the problem or None."""
     trial = dict(context)
     while True:
@@ -120,7 +121,7 @@ def check_templates(cfg: Config) -> list[str]:
     for name in sorted(names):
         problem = sample_render(env, name, context)
         if problem:
-            problems.append(f"{env.loader.get_source(env, f'{name}.txt')[1]}: {problem}")
+            problems.append(f"{render.source(env, name)[1]}: {problem}")
     try:
         sending = rules.load(cfg).get("sending", {})
     except ConfigError:

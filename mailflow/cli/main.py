@@ -34,13 +34,13 @@ COMMANDS: tuple[Run, ...] = (
     running.cmd_process, running.cmd_tick, cases.cmd_deadlines, setup.cmd_help, setup.cmd_demo,
     cases.cmd_cases, cases.cmd_case_show, cases.cmd_case_export, cases.cmd_search,
     admin.cmd_import, admin.cmd_reindex, admin.cmd_audit_verify, admin.cmd_purge,
-    cases.cmd_bans, cases.cmd_report, admin.cmd_quarantine, admin.cmd_queue,
+    cases.cmd_bans, cases.cmd_report, admin.cmd_quarantine, admin.cmd_queue, setup.cmd_parts,
 )
 GROUPS = {"case": "one case: show, export", "audit": "the tamper-evident audit log: verify"}
 
 
 def spec(func: Run) -> CommandSpec:
-    return func.cli  # type: ignore[attr-defined,no-any-return]
+    return func.cli  # type: ignore[attr-defined]
 
 
 def _global_options(parser: argparse.ArgumentParser, default: object) -> None:
@@ -53,6 +53,7 @@ def _global_options(parser: argparse.ArgumentParser, default: object) -> None:
 
 def _add(sub: argparse._SubParsersAction, name: str, command: CommandSpec) -> None:
     p = sub.add_parser(name, help=command.summary, description=command.run.__doc__,
+                       epilog=command.epilog or None,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     _global_options(p, argparse.SUPPRESS)
     for a in command.args:

@@ -51,13 +51,15 @@ class CommandSpec:
     args: tuple[Arg, ...]
     json: bool
     run: Run
+    epilog: str = ""
 
 
-def command(name: str, summary: str, *args: Arg, json_out: bool = False
+def command(name: str, summary: str, *args: Arg, json_out: bool = False, epilog: str = ""
             ) -> Callable[[Run], Run]:
-    """Mark ``cmd_*`` as the subcommand ``name``."""
+    """Mark ``cmd_*`` as the subcommand ``name``; ``epilog`` ends its ``--help``."""
     def mark(func: Run) -> Run:
-        func.cli = CommandSpec(name, summary, args, json_out, func)  # type: ignore[attr-defined]
+        func.cli = CommandSpec(name, summary, args, json_out,  # type: ignore[attr-defined]
+                               func, epilog)
         return func
     return mark
 

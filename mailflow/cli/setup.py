@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from pathlib import Path
 
 from mailflow.cli.options import (
@@ -12,6 +13,7 @@ from mailflow.cli.options import (
     EX_USAGE,
     arg,
     command,
+    emit,
     load_config,
 )
 
@@ -112,3 +114,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from mailflow.cli import demo
 
     return demo.run(keep=args.keep)
+
+
+@command("parts", "the built-in parts: the pipeline's steps, the #commands, the close checks",
+         json_out=True)
+def cmd_parts(args: argparse.Namespace) -> int:
+    """The registry (mailflow/app.py), as data: the handlers every message goes
+    through, in order, the #commands by the module that defines them, the checks that
+    hold back closing a case, the schema's migrations and the stages `mailflow serve`
+    runs."""
+    from mailflow import app
+
+    data = app.describe()
+    lines = ["Handlers, in order:"]
+    for i, h in enumerate(data["handlers"], 1):
+        lines.append(f"  {i:2}. {h['name']}")
+        lines += textwrap.wrap(h["does"], 80, initial_indent=" " * 6, subsequent_indent=" " * 6)
+    lines += ["", "#commands, by module:"]
+    lines += [f"  {m:<15} " + " ".join(f"#{w}" for w in ws) for m, ws in data["commands"].items()]
+    lines += ["", "Close checks: " + ", ".join(data["close_checks"]),
+              f"Migrations: {len(data['migrations'])} ({data['migrations'][-1]} last)",
+              "Stages of serve: " + ", ".join(data["stages"]) + " (and imap when configured)"]
+    emit(args, data, "\n".join(lines))
+    return EX_OK

@@ -23,7 +23,7 @@ from typing import Any
 
 import sqlite_utils
 
-from mailflow import timestamps
+from mailflow import store, timestamps
 from mailflow.clocks.policy import ACTIONS, DIGEST, ENDINGS, Clock, Policy
 from mailflow.store import audit
 
@@ -73,7 +73,7 @@ def _store(db: sqlite_utils.Database, case_id: str | None, name: str, ref: str, 
         "VALUES (?, ?, ?, ?, ?, ?)",
         [case_id, name, ref, timestamps.stamp(), due_at, json.dumps(detail, default=str)])
     audit.append(db, "mailflow", f"clock armed: {name}", case_id, ref=ref, due=due_at)
-    return cur.lastrowid
+    return store.inserted(cur)
 
 
 def disarm(db: sqlite_utils.Database, case_id: str | None, name: str, *, ref: str = "",

@@ -70,7 +70,8 @@ def for_member(db: sqlite_utils.Database, cfg: Config, board: list[dict[str, Any
 def _clocks(db: sqlite_utils.Database, policy: Policy, case_id: str, now: datetime
             ) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
     horizon = timestamps.stamp(policy.add(now, policy.digest.due_within))
-    due, overdue = [], []
+    due: list[dict[str, str]] = []
+    overdue: list[dict[str, str]] = []
     for alarm in db.query("SELECT * FROM alarms WHERE case_id = ? AND state = 'pending' "
                           "AND due_at <= ? ORDER BY due_at", [case_id, horizon]):
         spec = policy.clocks.get(alarm["clock"])

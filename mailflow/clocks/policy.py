@@ -210,110 +210,130 @@ def problems(rules: Mapping[str, Any]) -> list[str]:
 
 
 def _read_policy(table: Mapping[str, Any]) -> tuple[Policy | None, list[str]]:
-    out: list[str] = []
+    r = _Reader()
+    tz = r.zone(table.get("timezone", "UTC"))
+    workdays = r.weekdays("business_days", table.get("business_days", list(WEEKDAYS[:5])))
+    opens, closes = r.hours(table.get("business_hours", ["09:00", "17:00"]))
+    holidays = r.holidays(table.get("holidays", []))
+    late_after = r.duration("late_after", table.get("late_after", "15 minutes"))
+    closed_states = table.get("closed_states", ["closed"])
+    if not isinstance(closed_states, list) or not all(isinstance(s, str) for s in closed_states):
+        r.bad("closed_states", "expected a list of case statuses")
+        closed_states = []
+    clocks = r.clocks(table.get("clocks", {}))
+    digest = r.digest(table.get("digest", {}))
+    if r.problems or not (tz and opens and closes and late_after and digest):
+        return None, r.problems or ["rules/clocks.toml: invalid"]
+    return Policy(tz, workdays, opens, closes, holidays, _span(late_after),
+                  tuple(closed_states), clocks, digest), r.problems
 
-    def bad(key: str, why: str) -> None:
-        out.append(f"rules/clocks.toml: {key}: {why}")
 
-    def duration(key: str, value: Any) -> Duration | None:
+class _Reader:
+    """Reads the values of ``rules/clocks.toml``, collecting every problem."""
+
+    def __init__(self) -> None:
+        self.problems: list[str] = []
+
+    def bad(self, key: str, why: str) -> None:
+        self.problems.append(f"rules/clocks.toml: {key}: {why}")
+
+    def duration(self, key: str, value: Any) -> Duration | None:
         try:
             return Duration.parse(value)
         except ValueError as e:
-            bad(key, str(e))
+            self.bad(key, str(e))
             return None
 
-    def clock_time(key: str, value: Any) -> time | None:
+    def clock_time(self, key: str, value: Any) -> time | None:
         match = CLOCK_TIME.match(value) if isinstance(value, str) else None
         if not match:
-            bad(key, f"{value!r} is not a time like '09:00'")
+            self.bad(key, f"{value!r} is not a time like '09:00'")
             return None
         return time(int(match.group(1)), int(match.group(2)))
 
-    def weekdays(key: str, value: Any) -> frozenset[int]:
-        names = value if isinstance(value, list) else [value]
+    def weekdays(self, key: str, value: Any) -> frozenset[int]:
         days = set()
-        for name in names:
+        for name in value if isinstance(value, list) else [value]:
             if not isinstance(name, str) or name.lower()[:3] not in WEEKDAYS:
-                bad(key, f"{name!r} is not a weekday (mon ... sun)")
+                self.bad(key, f"{name!r} is not a weekday (mon ... sun)")
                 continue
             days.add(WEEKDAYS.index(name.lower()[:3]))
         if not days:
-            bad(key, "needs at least one day")
+            self.bad(key, "needs at least one day")
         return frozenset(days)
 
-    tz = None
-    try:
-        tz = ZoneInfo(str(table.get("timezone", "UTC")))
-    except (ZoneInfoNotFoundError, ValueError):
-        bad("timezone", f"{table.get('timezone')!r} is not a time zone name (e.g. 'Europe/Berlin')")
-    workdays = weekdays("business_days", table.get("business_days", list(WEEKDAYS[:5])))
-    hours = table.get("business_hours", ["09:00", "17:00"])
-    opens = closes = None
-    if isinstance(hours, list) and len(hours) == 2:
-        opens = clock_time("business_hours", hours[0])
-        closes = clock_time("business_hours", hours[1])
-        if opens and closes and opens >= closes:
-            bad("business_hours", "the day must open before it closes")
-    else:
-        bad("business_hours", "expected [opens, closes], e.g. ['09:00', '17:00']")
-    holidays = set()
-    raw_holidays = table.get("holidays", [])
-    for value in raw_holidays if isinstance(raw_holidays, list) else [raw_holidays]:
-        # TOML dates arrive as dates; a quoted "2026-12-25" is accepted too.
+    def zone(self, value: Any) -> ZoneInfo | None:
         try:
-            holidays.add(value if type(value) is date else date.fromisoformat(value))
-        except (TypeError, ValueError):
-            bad("holidays", f"{value!r} is not a date (write 2026-12-25)")
-    late_after = duration("late_after", table.get("late_after", "15 minutes"))
-    closed_states = table.get("closed_states", ["closed"])
-    if not isinstance(closed_states, list) or not all(isinstance(s, str) for s in closed_states):
-        bad("closed_states", "expected a list of case statuses")
-        closed_states = []
+            return ZoneInfo(str(value))
+        except (ZoneInfoNotFoundError, ValueError):
+            self.bad("timezone", f"{value!r} is not a time zone name (e.g. 'Europe/Berlin')")
+            return None
 
-    clocks: dict[str, Clock] = {}
-    raw_clocks = table.get("clocks", {})
-    if not isinstance(raw_clocks, dict):
-        bad("clocks", "expected tables [clocks.NAME]")
-        raw_clocks = {}
-    for name, spec in raw_clocks.items():
-        if not isinstance(spec, dict):
-            bad(f"clocks.{name}", "expected a table")
-            continue
+    def hours(self, value: Any) -> tuple[time | None, time | None]:
+        if not (isinstance(value, list) and len(value) == 2):
+            self.bad("business_hours", "expected [opens, closes], e.g. ['09:00', '17:00']")
+            return None, None
+        opens = self.clock_time("business_hours", value[0])
+        closes = self.clock_time("business_hours", value[1])
+        if opens and closes and opens >= closes:
+            self.bad("business_hours", "the day must open before it closes")
+        return opens, closes
+
+    def holidays(self, value: Any) -> frozenset[date]:
+        days = set()
+        for item in value if isinstance(value, list) else [value]:
+            # TOML dates arrive as dates; a quoted "2026-12-25" is accepted too.
+            try:
+                days.add(item if type(item) is date else date.fromisoformat(item))
+            except (TypeError, ValueError):
+                self.bad("holidays", f"{item!r} is not a date (write 2026-12-25)")
+        return frozenset(days)
+
+    def clocks(self, value: Any) -> dict[str, Clock]:
+        if not isinstance(value, dict):
+            self.bad("clocks", "expected tables [clocks.NAME]")
+            return {}
+        found = {}
+        for name, spec in value.items():
+            if not isinstance(spec, dict):
+                self.bad(f"clocks.{name}", "expected a table")
+                continue
+            found[name] = self.clock(name, spec)
+        return found
+
+    def clock(self, name: str, spec: dict[str, Any]) -> Clock:
         key = f"clocks.{name}"
         after_raw = spec.get("after", [])
-        after_list = after_raw if isinstance(after_raw, list) else [after_raw]
-        after = tuple(d for d in (duration(f"{key}.after", v) for v in after_list) if d)
+        after = tuple(d for d in (self.duration(f"{key}.after", v) for v in
+                                  (after_raw if isinstance(after_raw, list) else [after_raw]))
+                      if d)
         do = spec.get("do", [])
         if not isinstance(do, list) or any(a not in ACTIONS for a in do):
-            bad(f"{key}.do", f"expected a list of: {', '.join(ACTIONS)}")
+            self.bad(f"{key}.do", f"expected a list of: {', '.join(ACTIONS)}")
             do = []
         ends = spec.get("ends_when", ["closed"])
         if not isinstance(ends, list) or any(c not in ENDINGS for c in ends):
-            bad(f"{key}.ends_when", f"expected a list of: {', '.join(ENDINGS)}")
+            self.bad(f"{key}.ends_when", f"expected a list of: {', '.join(ENDINGS)}")
             ends = []
         start = spec.get("start")
         if start is not None and start not in STARTS:
-            bad(f"{key}.start", f"expected one of: {', '.join(STARTS)}")
+            self.bad(f"{key}.start", f"expected one of: {', '.join(STARTS)}")
         if start is not None and not after:
-            bad(f"{key}.after", "a clock that starts by itself needs a duration")
-        repeat = duration(f"{key}.repeat", spec["repeat"]) if "repeat" in spec else None
-        clocks[name] = Clock(name, str(spec.get("about", name)), after, tuple(do), start,
-                             tuple(ends), repeat)
+            self.bad(f"{key}.after", "a clock that starts by itself needs a duration")
+        repeat = self.duration(f"{key}.repeat", spec["repeat"]) if "repeat" in spec else None
+        return Clock(name, str(spec.get("about", name)), after, tuple(do), start, tuple(ends),
+                     repeat)
 
-    dg = table.get("digest", {})
-    at = clock_time("digest.at", dg.get("at", "08:00"))
-    digest_days = weekdays("digest.days", dg.get("days", list(WEEKDAYS)))
-    due_within = duration("digest.due_within", dg.get("due_within", "2 days"))
-    for key in ("enabled", "send_empty"):
-        if not isinstance(dg.get(key, False), bool):
-            bad(f"digest.{key}", "expected true or false")
-    if out or not (tz and opens and closes and late_after and at and due_within):
-        return None, out or ["rules/clocks.toml: invalid"]
-    digest = Digest(dg.get("enabled", True), at, digest_days, due_within,
-                    dg.get("send_empty", False))
-    return Policy(tz, workdays, opens, closes, frozenset(holidays),
-                  _span(late_after),
-                  tuple(closed_states), clocks, digest), out
+    def digest(self, dg: dict[str, Any]) -> Digest | None:
+        at = self.clock_time("digest.at", dg.get("at", "08:00"))
+        days = self.weekdays("digest.days", dg.get("days", list(WEEKDAYS)))
+        due_within = self.duration("digest.due_within", dg.get("due_within", "2 days"))
+        for key in ("enabled", "send_empty"):
+            if not isinstance(dg.get(key, False), bool):
+                self.bad(f"digest.{key}", "expected true or false")
+        if not (at and due_within):
+            return None
+        return Digest(dg.get("enabled", True), at, days, due_within, dg.get("send_empty", False))
 
 
 def _span(d: Duration) -> timedelta:

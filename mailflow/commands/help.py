@@ -3,7 +3,6 @@ example, grouped by topic."""
 
 from __future__ import annotations
 
-import sys
 import textwrap
 from collections.abc import Mapping
 from typing import Any
@@ -32,10 +31,9 @@ you are told why."""
 def _topic(spec: CommandSpec) -> str:
     """Commands are grouped by the module that defines them, titled by its
     ``HELP_TOPIC`` or the first words of its docstring."""
-    module = sys.modules.get(spec.run.__module__)
-    doc = (getattr(module, "HELP_TOPIC", None) or (module.__doc__ if module else None)
-           or spec.run.__module__)
-    return doc.strip().splitlines()[0].replace("``", "").split(": ")[0].rstrip(".:")
+    module = getattr(spec.run, "__globals__", {})
+    doc = module.get("HELP_TOPIC") or module.get("__doc__") or spec.run.__module__
+    return str(doc).strip().splitlines()[0].replace("``", "").split(": ")[0].rstrip(".:")
 
 
 def help_text(known: Mapping[str, CommandSpec], rules: dict[str, Any] | None = None) -> str:

@@ -40,8 +40,6 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
-from email.parser import BytesHeaderParser
-from email.utils import getaddresses, parseaddr
 from multiprocessing.synchronize import Event as MPEvent
 
 import sqlite_utils
@@ -50,8 +48,7 @@ from imapclient.exceptions import LoginError
 
 from mailflow import store, timestamps
 from mailflow.config import Config
-from mailflow.intake.spool import Envelope, commit_many
-from mailflow.mail.tokens import split_address
+from mailflow.intake.spool import commit_many, envelope_from_headers
 
 log = logging.getLogger("mailflow.imap")
 
@@ -65,8 +62,6 @@ IDLE_TICK = 1.0
 # right after committing its N-th message and before moving it, exactly as a kill -9
 # landing in that window would.
 CRASH_AFTER_COMMIT = "MAILFLOW_IMAP_STOP_AFTER_COMMIT"
-# Where the envelope recipients of delivered mail show up, most precise first.
-RECIPIENT_HEADERS = ("Delivered-To", "X-Original-To", "To", "Cc")
 
 
 @dataclass
@@ -89,29 +84,6 @@ class Counts:
         self.new += other.new
         self.duplicates += other.duplicates
         return self
-
-
-def envelope(raw: bytes, domain: str) -> Envelope:
-    """What SMTP would have told us: Return-Path as the sender (None if absent), and
-    our own addresses among the delivery and address headers as the recipients."""
-    try:
-        head = BytesHeaderParser().parsebytes(raw)
-        return_path = head.get("Return-Path")
-        sender = None
-        if return_path is not None:
-            text = str(return_path).strip()
-            sender = "" if text == "<>" else (parseaddr(text)[1] or None)
-        rcpts: list[str] = []
-        for name in RECIPIENT_HEADERS:
-            for _, addr in getaddresses([str(v) for v in head.get_all(name) or []]):
-                if split_address(addr, domain) and addr.lower() not in map(str.lower, rcpts):
-                    rcpts.append(addr)
-    except Exception as e:
-        # A message we cannot read the headers of is still a report: take it, and
-        # let threading fall back to its own parse.
-        log.warning("unreadable envelope headers (%s); taking the message without them", e)
-        return Envelope("imap", None, [])
-    return Envelope("imap", sender, rcpts)
 
 
 def error_text(e: BaseException) -> str:
@@ -301,7 +273,8 @@ class Poller:
         # A UID missing from the answer was expunged by someone else meanwhile.
         raws = [fetched[u][b"BODY[]"] for u in batch if b"BODY[]" in fetched.get(u, {})]
         domain = self.cfg.committee.domain
-        results = commit_many(s.spool, [(raw, envelope(raw, domain)) for raw in raws])
+        results = commit_many(s.spool, [(raw, envelope_from_headers(raw, domain, "imap"))
+                                        for raw in raws])
         self.committed += len(raws)
         if self.crash_after and self.committed >= self.crash_after:
             os.kill(os.getpid(), signal.SIGKILL)

@@ -23,19 +23,18 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import mailbox
 import multiprocessing as mp
 import re
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from email.utils import mktime_tz, parsedate_tz
 from pathlib import Path
 from typing import Any
 
 import sqlite_utils
 
 from mailflow import store, timestamps
+from mailflow.intake.sources import Item, SourceError, date_keys, header_block, open_source
 from mailflow.intake.spool import Envelope, commit_many
 from mailflow.mail.parse import Parsed, parse
 from mailflow.pipeline import runner
@@ -49,14 +48,7 @@ IMPORT_CACHE_KIB = 256 * 1024
 IMPORT_CHECKPOINT_PAGES = 16384  # 64 MB of WAL
 # Larger transactions than live mail's: the import is the only writer while it runs.
 BATCH, BATCH_SECONDS = 1024, 2.0
-HEAD_BYTES = 16384
-DATE = re.compile(rb"^date:[ \t]*(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
 RETURN_PATH = re.compile(rb"^return-path:[ \t]*<([^>\r\n]*)>", re.IGNORECASE | re.MULTILINE)
-HEADER_END = re.compile(rb"\r?\n\r?\n")
-
-
-class SourceError(Exception):
-    """A problem with the source, phrased for the administrator."""
 
 
 @dataclass
@@ -74,84 +66,6 @@ class Summary:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
-@dataclass
-class Item:
-    """One message of the source: a file of its own, or a message in an mbox."""
-    name: str                          # for messages to the administrator
-    path: Path | None = None
-    box: mailbox.mbox | None = None
-    key: str | None = None
-
-    def head(self) -> bytes:
-        """Enough of the start to find the Date."""
-        if self.path:
-            with open(self.path, "rb") as f:
-                return f.read(HEAD_BYTES)
-        assert self.box is not None and self.key is not None
-        return self.box.get_file(self.key).read(HEAD_BYTES)
-
-    def source(self) -> Path | bytes:
-        """What :func:`take_in` reads: the file, where it is; else the message's bytes."""
-        if self.path:
-            return self.path
-        assert self.box is not None and self.key is not None
-        return self.box.get_bytes(self.key)
-
-
-def _files(paths: list[Path]) -> list[Item]:
-    return [Item(str(p), path=p) for p in paths]
-
-
-def open_source(path: Path) -> tuple[str, list[Item]]:
-    """(what kind of source, its messages in source order)."""
-    if not path.exists():
-        raise SourceError(f"{path}: no such file or directory")
-    if path.is_dir():
-        if (path / "cur").is_dir() or (path / "new").is_dir():
-            files = [p for sub in ("cur", "new") if (path / sub).is_dir()
-                     for p in sorted((path / sub).iterdir()) if p.is_file()]
-            return "Maildir", _files(files)
-        files = sorted(p for p in path.rglob("*.eml") if p.is_file())
-        if not files:
-            raise SourceError(f"{path}: no .eml files here, and not a Maildir (no cur/ or new/)")
-        return "directory of .eml files", _files(files)
-    with open(path, "rb") as f:
-        start = f.read(5)
-    if start != b"From ":
-        return "message", _files([path])
-    box = mailbox.mbox(str(path), create=False)
-    return "mbox", [Item(f"{path} message {n + 1}", box=box, key=key)
-                    for n, key in enumerate(box.keys())]
-
-
-def _header(data: bytes) -> bytes:
-    """The header block of a message (all of it, if no blank line ends it)."""
-    split = HEADER_END.search(data)
-    return data[: split.start()] if split else data
-
-
-def _date_key(head: bytes) -> float | None:
-    """The Date header as seconds since the epoch (a sort key)."""
-    match = DATE.search(_header(head))
-    parts = parsedate_tz(match.group(1).decode("ascii", "replace")) if match else None
-    try:
-        return mktime_tz(parts) if parts else None
-    except (ValueError, OverflowError):
-        return None
-
-
-def _date_keys(items: list[Item]) -> list[float | str | None]:
-    """Each message's Date as a sort key (None: no readable Date; a str: why the
-    message could not be read)."""
-    keys: list[float | str | None] = []
-    for item in items:
-        try:
-            keys.append(_date_key(item.head()))
-        except OSError as e:
-            keys.append(f"{item.name}: {e.strerror or e}")
-    return keys
-
-
 def _date_order(items: list[Item], summary: Summary, pool: ProcessPoolExecutor | None
                 ) -> list[Item]:
     """Oldest first; a message without a readable Date keeps its neighbour's place.
@@ -159,8 +73,8 @@ def _date_order(items: list[Item], summary: Summary, pool: ProcessPoolExecutor |
     process), then each whole one is read as it is taken in, rather than holding a
     whole archive in memory."""
     half = len(items) // 2 if pool and all(item.path for item in items) else len(items)
-    theirs = pool.submit(_date_keys, items[half:]) if pool and half < len(items) else None
-    keys = _date_keys(items[:half]) + (_result(theirs) if theirs else [])
+    theirs = pool.submit(date_keys, items[half:]) if pool and half < len(items) else None
+    keys = date_keys(items[:half]) + (_result(theirs) if theirs else [])
     keyed = []
     last = 0.0
     for n, (item, key) in enumerate(zip(items, keys, strict=True)):
@@ -174,7 +88,7 @@ def _date_order(items: list[Item], summary: Summary, pool: ProcessPoolExecutor |
 
 
 def _envelope(raw: bytes) -> Envelope:
-    match = RETURN_PATH.search(_header(raw))
+    match = RETURN_PATH.search(header_block(raw))
     sender = match.group(1).decode("ascii", "replace").strip() if match else None
     # No envelope recipients: threading falls back to To and Cc, as for mail that
     # reached us through a list.
@@ -264,7 +178,6 @@ def run(svc: Services, path: Path, *, status: str = "closed", show_progress: boo
     cfg = svc.cfg
     kind, items = open_source(path)
     gc.freeze()  # a list of every message in the source: not garbage, never to scan
-    summary = Summary()
     db = store.open_db(cfg.db_path)
     # A bulk job over indexes far larger than SQLite's default 2 MB page cache; and
     # checkpoints less often, so the pages every batch touches are copied from the WAL
@@ -273,76 +186,95 @@ def run(svc: Services, path: Path, *, status: str = "closed", show_progress: boo
     db.execute(f"PRAGMA wal_autocheckpoint = {IMPORT_CHECKPOINT_PAGES}")
     progress = Progress(f"importing {kind}", len(items)) if show_progress else None
     spool = store.connect_spool(cfg.db_path, timeout=cfg.intake.commit_timeout)
-    ours: list[int] = _pending_import_rows(db)  # left by an interrupted run
+    job = _Import(svc, db, spool, progress, ours=_pending_import_rows(db))
     with contextlib.ExitStack() as stack:
         try:
             stack.enter_context(store.exclusive(cfg.archive_dir / "pipeline.lock", timeout=0))
-            processing = True
+            job.processing = True
         except TimeoutError:
-            processing = False  # `mailflow serve` holds it and processes as we commit
+            pass  # `mailflow serve` holds it and processes as we commit
         # A large import commits each chunk to the spool and parses it in a second
         # process, one chunk ahead, while this one files the chunk before (a small one
         # does it all here: the worker takes a moment to start).
-        pool = (stack.enter_context(ProcessPoolExecutor(
-            1, mp.get_context("spawn"), initializer=_worker_start,
-            initargs=(cfg.db_path, cfg.intake.commit_timeout)))
-            if processing and len(items) >= PARALLEL_MIN else None)
-        ahead: list[tuple[Chunk, Future | None]] = []
+        if job.processing and len(items) >= PARALLEL_MIN:
+            job.pool = stack.enter_context(ProcessPoolExecutor(
+                1, mp.get_context("spawn"), initializer=_worker_start,
+                initargs=(cfg.db_path, cfg.intake.commit_timeout)))
+        job.take_all(items)
+    spool.close()
+    if progress:
+        job.summary.seconds = progress.finish()
+    _settle(db, job.summary, job.ours, status, str(path))
+    db.close()
+    return job.summary
 
-        def flush(chunk: Chunk, taking: Future | None) -> None:
-            taken: Taken = (_result(taking) if taking else
-                            take_in(spool, chunk, cfg.intake.max_size, parse_new=False))
-            summary.read += len(chunk) - len(taken.unreadable)
-            summary.imported += len(taken.new)
-            summary.already += len(taken.already)
-            summary.too_large += taken.too_large
-            summary.unreadable += taken.unreadable
-            new_ids = [spool_id for spool_id, _ in taken.new]
-            ours.extend(new_ids)
-            ids = new_ids + taken.already
-            if processing and ids:
-                parsed = {spool_id: p for spool_id, p in taken.new if p is not None}
-                while runner.process_pending(db, svc, BATCH, BATCH_SECONDS, parsed, max(ids)):
-                    pass
-            if pool:
-                # The second process writes the spool while this one reads it, so its WAL
-                # would never see a moment without a reader in which to start over, and
-                # would grow by the size of the import: start it over while we read nothing.
-                spool.execute("PRAGMA wal_checkpoint(RESTART)")
-            if progress:
-                progress.advance(len(chunk))
 
-        def take(chunk: Chunk) -> None:
-            taking = (pool.submit(_take_in_worker, chunk, cfg.intake.max_size)
-                      if pool and chunk else None)
-            if ahead:
-                flush(*ahead.pop())
-            ahead.append((chunk, taking))
+class _Import:
+    """One run of ``mailflow import``: chunks committed (and parsed) one ahead of the
+    chunk being filed."""
 
+    def __init__(self, svc: Services, db: sqlite_utils.Database, spool: sqlite_utils.Database,
+                 progress: Progress | None, ours: list[int]):
+        self.svc, self.db, self.spool, self.progress = svc, db, spool, progress
+        self.ours = ours  # the spool ids this import committed (and an interrupted one left)
+        self.summary = Summary()
+        self.processing = False
+        self.pool: ProcessPoolExecutor | None = None
+        self.ahead: list[tuple[Chunk, Future | None]] = []
+
+    def take_all(self, items: list[Item]) -> None:
         chunk: Chunk = []
-        for item in _date_order(items, summary, pool):
+        for item in _date_order(items, self.summary, self.pool):
             try:
                 chunk.append((item.name, item.source()))
             except OSError as e:
-                summary.unreadable.append(f"{item.name}: {e.strerror or e}")
+                self.summary.unreadable.append(f"{item.name}: {e.strerror or e}")
                 continue
             if len(chunk) >= CHUNK:
-                take(chunk)
+                self.take(chunk)
                 chunk = []
-        take(chunk)
-        flush(*ahead.pop())
+        self.take(chunk)
+        self.flush(*self.ahead.pop())
         # What an interrupted run left above this source's last message (a source that
         # changed since), if anything.
-        while processing and runner.process_pending(db, svc, BATCH, BATCH_SECONDS):
+        while self.processing and runner.process_pending(self.db, self.svc, BATCH,
+                                                         BATCH_SECONDS):
             pass
-        if not processing and ours:
-            _wait_for_pipeline(db, max(ours))
-    spool.close()
-    if progress:
-        summary.seconds = progress.finish()
-    _settle(db, summary, ours, status, str(path))
-    db.close()
-    return summary
+        if not self.processing and self.ours:
+            _wait_for_pipeline(self.db, max(self.ours))
+
+    def take(self, chunk: Chunk) -> None:
+        max_size = self.svc.cfg.intake.max_size
+        taking = (self.pool.submit(_take_in_worker, chunk, max_size)
+                  if self.pool and chunk else None)
+        if self.ahead:
+            self.flush(*self.ahead.pop())
+        self.ahead.append((chunk, taking))
+
+    def flush(self, chunk: Chunk, taking: Future | None) -> None:
+        taken: Taken = (_result(taking) if taking else take_in(
+            self.spool, chunk, self.svc.cfg.intake.max_size, parse_new=False))
+        s = self.summary
+        s.read += len(chunk) - len(taken.unreadable)
+        s.imported += len(taken.new)
+        s.already += len(taken.already)
+        s.too_large += taken.too_large
+        s.unreadable += taken.unreadable
+        new_ids = [spool_id for spool_id, _ in taken.new]
+        self.ours.extend(new_ids)
+        ids = new_ids + taken.already
+        if self.processing and ids:
+            parsed = {spool_id: p for spool_id, p in taken.new if p is not None}
+            while runner.process_pending(self.db, self.svc, BATCH, BATCH_SECONDS, parsed,
+                                         max(ids)):
+                pass
+        if self.pool:
+            # The second process writes the spool while this one reads it, so its WAL
+            # would never see a moment without a reader in which to start over, and
+            # would grow by the size of the import: start it over while we read nothing.
+            self.spool.execute("PRAGMA wal_checkpoint(RESTART)")
+        if self.progress:
+            self.progress.advance(len(chunk))
 
 
 def _wait_for_pipeline(db: sqlite_utils.Database, last: int, timeout: float = 3600.0) -> None:

@@ -16,11 +16,14 @@ import re
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from email.parser import BytesHeaderParser
+from email.utils import getaddresses, parseaddr
 from pathlib import Path
 
 import sqlite_utils
 
 from mailflow import store, timestamps
+from mailflow.mail.tokens import split_address
 
 log = logging.getLogger("mailflow.intake")
 
@@ -138,15 +141,14 @@ class GroupCommit:
     def _settle(self, batch: list[tuple[tuple, asyncio.Future]],
                 outcome: list[tuple[int, bool]] | BaseException) -> None:
         """Answer the batch's sessions, then start on what arrived meanwhile."""
-        failed = isinstance(outcome, BaseException)
-        if failed:
+        if isinstance(outcome, BaseException):
             log.error("intake commit of %d message(s) failed: %s", len(batch), outcome)
         else:
             self.on_commit()
         for i, (_, result) in enumerate(batch):
             if result.cancelled():  # the session went away; what it sent is kept all the same
                 continue
-            if failed:
+            if isinstance(outcome, BaseException):
                 result.set_exception(outcome)
             else:
                 result.set_result(outcome[i])
@@ -157,3 +159,31 @@ class GroupCommit:
     def close(self) -> None:
         self.lock_waiter.shutdown(wait=True)
         self.db.close()
+
+
+# Where the envelope recipients of delivered mail show up, most precise first.
+RECIPIENT_HEADERS = ("Delivered-To", "X-Original-To", "To", "Cc")
+
+
+def envelope_from_headers(raw: bytes, domain: str, source: str) -> Envelope:
+    """For mail taken from a mailbox, what SMTP would have told us: Return-Path as the
+    sender (None if absent), and our own addresses among the delivery and address
+    headers as the recipients."""
+    try:
+        head = BytesHeaderParser().parsebytes(raw)
+        return_path = head.get("Return-Path")
+        sender = None
+        if return_path is not None:
+            text = str(return_path).strip()
+            sender = "" if text == "<>" else (parseaddr(text)[1] or None)
+        rcpts: list[str] = []
+        for name in RECIPIENT_HEADERS:
+            for _, addr in getaddresses([str(v) for v in head.get_all(name) or []]):
+                if split_address(addr, domain) and addr.lower() not in map(str.lower, rcpts):
+                    rcpts.append(addr)
+    except Exception as e:
+        # A message we cannot read the headers of is still a report: take it, and
+        # let threading fall back to its own parse.
+        log.warning("unreadable envelope headers (%s); taking the message without them", e)
+        return Envelope(source, None, [])
+    return Envelope(source, sender, rcpts)

@@ -193,6 +193,8 @@ def part_text(part: Message, defects: list[str]) -> str:
         return ""
     if isinstance(payload, str):
         return clean(payload)
+    if not isinstance(payload, bytes):
+        return ""
     charset = part.get_content_charset() or "utf-8"
     try:
         "".encode(charset)
@@ -218,7 +220,8 @@ def _body_and_attachments(
             return
         if part.is_multipart():
             for sub in part.get_payload():
-                collect(sub)
+                if isinstance(sub, Message):
+                    collect(sub)
             return
         filename = part.get_filename()
         disposition = (part.get("Content-Disposition") or "").lower()

@@ -48,6 +48,14 @@ def environment(cfg: Config) -> SandboxedEnvironment:
     )
 
 
+def source(env: SandboxedEnvironment, name: str) -> tuple[str, str]:
+    """A template's text and the file it comes from (a deployment's own, else ours)."""
+    if env.loader is None:
+        raise TemplateError("no template directory is configured")
+    text, filename, _ = env.loader.get_source(env, f"{name}.txt")
+    return text, filename or f"{name}.txt"
+
+
 def render(env: SandboxedEnvironment, name: str, **context: Any) -> Rendered:
     try:
         text = env.get_template(f"{name}.txt").render(**context)

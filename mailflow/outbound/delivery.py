@@ -12,7 +12,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from multiprocessing.synchronize import Event
 
 import sqlite_utils
@@ -70,97 +70,117 @@ def deliver_due(db: sqlite_utils.Database, cfg: Config, transports: Sequence[Tra
         due.setdefault(out_id, []).append(rcpt)
     if not due:
         return 0
-    # Sessions take messages from `work`, which this thread keeps a few messages ahead
-    # of them (reading each message only when it is about to go) until the pass is
-    # over: everything sent, or PASS_BYTES read.  Then one None each.
-    work: queue.SimpleQueue = queue.SimpleQueue()
-    results: queue.SimpleQueue = queue.SimpleQueue()
-    n_sessions = min(len(transports), len(due))
-    upcoming = collections.deque(due.items())
-    newest, joined = max(due), 0
-    size = 0
-    feeding = True
+    return DeliveryPass(db, cfg, now, due, len(transports), new_mail).run(transports)
 
-    def feed() -> None:
-        nonlocal size, feeding, newest, joined
-        while feeding and work.qsize() < 2 * n_sessions:
-            if new_mail and joined < PASS_MESSAGES and new_mail():
-                acks: dict[int, list[str]] = {}
-                for out_id, rcpt in db.execute(NEW_ACKS_SQL, [timestamps.stamp(), newest,
-                                                              PASS_MESSAGES - joined]):
-                    acks.setdefault(out_id, []).append(rcpt)
-                if acks:
-                    newest, joined = max(acks), joined + len(acks)
-                    upcoming.extendleft(reversed(acks.items()))
-            if not upcoming or size > PASS_BYTES:
-                feeding = False
-                for _ in range(n_sessions):
-                    work.put(None)
+
+Item = tuple[int, str | None, str, list[str], bytes, bool]
+
+
+class DeliveryPass:
+    """The sessions take messages from ``work``, which this thread keeps a few messages
+    ahead of them (reading each message only when it is about to go) until the pass is
+    over: everything sent, or PASS_BYTES read; then one None each.  This thread also
+    records what the sessions did."""
+
+    def __init__(self, db: sqlite_utils.Database, cfg: Config, now: datetime,
+                 due: dict[int, list[str]], sessions: int,
+                 new_mail: Callable[[], bool] | None):
+        self.db, self.cfg, self.now, self.new_mail = db, cfg, now, new_mail
+        self.work: queue.SimpleQueue[Item | None] = queue.SimpleQueue()
+        self.results: queue.SimpleQueue[tuple | None] = queue.SimpleQueue()
+        self.sessions = min(sessions, len(due))
+        self.upcoming = collections.deque(due.items())
+        self.newest, self.joined, self.size, self.feeding = max(due), 0, 0, True
+        self.delivered = 0
+        self.pending: list[tuple] = []
+        self.last_flush = timestamps.monotonic()
+
+    def _join_new_acks(self) -> None:
+        if not (self.new_mail and self.joined < PASS_MESSAGES and self.new_mail()):
+            return
+        acks: dict[int, list[str]] = {}
+        for out_id, rcpt in self.db.execute(NEW_ACKS_SQL, [
+                timestamps.stamp(), self.newest, PASS_MESSAGES - self.joined]):
+            acks.setdefault(out_id, []).append(rcpt)
+        if acks:
+            self.newest, self.joined = max(acks), self.joined + len(acks)
+            self.upcoming.extendleft(reversed(acks.items()))
+
+    def feed(self) -> None:
+        while self.feeding and self.work.qsize() < 2 * self.sessions:
+            self._join_new_acks()
+            if not self.upcoming or self.size > PASS_BYTES:
+                self.feeding = False
+                for _ in range(self.sessions):
+                    self.work.put(None)
                 return
-            out_id, rcpts = upcoming.popleft()
-            case_id, created, envelope_from, raw = db.execute(
+            out_id, rcpts = self.upcoming.popleft()
+            case_id, created, envelope_from, raw = self.db.execute(
                 "SELECT case_id, created_at, envelope_from, raw FROM outbound WHERE id = ?",
                 [out_id]).fetchone()
-            expired = (now - timestamps.parse(created)).total_seconds() > cfg.outbound.give_up_after
-            work.put((out_id, case_id, envelope_from, rcpts, raw, expired))
-            size += len(raw)
+            age = (self.now - timestamps.parse(created)).total_seconds()
+            self.work.put((out_id, case_id, envelope_from, rcpts, raw,
+                           age > self.cfg.outbound.give_up_after))
+            self.size += len(raw)
 
-    def session(transport: Transport) -> None:
+    def session(self, transport: Transport) -> None:
         try:
-            while (item := work.get()) is not None:
+            while (item := self.work.get()) is not None:
                 out_id, case_id, envelope_from, rcpts, raw, expired = item
-                results.put((out_id, case_id, transport.deliver(envelope_from, rcpts, raw),
-                             expired))
+                self.results.put((out_id, case_id, transport.deliver(envelope_from, rcpts, raw),
+                                  expired))
         finally:
-            results.put(None)
+            self.results.put(None)
 
-    feed()
-    sessions = [threading.Thread(target=session, args=(t,), daemon=True)
-                for t in transports[:n_sessions]]
-    for t in sessions:
-        t.start()
-    # Bookkeeping in short transactions (the write lock is what others wait for), often
-    # enough that a crash resends little: delivery is at-least-once, as in any MTA, and
-    # the window is RECORD_EVERY messages or RECORD_SECONDS, or up to RECORD_MAX while
-    # the pipeline holds the write lock: this thread feeds the sessions, and must not
-    # stop to wait for the lock while they run dry.
-    delivered, running, pending = 0, len(sessions), []
-    last_flush = timestamps.monotonic()
-
-    def flush(wait: bool = False) -> None:
-        nonlocal delivered, last_flush
-        if pending:
+    def flush(self, wait: bool = False) -> None:
+        """Record what was delivered, in a short transaction (the write lock is what
+        others wait for); if it is taken, try again with the next results."""
+        if self.pending:
             try:
-                with store.transaction(db, timeout=None if wait else 0):
-                    for out_id, case_id, outcome, expired in pending:
+                with store.transaction(self.db, timeout=None if wait else 0):
+                    for out_id, case_id, outcome, expired in self.pending:
                         for rcpt, res in outcome.items():
-                            delivered += _record(db, cfg, out_id, case_id, rcpt, res,
-                                                 expired, now)
+                            self.delivered += _record(self.db, self.cfg, out_id, case_id,
+                                                      rcpt, res, expired, self.now)
             except store.Busy:
                 if wait:
                     raise
-                return  # taken: try again with the next results
-            pending.clear()
-        last_flush = timestamps.monotonic()
+                return
+            self.pending.clear()
+        self.last_flush = timestamps.monotonic()
 
-    while running:
-        try:
-            item = results.get(timeout=RECORD_SECONDS)
-        except queue.Empty:
-            flush()
-            continue
-        feed()
-        if item is None:
-            running -= 1
-        else:
-            pending.append(item)
-        if len(pending) >= RECORD_EVERY or timestamps.monotonic() - last_flush > RECORD_SECONDS:
-            flush(wait=len(pending) >= RECORD_MAX)
-    flush(wait=True)
-    return delivered
+    def run(self, transports: Sequence[Transport]) -> int:
+        """Bookkeeping often enough that a crash resends little: delivery is
+        at-least-once, as in any MTA, and the window is RECORD_EVERY messages or
+        RECORD_SECONDS, or up to RECORD_MAX while the pipeline holds the write lock:
+        this thread feeds the sessions, and must not stop to wait for the lock while
+        they run dry."""
+        self.feed()
+        threads = [threading.Thread(target=self.session, args=(t,), daemon=True)
+                   for t in transports[:self.sessions]]
+        for thread in threads:
+            thread.start()
+        running = len(threads)
+        while running:
+            try:
+                item = self.results.get(timeout=RECORD_SECONDS)
+            except queue.Empty:
+                self.flush()
+                continue
+            self.feed()
+            if item is None:
+                running -= 1
+            else:
+                self.pending.append(item)
+            if (len(self.pending) >= RECORD_EVERY
+                    or timestamps.monotonic() - self.last_flush > RECORD_SECONDS):
+                self.flush(wait=len(self.pending) >= RECORD_MAX)
+        self.flush(wait=True)
+        return self.delivered
 
 
-def _record(db, cfg, out_id, case_id, rcpt, res: Result, expired: bool, now) -> int:
+def _record(db: sqlite_utils.Database, cfg: Config, out_id: int, case_id: str | None, rcpt: str,
+            res: Result, expired: bool, now: datetime) -> int:
     if res.ok:
         db.execute(
             "UPDATE outbound_rcpt SET state='sent', sent_at=?, attempts=attempts+1, last_error=NULL"

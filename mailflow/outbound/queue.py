@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 import sqlite_utils
 
-from mailflow import timestamps
+from mailflow import store, timestamps
 from mailflow.mail.compose import Outgoing
 from mailflow.mail.parse import addresses
 from mailflow.mail.quotes import split_quoted
@@ -46,12 +46,12 @@ def enqueue(
         raise ValueError("a message needs at least one recipient")
     now = timestamps.stamp()
     columns = {"case_id": case_id, "kind": kind, "created_at": now,
-               "message_id": msg["Message-ID"].strip("<>"), "envelope_from": envelope_from,
+               "message_id": (msg["Message-ID"] or "").strip("<>"), "envelope_from": envelope_from,
                "subject": msg["Subject"], "raw": msg.as_bytes(),
                **(text_columns(msg) if searchable else {})}
     cur = db.execute(f"INSERT INTO outbound ({', '.join(columns)}) VALUES "
                      f"({', '.join('?' * len(columns))})", list(columns.values()))
-    out_id = cur.lastrowid
+    out_id = store.inserted(cur)
     # Acknowledgements go first: a reporter is waiting for one.
     priority = 0 if kind == "ack" else 1
     db.conn.executemany(

@@ -41,14 +41,22 @@ class CommandSpec(Protocol):
     ``run``, which receives a :class:`mailflow.commands.spec.Invocation` and returns
     what it did, or raises ``CommandError`` with why it could not."""
 
-    word: str
-    summary: str
-    usage: str
-    example: str
-    block: bool
-    needs_case: bool
-    states: tuple[str, ...] | None
-    run: Callable[[Any], str]
+    @property
+    def word(self) -> str: ...
+    @property
+    def summary(self) -> str: ...
+    @property
+    def usage(self) -> str: ...
+    @property
+    def example(self) -> str: ...
+    @property
+    def block(self) -> bool: ...
+    @property
+    def needs_case(self) -> bool: ...
+    @property
+    def states(self) -> tuple[str, ...] | None: ...
+    @property
+    def run(self) -> Callable[[Any], str]: ...
 
 
 # Why a case cannot close yet (:data:`mailflow.app.CLOSE_CHECKS`): the reason, or None.

@@ -27,8 +27,9 @@ from typing import Any
 import jinja2
 import jinja2.meta
 import sqlite_utils
+from jinja2.sandbox import SandboxedEnvironment
 
-from mailflow import timestamps
+from mailflow import store, timestamps
 from mailflow.case import cases, consensus, sanctions
 from mailflow.case.grievance import review_address
 from mailflow.case.notices import mail_members
@@ -186,17 +187,16 @@ def _outside_committee(cfg, recipients: list[str]) -> bool:
 # ---------------------------------------------------------------------------------------
 # Rendering and checking.
 
-def exists(env: jinja2.Environment, name: str) -> bool:
+def exists(env: SandboxedEnvironment, name: str) -> bool:
     return f"{name}.txt" in env.list_templates(extensions=["txt"])
 
 
-def template_fields(env: jinja2.Environment, name: str) -> set[str]:
+def template_fields(env: SandboxedEnvironment, name: str) -> set[str]:
     """Every top-level name the template refers to."""
-    source = env.loader.get_source(env, f"{name}.txt")[0]
-    return jinja2.meta.find_undeclared_variables(env.parse(source))
+    return jinja2.meta.find_undeclared_variables(env.parse(render.source(env, name)[0]))
 
 
-def render_all_missing(env: jinja2.Environment, name: str, context: dict[str, Any]
+def render_all_missing(env: SandboxedEnvironment, name: str, context: dict[str, Any]
                        ) -> render.Rendered:
     """Render, or fail naming every missing field at once (not only the first)."""
     missing: list[str] = []
@@ -279,7 +279,7 @@ def file_draft(db: sqlite_utils.Database, svc, p: Prepared, author: str,
         [p.case_id, p.template, p.to_role, json.dumps(p.recipients), int(p.cc_committee),
          p.reply_to, p.subject, p.body, json.dumps(p.fields, default=str), author.lower(),
          timestamps.stamp(), replaces])
-    draft_id = cur.lastrowid
+    draft_id = store.inserted(cur)
     fulltext.index_record(db, ref=f"draft:{draft_id}", kind="draft", case_id=p.case_id,
                         author=author, subject=p.subject, body=p.body)
     audit.append(db, author, "draft filed", p.case_id, draft=draft_id, template=p.template,

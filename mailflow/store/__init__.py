@@ -11,6 +11,7 @@ from mailflow.store.db import (
     connect,
     connect_spool,
     exclusive,
+    inserted,
     open_db,
     savepoint,
     spool_path,
@@ -18,5 +19,5 @@ from mailflow.store.db import (
     upgrade,
 )
 
-__all__ = ["Busy", "begin", "connect", "connect_spool", "exclusive", "open_db", "savepoint",
-           "spool_path", "transaction", "upgrade"]
+__all__ = ["Busy", "begin", "connect", "connect_spool", "exclusive", "inserted", "open_db",
+           "savepoint", "spool_path", "transaction", "upgrade"]

@@ -111,6 +111,13 @@ def upgrade(db: sqlite_utils.Database) -> list[str]:
     return applied
 
 
+def inserted(cursor: sqlite3.Cursor) -> int:
+    """The rowid of the row the INSERT on ``cursor`` made."""
+    if cursor.lastrowid is None:
+        raise sqlite3.OperationalError("the statement inserted no row")
+    return cursor.lastrowid
+
+
 class Busy(sqlite3.OperationalError):
     """Another connection kept the write lock for longer than we would wait."""
 

@@ -64,6 +64,7 @@ def _rate_limited(ctx: Context, recipient: str) -> bool:
 
 
 def acknowledge(ctx: Context) -> None:
+    """Acknowledge a new report to its sender at once, by the rules of RFC 3834."""
     if ctx.kind not in ACKNOWLEDGED_KINDS or not ctx.case_id:
         return
     case = cases.get(ctx.db, ctx.case_id)

@@ -76,7 +76,8 @@ def token_proof(ctx: Context, member: str) -> tuple[str | None, str]:
 
 
 def authenticate(ctx: Context) -> None:
-    """Pipeline handler: set ``ctx.actor`` and ``ctx.proof``, or ``ctx.auth_failure``."""
+    """Prove which member wrote committee mail (their token, or a trusted DKIM/DMARC
+    pass): set ``ctx.actor`` and ``ctx.proof``; unproven mail becomes a note."""
     if ctx.kind != "member":
         return
     member, problem = strict_from(ctx.parsed.msg)

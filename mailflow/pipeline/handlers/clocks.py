@@ -7,9 +7,9 @@ from mailflow.pipeline.context import Context
 
 
 def start_clocks(ctx: Context) -> None:
-    """After the commands: a new case starts the clocks that start
-    with a report (and, if an event delegate opened it without the event incident
-    report form, the delegate's); then the clocks the case's records call for."""
+    """Start the clocks a new case calls for (a report's; a delegate's, if an event
+    delegate opened it without the incident report form), then those the case's
+    records call for.  After the commands, which may have changed the records."""
     if not ctx.case_id:
         return
     db, rules, case_id = ctx.db, ctx.svc.rules, ctx.case_id

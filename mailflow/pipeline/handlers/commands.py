@@ -30,7 +30,8 @@ class Outcome:
 
 
 def apply(ctx: Context) -> None:
-    """ run the commands of an authenticated member's mail."""
+    """Apply a proven member's #commands, together or not at all, and answer with a
+    transcript."""
     if ctx.kind not in ("member", "note"):
         return
     parsed = parse(ctx.parsed.new_text, ctx.svc.parts.commands)

@@ -28,6 +28,7 @@ def parsed_columns(p: Parsed) -> dict[str, Any]:
 
 
 def file_message(ctx: Context) -> None:
+    """File the message in the archive: its parsed fields beside the raw bytes."""
     p = ctx.parsed
     columns = {"spool_id": ctx.spool_id, "case_id": ctx.case_id, "kind": ctx.kind,
                "envelope_from": ctx.envelope_from, **parsed_columns(p),

@@ -32,7 +32,7 @@ def named_members(cfg: Config, text: str) -> dict[str, str]:
 
 
 def recuse_named(ctx: Context) -> None:
-    """Pipeline handler, before the relay: recuse members named in conduct-side mail.
+    """Recuse the members named in mail to the conduct address, before any copy goes out.
 
     A report is read whole (it may quote the thread it is about); a reply only in its
     new text, since its quoted part is usually our own mail."""

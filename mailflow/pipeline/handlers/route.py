@@ -110,8 +110,7 @@ def _find_case(ctx: Context, trust_weak_keys: bool) -> str | None:
     if match:
         weak.add(match.group(1))
     weak |= _reference_cases(ctx)
-    found = ({strong} | weak) - {None}
-    found = {c for c in found if cases.exists(ctx.db, c)}
+    found = {c for c in ({strong} | weak) if c is not None and cases.exists(ctx.db, c)}
     if len(found) > 1:
         ctx.flags.append("ambiguous-thread:" + ",".join(sorted(found)))
         return None

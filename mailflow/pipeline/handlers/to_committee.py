@@ -39,7 +39,7 @@ def committee_subject(ctx: Context) -> str:
 
 
 def copy_to_committee(ctx: Context) -> None:
-    """Each member deciding the case gets a copy with their own reply address."""
+    """Copy the message to each member deciding the case, with their own reply address."""
     if ctx.kind not in COPIED_KINDS:
         return
     cfg = ctx.cfg

@@ -121,6 +121,7 @@ def _report_text(ctx: Context) -> str:
 
 
 def assess(ctx: Context) -> None:
+    """A new report with urgent words (rules/triage.toml) marks its case urgent."""
     if not ctx.new_case or not ctx.case_id:
         return
     hits = find(ctx.svc.rules, _report_text(ctx))
@@ -134,6 +135,7 @@ def assess(ctx: Context) -> None:
 
 
 def alert(ctx: Context) -> None:
+    """Alert every member deciding an urgent new report at once, ahead of its copy."""
     if not ctx.new_case or not ctx.case_id:
         return
     case = cases.get(ctx.db, ctx.case_id)

@@ -12,6 +12,16 @@ import sqlite_utils
 
 
 def core_tables(db: sqlite_utils.Database) -> None:
+    _spool_state(db)
+    _cases(db)
+    _people(db)
+    _messages(db)
+    _outbound(db)
+    _outbound_rcpt(db)
+    _audit(db)
+
+
+def _spool_state(db: sqlite_utils.Database) -> None:
     # Processing state of each spooled message; the spool itself is spool.db.
     db.execute("""
         CREATE TABLE spool_state (
@@ -23,6 +33,8 @@ def core_tables(db: sqlite_utils.Database) -> None:
         )""")
     db.execute("CREATE INDEX spool_state_state ON spool_state(state, spool_id)")
 
+
+def _cases(db: sqlite_utils.Database) -> None:
     db.execute("""
         CREATE TABLE cases (
             id TEXT PRIMARY KEY,             -- YYYY-NNNN
@@ -39,6 +51,8 @@ def core_tables(db: sqlite_utils.Database) -> None:
             UNIQUE(year, seq)
         )""")
 
+
+def _people(db: sqlite_utils.Database) -> None:
     # Everyone a case concerns, by role: reporter, originator, affected, witness,
     # mediator, delegate, forwarder.
     db.execute("""
@@ -53,6 +67,8 @@ def core_tables(db: sqlite_utils.Database) -> None:
         )""")
     db.execute("CREATE INDEX people_address ON people(address)")
 
+
+def _messages(db: sqlite_utils.Database) -> None:
     db.execute("""
         CREATE TABLE messages (
             id INTEGER PRIMARY KEY,
@@ -80,6 +96,8 @@ def core_tables(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX messages_case ON messages(case_id, id)")
     db.execute("CREATE INDEX messages_mid ON messages(message_id)")
 
+
+def _outbound(db: sqlite_utils.Database) -> None:
     db.execute("""
         CREATE TABLE outbound (
             id INTEGER PRIMARY KEY,
@@ -93,6 +111,9 @@ def core_tables(db: sqlite_utils.Database) -> None:
         )""")
     db.execute("CREATE INDEX outbound_case ON outbound(case_id, id)")
     db.execute("CREATE INDEX outbound_mid ON outbound(message_id)")
+
+
+def _outbound_rcpt(db: sqlite_utils.Database) -> None:
     db.execute("""
         CREATE TABLE outbound_rcpt (
             id INTEGER PRIMARY KEY,
@@ -107,6 +128,8 @@ def core_tables(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX outbound_rcpt_due ON outbound_rcpt(state, next_attempt_at)")
     db.execute("CREATE INDEX outbound_rcpt_addr ON outbound_rcpt(rcpt)")
 
+
+def _audit(db: sqlite_utils.Database) -> None:
     # Append-only, hash-chained record of every state change and every mail in or out.
     db.execute("""
         CREATE TABLE audit (
@@ -149,7 +172,7 @@ _QUOTE = re.compile(r"^(>|On .{0,200}wrote:\s*$)", re.MULTILINE)
 def _outbound_columns(raw: bytes) -> dict[str, str | None]:
     msg = message_from_bytes(raw, policy=policy.default)
     body = msg.get_body(("plain",))
-    text = body.get_content() if body is not None else ""  # type: ignore[attr-defined]
+    text = body.get_content() if body is not None else ""
     split = _QUOTE.search(text)
     new, quoted = (text[:split.start()], text[split.start():]) if split else (text, "")
     sender = getaddresses([str(msg.get("From", ""))])

@@ -10,6 +10,15 @@ import sqlite_utils
 
 
 def drafts_and_sanctions(db: sqlite_utils.Database) -> None:
+    _drafts(db)
+    _identity_consents(db)
+    _bans(db)
+    _warnings(db)
+    _public_records(db)
+    _case_flags(db)
+
+
+def _drafts(db: sqlite_utils.Database) -> None:
     # A draft is never changed once filed: an edit files a new draft that replaces
     # it, so the chair always confirms exactly the text that was mailed to them.
     db.execute("""
@@ -33,6 +42,8 @@ def drafts_and_sanctions(db: sqlite_utils.Database) -> None:
         )""")
     db.execute("CREATE INDEX drafts_case ON drafts(case_id, id)")
 
+
+def _identity_consents(db: sqlite_utils.Database) -> None:
     # A reporter's or witness's consent to being named in mail that leaves the
     # committee; withdrawing it keeps the row, so the history stays reviewable.
     db.execute("""
@@ -46,6 +57,8 @@ def drafts_and_sanctions(db: sqlite_utils.Database) -> None:
         )""")
     db.execute("CREATE INDEX identity_consents_case ON identity_consents(case_id)")
 
+
+def _bans(db: sqlite_utils.Database) -> None:
     # Bans are never deleted: they expire by their end date (NULL: permanent) or are
     # lifted, and stay for later review as the guidelines require.
     db.execute("""
@@ -66,6 +79,8 @@ def drafts_and_sanctions(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX bans_person ON bans(person)")
     db.execute("CREATE INDEX bans_case ON bans(case_id)")
 
+
+def _warnings(db: sqlite_utils.Database) -> None:
     db.execute("""
         CREATE TABLE warnings (
             id INTEGER PRIMARY KEY,
@@ -77,6 +92,8 @@ def drafts_and_sanctions(db: sqlite_utils.Database) -> None:
         )""")
     db.execute("CREATE INDEX warnings_person ON warnings(person)")
 
+
+def _public_records(db: sqlite_utils.Database) -> None:
     # The publicly available record of what occurred (a link, a recording), for the
     # officers' report.
     db.execute("""
@@ -89,6 +106,8 @@ def drafts_and_sanctions(db: sqlite_utils.Database) -> None:
         )""")
     db.execute("CREATE INDEX public_records_case ON public_records(case_id)")
 
+
+def _case_flags(db: sqlite_utils.Database) -> None:
     # Conditions a case carries for the committee's attention, e.g. a third warning.
     db.execute("""
         CREATE TABLE case_flags (

@@ -25,6 +25,16 @@ import sqlite_utils
 
 
 def workflow_tables(db: sqlite_utils.Database) -> None:
+    _case_record(db)
+    _proposals(db)
+    _votes(db)
+    _notes(db)
+    _mediations(db)
+    _consents(db)
+    _consultations(db)
+
+
+def _case_record(db: sqlite_utils.Database) -> None:
     db.execute("""
         CREATE TABLE case_record (
             case_id TEXT PRIMARY KEY REFERENCES cases(id),
@@ -47,6 +57,8 @@ def workflow_tables(db: sqlite_utils.Database) -> None:
             updated_at TEXT NOT NULL
         )""")
 
+
+def _proposals(db: sqlite_utils.Database) -> None:
     db.execute("""
         CREATE TABLE proposals (
             id INTEGER PRIMARY KEY,
@@ -61,6 +73,9 @@ def workflow_tables(db: sqlite_utils.Database) -> None:
             decided_at TEXT
         )""")
     db.execute("CREATE INDEX proposals_case ON proposals(case_id, kind, status)")
+
+
+def _votes(db: sqlite_utils.Database) -> None:
     db.execute("""
         CREATE TABLE votes (
             proposal_id INTEGER NOT NULL REFERENCES proposals(id),
@@ -71,6 +86,8 @@ def workflow_tables(db: sqlite_utils.Database) -> None:
             PRIMARY KEY (proposal_id, member)
         )""")
 
+
+def _notes(db: sqlite_utils.Database) -> None:
     db.execute("""
         CREATE TABLE notes (
             id INTEGER PRIMARY KEY,
@@ -85,6 +102,8 @@ def workflow_tables(db: sqlite_utils.Database) -> None:
         )""")
     db.execute("CREATE INDEX notes_case ON notes(case_id, id)")
 
+
+def _mediations(db: sqlite_utils.Database) -> None:
     db.execute("""
         CREATE TABLE mediations (
             id INTEGER PRIMARY KEY,
@@ -99,6 +118,9 @@ def workflow_tables(db: sqlite_utils.Database) -> None:
             target_date TEXT                 -- mediation to complete by (YYYY-MM-DD)
         )""")
     db.execute("CREATE INDEX mediations_case ON mediations(case_id, id)")
+
+
+def _consents(db: sqlite_utils.Database) -> None:
     db.execute("""
         CREATE TABLE consents (
             mediation_id INTEGER NOT NULL REFERENCES mediations(id),
@@ -111,6 +133,8 @@ def workflow_tables(db: sqlite_utils.Database) -> None:
             PRIMARY KEY (mediation_id, party)
         )""")
 
+
+def _consultations(db: sqlite_utils.Database) -> None:
     db.execute("""
         CREATE TABLE consultations (
             id INTEGER PRIMARY KEY,
