@@ -33,6 +33,12 @@ RULE_TYPES: dict[str, dict[str, type]] = {
     "workflow": {"mediation_days": int},
     "sending": {"sendable": list, "cc_committee": list},
 }
+# rules/spam.toml: {table: {key: type}}.
+SPAM_TYPES: dict[str, dict[str, type | tuple[type, ...]]] = {
+    "spamassassin": {"headers": list, "score": (int, float)},
+    "rspamd": {"headers": list, "score": (int, float)},
+    "authentication": {"dmarc": list, "spf": list},
+}
 
 
 def check_rules(cfg: Config) -> list[str]:
@@ -46,6 +52,13 @@ def check_rules(cfg: Config) -> list[str]:
         for key, kind in types.items():
             if key in table and not isinstance(table[key], kind):
                 problems.append(f"rules/{stem}.toml: {key}: expected {kind.__name__}")
+    spam = loaded.get("spam", {})
+    for table, types in SPAM_TYPES.items():
+        for key, kind in types.items():
+            value = spam.get(table, {}).get(key)
+            if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
+                problems.append(f"rules/spam.toml: {table}.{key}: expected "
+                                f"{'a number' if kind != list else 'a list'}")
     # Rules with more structure than a type: durations, a time zone, dates, patterns.
     return problems + clock_problems(loaded) + triage.problems(loaded)
 
@@ -130,6 +143,16 @@ def check_templates(cfg: Config) -> list[str]:
         problems += [f"rules/sending.toml: {key}: no template {n!r}"
                      for n in sending.get(key, []) if n not in names]
     return problems
+
+
+def notes(cfg: Config) -> list[str]:
+    """What the configuration leaves out, that an administrator should know."""
+    if cfg.security.trusted_authserv_id.strip():
+        return []
+    return ["security.trusted_authserv_id is not set: mailflow has no spam verdicts to use "
+            "(nothing is held as spam) and no Authentication-Results it can trust, so "
+            "acknowledgements never repeat a sender's name or subject (README, \"Spam and "
+            "bounces\")"]
 
 
 def run(cfg: Config) -> list[str]:

@@ -43,6 +43,8 @@ def screen(ctx: Context) -> None:
     """Released held mail, bounces and suspected spam, before threading."""
     release = held.released(ctx.db, ctx.spool_id)
     if release:
+        if ctx.side == "committee":
+            ctx.token = None  # a committee token says nothing on the conduct side
         ctx.side, ctx.released = "conduct", True
         ctx.flags.append(f"released from held ({release['reason']}) by {release['decided_by']}")
     else:
