@@ -18,4 +18,5 @@ def load(kind: str, name: str, **placeholders: str) -> bytes:
     for key, value in placeholders.items():
         raw = raw.replace(f"@@{key.upper()}@@".encode(), value.encode())
     assert b"@@" not in raw, f"{kind}/{name}: a placeholder is left"
-    return raw
+    # Lines end in CRLF on the wire; smtplib sends bytes as they are.
+    return raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
