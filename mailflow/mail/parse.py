@@ -75,9 +75,22 @@ class Parsed:
 
     @property
     def forwarded_text(self) -> str:
-        """The forwarded mail that is not in the body (attached), for search."""
-        return "\n\n".join(f"From: {f.from_name} <{f.from_addr or ''}>\nSubject: {f.subject}"
-                           f"\n\n{f.text}" for f in self.forwarded if f.attached)
+        """The mail forwarded as attachments, as text: not part of the body, but part of
+        what the sender says (the committee reads it, search finds it)."""
+        blocks = []
+        for f in (f for f in self.forwarded if f.attached):
+            head = [f"From: {f.from_name} <{f.from_addr or 'unknown'}>",
+                    *([f"Date: {f.date}"] if f.date else []), f"Subject: {f.subject}",
+                    *(f"Attached: {a['name'] or '(unnamed)'} ({a['type']}, {a['size']} bytes)"
+                      for a in f.attachments)]
+            blocks.append("---------- Forwarded message (attached) ----------\n"
+                          + "\n".join(head) + "\n\n" + f.text.strip())
+        return "\n\n".join(blocks)
+
+    @property
+    def text_with_forwards(self) -> str:
+        """The body, then any mail forwarded as an attachment."""
+        return "\n\n".join(t for t in (self.body_text.rstrip(), self.forwarded_text) if t)
 
     def header(self, name: str) -> str:
         return header_text(self.msg.get(name))

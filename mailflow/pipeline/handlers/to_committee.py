@@ -53,7 +53,7 @@ def copy_to_committee(ctx: Context) -> None:
         ctx.svc.templates, "committee-copy", subject_line=committee_subject(ctx),
         committee=cfg.committee, kind=ctx.kind, case_id=ctx.case_id,
         sender=sender, sender_name=ctx.parsed.from_name, sender_role=role,
-        subject=ctx.parsed.subject, date=ctx.parsed.date, body=ctx.parsed.body_text,
+        subject=ctx.parsed.subject, date=ctx.parsed.date, body=ctx.parsed.text_with_forwards,
         new_text=ctx.parsed.new_text, people=roles, attachments=ctx.parsed.attachments,
         flags=ctx.flags, forwarded=ctx.parsed.forwarded,
     )
