@@ -178,3 +178,19 @@ def test_the_acknowledgement_repeats_the_sender_only_when_the_mta_verified_them(
     assert "Insults in the walrus channel" in verified.body()
     # Only a lower, forgeable Authentication-Results said "pass": nothing is repeated.
     assert "evil.test" not in forged.raw.decode() and "Click" not in forged.raw.decode()
+
+
+def test_discarded_held_mail_is_purged_after_retention_like_a_closed_case(tmp_path, relay):
+    with start(tmp_path, relay, env={"MAILFLOW_FAKE_NOW": "2026-11-24T10:00:00Z"}) as server:
+        send(server, "rspamd-result", "winner@lottery.test")
+        server.processed(1)
+        held_id = server.cli_json("held")[0]["id"]
+        server.cli("held", "--discard", str(held_id))
+    within = server.cli_json("purge", "--before", "2031-01-01")
+    assert within["cases"] == [] and server.cli_json("held", "--all") != []
+    server.env["MAILFLOW_FAKE_NOW"] = "2032-12-01T00:00:00Z"   # past five years
+    done = server.cli_json("purge", "--before", "2032-12-01")
+    assert [(o["case_id"], o["action"]) for o in done["cases"]] == [("held mail", "purged")]
+    assert server.cli_json("held", "--all") == []
+    assert server.query("SELECT count(*) FROM messages") == [(0,)]
+    assert server.query("SELECT count(*) FROM spool") == [(0,)]
