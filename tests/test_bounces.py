@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from email.utils import make_msgid
 
-from mailflow.testing import CHAIR, M1, M2, CaptureRelay, MailflowServer, make_mail
 from fixturekit import load, names
+
+from mailflow.testing import CHAIR, M1, M2, CaptureRelay, MailflowServer, make_mail
 
 CONDUCT = "conduct@example.org"
 COMMITTEE = "committee@example.org"

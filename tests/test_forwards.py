@@ -8,8 +8,9 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
-from mailflow.testing import BOARD, M1, make_mail
 from fixturekit import load, names
+
+from mailflow.testing import BOARD, M1, make_mail
 
 CONDUCT = "conduct@example.org"
 ATTACHED = {"attached-rfc822", "attached-rfc822-base64", "eml-attachment"}

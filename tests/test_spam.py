@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 from casekit import Case
-from mailflow.testing import CHAIR, M1, M2, CaptureRelay, MailflowServer, make_mail, wait_until
 from fixturekit import load
+
+from mailflow.testing import CHAIR, M1, M2, CaptureRelay, MailflowServer, make_mail, wait_until
 
 CONDUCT = "conduct@example.org"
 TRUSTED = '[security]\ntrusted_authserv_id = "mx.example.org"\n'

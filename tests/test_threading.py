@@ -144,7 +144,8 @@ def test_non_member_mail_to_committee_is_held_not_relayed(server, relay):
     server.send(make_mail(outsider, "committee@example.org", "let me join", "Hello list"),
                 outsider, ["committee@example.org"])
     server.processed(1)
-    assert server.query("SELECT kind, flags FROM messages") == [("held", '["held (not-a-member) as #1"]')]
+    assert server.query("SELECT kind, flags FROM messages") == [
+        ("held", '["held (not-a-member) as #1"]')]
     assert [(h["reason"], h["envelope_from"]) for h in server.cli_json("held")] == [
         ("not-a-member", outsider)]
     assert relay.received == []

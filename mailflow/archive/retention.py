@@ -19,8 +19,8 @@ Then it makes the text unrecoverable: ``secure_delete`` (on for every connection
 zeroes freed content, an FTS5 ``optimize`` rewrites the index without the removed
 terms, and a ``wal_checkpoint(TRUNCATE)`` of both databases empties their WALs.
 Held mail never released (:mod:`mailflow.case.held`) is kept as long, then removed
-the same way.  Also in the Maildir outbox, if there is no relay, are the copies of mail delivered there;
-they are the deployment's to rotate.
+the same way.  Also in the Maildir outbox, if there is no relay, are the copies of
+mail delivered there; they are the deployment's to rotate.
 """
 
 from __future__ import annotations

@@ -82,8 +82,8 @@ def listing(db: sqlite_utils.Database, *, everything: bool = False,
     return rows
 
 
-def _pending(db: sqlite_utils.Database, held_id: int, actor: str,
-             hide_from: str | None) -> dict[str, Any]:
+def _pending(db: sqlite_utils.Database, held_id: int, hide_from: str | None
+             ) -> dict[str, Any]:
     rows = [r for r in listing(db, hide_from=hide_from) if r["id"] == held_id]
     if not rows:
         state = db.execute("SELECT state FROM held WHERE id = ?", [held_id]).fetchone()
@@ -97,7 +97,7 @@ def release(db: sqlite_utils.Database, held_id: int, actor: str,
             hide_from: str | None = None) -> str:
     """Hand a held message back to the pipeline, to be handled as mail to the conduct
     address (the pipeline takes it up within a second)."""
-    row = _pending(db, held_id, actor, hide_from)
+    row = _pending(db, held_id, hide_from)
     db.execute("UPDATE held SET state = 'released', decided_by = ?, decided_at = ? "
                "WHERE id = ?", [actor, timestamps.stamp(), held_id])
     db.execute("UPDATE spool_state SET state = 'new', attempts = 0 WHERE spool_id = ?",
@@ -110,7 +110,7 @@ def release(db: sqlite_utils.Database, held_id: int, actor: str,
 def discard(db: sqlite_utils.Database, held_id: int, actor: str,
             hide_from: str | None = None) -> str:
     """Decide a held message is nothing to act on; it stays archived until retention."""
-    row = _pending(db, held_id, actor, hide_from)
+    row = _pending(db, held_id, hide_from)
     db.execute("UPDATE held SET state = 'discarded', decided_by = ?, decided_at = ? "
                "WHERE id = ?", [actor, timestamps.stamp(), held_id])
     audit.append(db, actor, "held mail discarded", None, held=held_id,

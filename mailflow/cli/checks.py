@@ -33,12 +33,27 @@ RULE_TYPES: dict[str, dict[str, type]] = {
     "workflow": {"mediation_days": int},
     "sending": {"sendable": list, "cc_committee": list},
 }
-# rules/spam.toml: {table: {key: type}}.
-SPAM_TYPES: dict[str, dict[str, type | tuple[type, ...]]] = {
-    "spamassassin": {"headers": list, "score": (int, float)},
-    "rspamd": {"headers": list, "score": (int, float)},
-    "authentication": {"dmarc": list, "spf": list},
-}
+# rules/spam.toml: the keys of each table ("score" is a number, the rest lists of strings).
+SPAM_KEYS = {"spamassassin": ("headers", "score"), "rspamd": ("headers", "score"),
+             "authentication": ("dmarc", "spf")}
+
+
+def spam_problems(spam: dict[str, Any]) -> list[str]:
+    problems = []
+    for table, keys in SPAM_KEYS.items():
+        for key in keys:
+            value = spam.get(table, {}).get(key)
+            if value is None:
+                continue
+            if key == "score":
+                ok, want = isinstance(value, int | float) and not isinstance(value, bool), \
+                    "a number"
+            else:
+                ok, want = isinstance(value, list) and all(isinstance(v, str) for v in value), \
+                    "a list of strings"
+            if not ok:
+                problems.append(f"rules/spam.toml: {table}.{key}: expected {want}")
+    return problems
 
 
 def check_rules(cfg: Config) -> list[str]:
@@ -52,15 +67,9 @@ def check_rules(cfg: Config) -> list[str]:
         for key, kind in types.items():
             if key in table and not isinstance(table[key], kind):
                 problems.append(f"rules/{stem}.toml: {key}: expected {kind.__name__}")
-    spam = loaded.get("spam", {})
-    for table, types in SPAM_TYPES.items():
-        for key, kind in types.items():
-            value = spam.get(table, {}).get(key)
-            if value is not None and (not isinstance(value, kind) or isinstance(value, bool)):
-                problems.append(f"rules/spam.toml: {table}.{key}: expected "
-                                f"{'a number' if kind != list else 'a list'}")
     # Rules with more structure than a type: durations, a time zone, dates, patterns.
-    return problems + clock_problems(loaded) + triage.problems(loaded)
+    return (problems + spam_problems(loaded.get("spam", {})) + clock_problems(loaded)
+            + triage.problems(loaded))
 
 
 def template_dirs(cfg: Config) -> list[Path]:

@@ -89,7 +89,7 @@ def _recipient_blocks(part: Message) -> list[Message]:
 def _dsn_failures(msg: Message) -> list[Failure]:
     failures = []
     for part in typed_subpart_iterator(msg, "message", "delivery-status"):
-        for block in _recipient_blocks(part):  # type: ignore[arg-type]
+        for block in _recipient_blocks(part):
             recipient = _address(block.get("Original-Recipient") or "") or _address(
                 block.get("Final-Recipient") or "")
             action = _plain(block.get("Action") or "").split(" ")[0].lower()
@@ -119,7 +119,7 @@ def _returned_ids(msg: Message) -> tuple[str, ...]:
 def is_delivery_report(msg: Message) -> bool:
     """RFC 3464 by structure: a multipart/report of type delivery-status."""
     return (msg.get_content_type() == "multipart/report"
-            and (msg.get_param("report-type") or "").lower() == "delivery-status")
+            and str(msg.get_param("report-type") or "").lower() == "delivery-status")
 
 
 def _non_standard(msg: Message) -> list[Failure]:

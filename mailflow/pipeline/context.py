@@ -20,8 +20,8 @@ from jinja2.sandbox import SandboxedEnvironment
 from mailflow import timestamps
 from mailflow.config import Config
 from mailflow.mail.parse import Parsed
-from mailflow.mail.verdicts import Verdict
 from mailflow.mail.tokens import Signer
+from mailflow.mail.verdicts import Verdict
 
 HISTORY_STATUS = "closed"
 
