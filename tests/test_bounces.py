@@ -85,6 +85,13 @@ def test_a_bounce_to_the_plain_conduct_address_is_matched_by_the_returned_messag
     assert ack_state(server, case_id)[0][0] == "failed"
     relay.wait_for(lambda c: c.rcpts == [M1] and "Mail bounced" in c.msg["Subject"],
                    what="notice")
+    # The next digest shows it on the case too.
+    server.stop()
+    due = next(d["due_at"] for d in server.cli_json("deadlines") if d["clock"] == "digest")
+    server.cli("tick", "--now", due)
+    digest = relay.wait_for(lambda c: c.rcpts == [M1] and "Digest" in c.msg["Subject"],
+                            what="the digest")[0]
+    assert "bounced: ack to rita@people.test" in digest.body()
 
 
 def test_a_delay_notice_is_filed_on_the_case_and_changes_nothing(server, relay):

@@ -4,6 +4,8 @@ rspamd, Authentication-Results), as tests/fixtures/spam has them, over real SMTP
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -107,12 +109,21 @@ def test_a_dmarc_fail_from_another_authserv_id_holds_nothing(tmp_path, relay):
         assert server.cli_json("held") == [] and len(server.cli_json("cases")) == 1
 
 
-def test_the_chair_releases_held_mail_by_mail_and_it_becomes_a_case(tmp_path, relay):
-    with start(tmp_path, relay) as server:
+@contextmanager
+def held_beside_a_case(tmp: Path, relay: CaptureRelay, shape: str, sender: str
+                       ) -> Iterator[tuple[MailflowServer, Case, int]]:
+    """A server with one genuine case (whose copies members reply to) and one message
+    held as spam: (server, case, held id)."""
+    with start(tmp, relay) as server:
         case = genuine_case(server, relay)
-        send(server, "spamassassin-forged-sender", "security@bank.test")
+        send(server, shape, sender)
         server.processed(2)
-        held_id = server.cli_json("held")[0]["id"]
+        yield server, case, server.cli_json("held")[0]["id"]
+
+
+def test_the_chair_releases_held_mail_by_mail_and_it_becomes_a_case(tmp_path, relay):
+    with held_beside_a_case(tmp_path, relay, "spamassassin-forged-sender",
+                            "security@bank.test") as (server, case, held_id):
         listing = case.command(M1, "#held")
         assert f"{held_id}" in listing and "security@bank.test" in listing
         refused = case.command(M1, f"#release {held_id}")
@@ -134,11 +145,8 @@ def test_the_chair_releases_held_mail_by_mail_and_it_becomes_a_case(tmp_path, re
 
 
 def test_the_chair_discards_held_mail_it_stays_archived(tmp_path, relay):
-    with start(tmp_path, relay) as server:
-        case = genuine_case(server, relay)
-        send(server, "rspamd-result", "winner@lottery.test")
-        server.processed(2)
-        held_id = server.cli_json("held")[0]["id"]
+    with held_beside_a_case(tmp_path, relay, "rspamd-result",
+                            "winner@lottery.test") as (server, case, held_id):
         assert "only the chair may use #discard-held" in case.command(
             M2, f"#discard-held {held_id}")
         out = server.cli("held", "--discard", str(held_id)).stdout.decode()

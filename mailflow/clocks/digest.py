@@ -62,8 +62,16 @@ def open_cases(db: sqlite_utils.Database, policy: Policy, now: datetime
     out = []
     for case in rows:
         due, overdue = _clocks(db, policy, case["id"], now)
-        out.append({**case, "due": due, "overdue": overdue})
+        out.append({**case, "due": due, "overdue": overdue, "bounced": bounced(db, case["id"])})
     return out
+
+
+def bounced(db: sqlite_utils.Database, case_id: str) -> list[str]:
+    """The case's mail that came back as bounced (the members were told at the time)."""
+    return [f"{r[0]} to {r[1]}" for r in db.execute(
+        "SELECT o.kind, r.rcpt FROM outbound o JOIN outbound_rcpt r ON r.outbound_id = o.id "
+        "WHERE o.case_id = ? AND r.state = 'failed' AND r.last_error LIKE 'bounced:%' "
+        "ORDER BY o.id", [case_id])]
 
 
 def for_member(db: sqlite_utils.Database, cfg: Config, board: list[dict[str, Any]],
