@@ -170,6 +170,9 @@ def test_held_mail_naming_a_member_is_never_shown_to_them(tmp_path, relay):
         server.processed(2)
         assert "nothing is held" in case.command(M1, "#held")
         assert "winner@lottery.test" in case.command(CHAIR, "#held")
+        # Nor does #search show it to them.
+        assert "winner@lottery.test" not in case.command(M1, "#search prize")
+        assert "winner@lottery.test" in case.command(CHAIR, "#search prize")
     server.cli("tick", "--now", "2026-11-25T08:00:00Z")
     digests = {c.rcpts[0]: c.body() for c in relay.received if "Digest" in c.msg["Subject"]}
     assert "winner@lottery.test" in digests[CHAIR] and "winner@lottery.test" in digests[M2]

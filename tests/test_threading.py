@@ -149,3 +149,9 @@ def test_non_member_mail_to_committee_is_held_not_relayed(server, relay):
     assert [(h["reason"], h["envelope_from"]) for h in server.cli_json("held")] == [
         ("not-a-member", outsider)]
     assert relay.received == []
+    # Someone who wrote to the wrong address: the chair releases it, and it is a report.
+    server.cli("held", "--release", "1")
+    ack = ack_for(relay, outsider)
+    assert server.cli_json("cases")[0]["reporter"] == outsider
+    assert server.query("SELECT kind, case_id FROM messages") == [
+        ("report", ack["X-Mailflow-Case"])]
