@@ -22,6 +22,7 @@ from mailflow.case import (
     casefile,
     consensus,
     grievance,
+    held,
     mediation,
     record,
     recusal,
@@ -47,6 +48,7 @@ from mailflow.pipeline.handlers import (
     file,
     recuse,
     route,
+    screen,
     to_committee,
     triage,
 )
@@ -56,7 +58,9 @@ from mailflow.wakeups import Wakeups
 
 # The pipeline, in order: each handler reads what the ones before it decided.
 HANDLERS: tuple[Handler, ...] = (
-    route.route,                   # conduct or committee side; which case; a new one?
+    route.address,                 # conduct or committee side, and the token in the address
+    screen.screen,                 # released held mail; bounces; the MTA's spam verdicts
+    route.route,                   # which case; a new one?
     triage.assess,                 # urgent words in a new report
     authenticate.authenticate,     # before filing: unproven member mail is filed as a note
     recuse.recuse_named,           # before anything is relayed
@@ -73,7 +77,8 @@ HANDLERS: tuple[Handler, ...] = (
 
 # What imported history goes through: threaded and filed like live mail, but it sends
 # nothing, applies no #commands and starts no clocks; it happened long ago.
-HISTORY_HANDLERS: tuple[Handler, ...] = (route.route, file.file_message)
+HISTORY_HANDLERS: tuple[Handler, ...] = (route.address, screen.screen, route.route,
+                                         file.file_message)
 
 # The modules that define #commands; `mailflow help` presents them in this order.
 COMMAND_MODULES = (
@@ -91,6 +96,7 @@ COMMAND_MODULES = (
     scheduler,       # #timeline
     casefile,        # #status
     search,          # #search
+    held,            # #held, #release, #discard-held
     help,            # #help
 )
 COMMANDS = collect(COMMAND_MODULES)

@@ -14,9 +14,10 @@ DIGEST_TIME = "2026-11-25T08:00:00Z"       # the first 08:00 (UTC) after the rep
 
 
 def report(server: MailflowServer, relay: CaptureRelay, subject: str) -> Case:
+    before = len(relay.to(REPORTER))
     server.send(make_mail(REPORTER, CONDUCT, subject, "He insulted me."), REPORTER, [CONDUCT])
-    ack = relay.wait_for(lambda c: REPORTER in c.rcpts and subject in c.body(),
-                         what="acknowledgement")[0]
+    ack = relay.wait_for(lambda c: REPORTER in c.rcpts, count=before + 1,
+                         what="acknowledgement")[-1]
     return Case(server, relay, ack.msg["X-Mailflow-Case"])
 
 

@@ -16,7 +16,7 @@ def report(server, relay, sender=REPORTER, subject="A report", body="What happen
 
 
 def ack_for(relay, sender):
-    return relay.wait_for(lambda c: sender in c.rcpts and c.mail_from == "<>",
+    return relay.wait_for(lambda c: sender in c.rcpts and c.mail_from.startswith("conduct+"),
                           what=f"ack to {sender}")[0].msg
 
 
@@ -93,7 +93,7 @@ def test_automatic_and_bulk_mail_gets_no_acknowledgement(server, relay):
     server.processed(5)
     # All five are cases the committee sees; only the human gets an answer.
     assert server.query("SELECT count(*) FROM cases")[0][0] == 5
-    acked = {c.rcpts[0] for c in relay.received if c.mail_from == "<>"}
+    acked = {c.rcpts[0] for c in relay.received if c.mail_from.startswith("conduct+")}
     assert acked == {"plain@people.test"}
     reasons = [r[0] for r in server.query(
         "SELECT detail FROM audit WHERE action = 'no acknowledgement' ORDER BY id")]
@@ -107,15 +107,6 @@ def test_acknowledgements_are_rate_limited_per_sender(server, relay):
     assert server.query("SELECT count(*) FROM cases")[0][0] == 7
     relay.wait_for(lambda c: c.rcpts == ["busy@people.test"], count=5, what="5 acks")
     assert server.query("SELECT count(*) FROM outbound WHERE kind = 'ack'")[0][0] == 5
-
-
-def test_bounce_to_conduct_is_archived_without_a_case(server, relay):
-    raw = make_mail("mailer-daemon@mx.people.test", "conduct@example.org",
-                    "Undelivered Mail Returned to Sender", "It bounced.")
-    server.send(raw, "", ["conduct@example.org"])
-    server.processed(1)
-    assert server.query("SELECT kind, case_id FROM messages") == [("bounce", None)]
-    assert relay.received == []
 
 
 def test_board_forward_opens_a_case_for_the_original_author(server, relay):
@@ -153,5 +144,14 @@ def test_non_member_mail_to_committee_is_held_not_relayed(server, relay):
     server.send(make_mail(outsider, "committee@example.org", "let me join", "Hello list"),
                 outsider, ["committee@example.org"])
     server.processed(1)
-    assert server.query("SELECT kind, flags FROM messages") == [("held", '["held"]')]
+    assert server.query("SELECT kind, flags FROM messages") == [
+        ("held", '["held (not-a-member) as #1"]')]
+    assert [(h["reason"], h["envelope_from"]) for h in server.cli_json("held")] == [
+        ("not-a-member", outsider)]
     assert relay.received == []
+    # Someone who wrote to the wrong address: the chair releases it, and it is a report.
+    server.cli("held", "--release", "1")
+    ack = ack_for(relay, outsider)
+    assert server.cli_json("cases")[0]["reporter"] == outsider
+    assert server.query("SELECT kind, case_id FROM messages") == [
+        ("report", ack["X-Mailflow-Case"])]

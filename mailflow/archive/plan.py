@@ -88,5 +88,9 @@ def plan(node: Node, as_member: str | None = None) -> Plan:
         # The recused are people of the case with the role "recused" (cases.recused).
         p.where.append("(d.case_id IS NULL OR d.case_id NOT IN (SELECT case_id FROM people "
                        "WHERE role = 'recused' AND address = lower(?)))")
-        p.params.append(as_member)
+        # Nor held mail that names them (mailflow.case.held): it is on no case yet.
+        p.where.append("d.ref NOT IN (SELECT 'message:' || m.id FROM held h JOIN messages m "
+                       "ON m.spool_id = h.spool_id WHERE h.state != 'released' AND EXISTS "
+                       "(SELECT 1 FROM json_each(h.named) WHERE value = lower(?)))")
+        p.params += [as_member, as_member]
     return p

@@ -18,8 +18,9 @@ purge (the log is hash-chained; its entries name addresses, never mail text).
 Then it makes the text unrecoverable: ``secure_delete`` (on for every connection)
 zeroes freed content, an FTS5 ``optimize`` rewrites the index without the removed
 terms, and a ``wal_checkpoint(TRUNCATE)`` of both databases empties their WALs.
-Also in the Maildir outbox, if there is no relay, are the copies of mail delivered there;
-they are the deployment's to rotate.
+Held mail never released (:mod:`mailflow.case.held`) is kept as long, then removed
+the same way.  Also in the Maildir outbox, if there is no relay, are the copies of
+mail delivered there; they are the deployment's to rotate.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import sqlite_utils
 
 from mailflow import store, timestamps
 from mailflow.archive import dossier
+from mailflow.case import held
 from mailflow.store import audit
 
 # Registries kept beyond a case's retention; the audit log is never rewritten.
@@ -142,8 +144,23 @@ def purge(db: sqlite_utils.Database, spool: sqlite_utils.Database, rules: dict[s
         removed = _purge_case(db, case_id, stamp)
         outcomes.append(Outcome(case_id, last, "purged",
                                 ", ".join(f"{n} {t}" for t, n in sorted(removed.items()))))
+    outcomes += _purge_held(db, cutoff, stamp, dry_run)
     problems = _scrub(db, spool) if any(o.action == "purged" for o in outcomes) else []
     return outcomes, problems
+
+
+def _purge_held(db: sqlite_utils.Database, cutoff: str, before: str, dry_run: bool
+                ) -> list[Outcome]:
+    """Held mail never released (discarded, or never decided) is kept as long as a
+    closed case: past ``closed_days``, it goes too."""
+    until = min(cutoff, before)
+    if dry_run:
+        n = db.execute("SELECT count(*) FROM held WHERE state != 'released' AND held_at < ?",
+                       [until]).fetchone()[0]
+        return [Outcome("held mail", until, "would purge", f"{n} message(s)")] if n else []
+    with store.transaction(db):
+        n = held.purge(db, until)
+    return [Outcome("held mail", until, "purged", f"{n} message(s)")] if n else []
 
 
 def format_outcomes(outcomes: list[Outcome], problems: list[str]) -> str:

@@ -33,6 +33,27 @@ RULE_TYPES: dict[str, dict[str, type]] = {
     "workflow": {"mediation_days": int},
     "sending": {"sendable": list, "cc_committee": list},
 }
+# rules/spam.toml: the keys of each table ("score" is a number, the rest lists of strings).
+SPAM_KEYS = {"spamassassin": ("headers", "score"), "rspamd": ("headers", "score"),
+             "authentication": ("dmarc", "spf")}
+
+
+def spam_problems(spam: dict[str, Any]) -> list[str]:
+    problems = []
+    for table, keys in SPAM_KEYS.items():
+        for key in keys:
+            value = spam.get(table, {}).get(key)
+            if value is None:
+                continue
+            if key == "score":
+                ok, want = isinstance(value, int | float) and not isinstance(value, bool), \
+                    "a number"
+            else:
+                ok, want = isinstance(value, list) and all(isinstance(v, str) for v in value), \
+                    "a list of strings"
+            if not ok:
+                problems.append(f"rules/spam.toml: {table}.{key}: expected {want}")
+    return problems
 
 
 def check_rules(cfg: Config) -> list[str]:
@@ -47,7 +68,8 @@ def check_rules(cfg: Config) -> list[str]:
             if key in table and not isinstance(table[key], kind):
                 problems.append(f"rules/{stem}.toml: {key}: expected {kind.__name__}")
     # Rules with more structure than a type: durations, a time zone, dates, patterns.
-    return problems + clock_problems(loaded) + triage.problems(loaded)
+    return (problems + spam_problems(loaded.get("spam", {})) + clock_problems(loaded)
+            + triage.problems(loaded))
 
 
 def template_dirs(cfg: Config) -> list[Path]:
@@ -130,6 +152,16 @@ def check_templates(cfg: Config) -> list[str]:
         problems += [f"rules/sending.toml: {key}: no template {n!r}"
                      for n in sending.get(key, []) if n not in names]
     return problems
+
+
+def notes(cfg: Config) -> list[str]:
+    """What the configuration leaves out, that an administrator should know."""
+    if cfg.security.trusted_authserv_id.strip():
+        return []
+    return ["security.trusted_authserv_id is not set: mailflow has no spam verdicts to use "
+            "(nothing is held as spam) and no Authentication-Results it can trust, so "
+            "acknowledgements never repeat a sender's name or subject (README, \"Spam and "
+            "bounces\")"]
 
 
 def run(cfg: Config) -> list[str]:

@@ -76,11 +76,14 @@ def cmd_init(args: argparse.Namespace) -> int:
 @command("check", "validate the configuration, rules and templates")
 def cmd_check(args: argparse.Namespace) -> int:
     """Check the configuration, rules/ and templates/; each problem is printed as
-    FILE: KEY: PROBLEM.  Exits 78 (EX_CONFIG) if there is any."""
+    FILE: KEY: PROBLEM.  Exits 78 (EX_CONFIG) if there is any.  Notes (what the
+    configuration leaves out, such as a trusted MTA) are printed but fail nothing."""
     from mailflow.cli import checks
 
     cfg = load_config(args)
     problems = checks.run(cfg)
+    for note in checks.notes(cfg):
+        print(f"note: {note}")
     for p in problems:
         print(p)
     if problems:

@@ -1,5 +1,6 @@
 """The digest: to each member, the open cases they are on (never one they are recused
-from), with what is due, what is overdue and what waits for them.
+from), with what is due, what is overdue and what waits for them; and the held mail
+waiting for the chair (never what names the member).
 
 It is an alarm like any other (``DIGEST``), re-armed for the next digest time
 each time it fires, so a restart neither skips nor repeats one.
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import sqlite_utils
 
 from mailflow import timestamps
-from mailflow.case import cases
+from mailflow.case import cases, held
 from mailflow.case.notices import mail_members
 from mailflow.clocks import alarms
 from mailflow.clocks.policy import Policy
@@ -24,6 +25,8 @@ from mailflow.mail import render
 if TYPE_CHECKING:
     from mailflow.pipeline.context import Services
 
+HELD_LISTED = 20  # the newest held messages a digest lists (it says how many there are)
+
 
 def send_all(db: sqlite_utils.Database, svc: Services, policy: Policy, now: datetime,
              late: bool) -> str:
@@ -32,13 +35,17 @@ def send_all(db: sqlite_utils.Database, svc: Services, policy: Policy, now: date
     sent = []
     for member in cfg.committee.members:
         entries = for_member(db, cfg, board, member.lower())
-        busy = any(e["due"] or e["overdue"] or e["waiting"] for e in entries)
+        waiting = held.listing(db, hide_from=member)  # never what names them
+        busy = waiting or any(e["due"] or e["overdue"] or e["waiting"] for e in entries)
         if not busy and not policy.digest.send_empty:
             continue
         day = policy.local(now)
         text = render.render(svc.templates, "digest", committee=cfg.committee,
                              member=member, cases=entries, late=late,
-                             day=f"{day:%A} {day.day} {day:%B %Y}")
+                             day=f"{day:%A} {day.day} {day:%B %Y}",
+                             held=[held.describe(r) for r in waiting[-HELD_LISTED:]],
+                             held_count=len(waiting),
+                             held_older=max(len(waiting) - HELD_LISTED, 0))
         mail_members(db, svc, None, [member.lower()], subject=text.subject,
                            body=text.body, kind="digest")
         sent.append(member.lower())
@@ -55,8 +62,16 @@ def open_cases(db: sqlite_utils.Database, policy: Policy, now: datetime
     out = []
     for case in rows:
         due, overdue = _clocks(db, policy, case["id"], now)
-        out.append({**case, "due": due, "overdue": overdue})
+        out.append({**case, "due": due, "overdue": overdue, "bounced": bounced(db, case["id"])})
     return out
+
+
+def bounced(db: sqlite_utils.Database, case_id: str) -> list[str]:
+    """The case's mail that came back as bounced (the members were told at the time)."""
+    return [f"{r[0]} to {r[1]}" for r in db.execute(
+        "SELECT o.kind, r.rcpt FROM outbound o JOIN outbound_rcpt r ON r.outbound_id = o.id "
+        "WHERE o.case_id = ? AND r.state = 'failed' AND r.last_error LIKE 'bounced:%' "
+        "ORDER BY o.id", [case_id])]
 
 
 def for_member(db: sqlite_utils.Database, cfg: Config, board: list[dict[str, Any]],

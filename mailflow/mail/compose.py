@@ -4,6 +4,7 @@ message written as bytes."""
 from __future__ import annotations
 
 import quopri
+import re
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -41,6 +42,22 @@ def check_header(name: str, value: str) -> str:
                 b in text.lower() for b in URL_ENCODED_BREAKS):
             raise HeaderInjection(f"refused: a line break in the {name} header ({value[:60]!r})")
     return value
+
+
+def header_safe(value: str) -> str:
+    """Text someone else wrote (a subject, a display name), made fit for a header of an
+    automatic mail: whatever :func:`check_header` would refuse is turned into spaces or
+    taken out, so that odd input degrades the header instead of stopping the mail."""
+    try:
+        return check_header("Subject", value)
+    except HeaderInjection:
+        pass
+    text = value.replace("=?", "= ?")  # no encoded word left to hide a line break
+    for char in LINE_BREAKS:
+        text = text.replace(char, " ")
+    for encoded in URL_ENCODED_BREAKS:
+        text = re.sub(re.escape(encoded), " ", text, flags=re.IGNORECASE)
+    return " ".join(text.split())
 
 
 def new_message_id(cfg: Config) -> str:

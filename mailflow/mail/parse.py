@@ -19,17 +19,13 @@ from email.utils import getaddresses, parsedate_to_datetime
 from html.parser import HTMLParser
 
 from mailflow import timestamps
+from mailflow.mail import msgids
+from mailflow.mail.forwards import attached_message, inline_block
 from mailflow.mail.quotes import split_quoted
 
 ADDR_SPEC = re.compile(
     r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-]+@"
     r"[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?)+$"
-)
-MSGID = re.compile(r"<([^<>\s]{1,500})>")
-FORWARD_MARKER = re.compile(
-    r"^\s*(-{5,}\s*Forwarded message\s*-{5,}|Begin forwarded message:|"
-    r"-{5,}\s*Original Message\s*-{5,})\s*$",
-    re.IGNORECASE,
 )
 
 
@@ -46,12 +42,16 @@ RAW_HEADERS = _RawHeaders()
 
 @dataclass
 class Forwarded:
-    """A message carried inside another: the original author of a forwarded report."""
+    """A message carried inside another: the original author of a forwarded report.
+    ``attached``: a part of its own (its text is not in the carrying mail's body)."""
 
     from_addr: str | None
     from_name: str
     subject: str
     text: str
+    attached: bool = False
+    date: str = ""
+    attachments: list[dict] = field(default_factory=list)
 
 
 @dataclass
@@ -63,7 +63,7 @@ class Parsed:
     cc_addrs: list[str]
     subject: str
     date: str | None
-    message_id: str | None
+    message_id: str
     in_reply_to: list[str]
     references: list[str]
     body_text: str
@@ -72,6 +72,25 @@ class Parsed:
     attachments: list[dict] = field(default_factory=list)
     defects: list[str] = field(default_factory=list)
     forwarded: list[Forwarded] = field(default_factory=list)
+
+    @property
+    def forwarded_text(self) -> str:
+        """The mail forwarded as attachments, as text: not part of the body, but part of
+        what the sender says (the committee reads it, search finds it)."""
+        blocks = []
+        for f in (f for f in self.forwarded if f.attached):
+            head = [f"From: {f.from_name} <{f.from_addr or 'unknown'}>",
+                    *([f"Date: {f.date}"] if f.date else []), f"Subject: {f.subject}",
+                    *(f"Attached: {a['name'] or '(unnamed)'} ({a['type']}, {a['size']} bytes)"
+                      for a in f.attachments)]
+            blocks.append("---------- Forwarded message (attached) ----------\n"
+                          + "\n".join(head) + "\n\n" + f.text.strip())
+        return "\n\n".join(blocks)
+
+    @property
+    def text_with_forwards(self) -> str:
+        """The body, then any mail forwarded as an attachment."""
+        return "\n\n".join(t for t in (self.body_text.rstrip(), self.forwarded_text) if t)
 
     def header(self, name: str) -> str:
         return header_text(self.msg.get(name))
@@ -148,10 +167,6 @@ def strict_from(msg: Message) -> tuple[str | None, str]:
     return addr.lower(), ""
 
 
-def message_ids(value: str) -> list[str]:
-    return MSGID.findall(clean(value))
-
-
 class _TextOfHTML(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
@@ -212,12 +227,13 @@ def _body_and_attachments(
 
     def collect(part: Message) -> None:
         ctype = part.get_content_type()
-        if ctype == "message/rfc822":
+        inner = attached_message(part, RAW_HEADERS)
+        if inner is not None or ctype == "message/rfc822":
             # An attached message is its own thing: its text is not the outer body.
-            inner = part.get_payload()
-            if isinstance(inner, list) and inner and isinstance(inner[0], Message):
-                forwarded.append(_forwarded_from_message(inner[0], defects))
-            return
+            if inner is not None:
+                forwarded.append(_forwarded_from_message(inner, defects))
+            if ctype == "message/rfc822":
+                return
         if part.is_multipart():
             for sub in part.get_payload():
                 if isinstance(sub, Message):
@@ -243,29 +259,34 @@ def _body_and_attachments(
 def _forwarded_from_message(inner: Message, defects: list[str]) -> Forwarded:
     pairs = addresses(inner.get_all("From") or [])
     name, addr = pairs[0] if pairs else ("", None)
-    body, _ = _body_and_attachments(inner, defects, [])
-    return Forwarded(addr, name, header_text(inner.get("Subject")), body)
+    body, attachments = _body_and_attachments(inner, defects, [])
+    return Forwarded(addr, name, header_text(inner.get("Subject")), body, attached=True,
+                     date=header_text(inner.get("Date")), attachments=attachments)
 
 
-def _inline_forward(text: str) -> Forwarded | None:
-    """An inline forward: a marker line, then From:/Subject: lines, then the text."""
-    lines = text.splitlines()
-    for i, line in enumerate(lines):
-        if not FORWARD_MARKER.match(line):
-            continue
-        headers: dict[str, str] = {}
-        j = i + 1
-        while j < len(lines) and lines[j].strip():
-            key, sep, value = lines[j].partition(":")
-            if sep:
-                headers[key.strip().lower()] = value.strip()
-            j += 1
-        if "from" not in headers:
-            continue
-        pairs = addresses([headers["from"]])
-        name, addr = pairs[0] if pairs else (headers["from"], None)
-        return Forwarded(addr, name, headers.get("subject", ""), "\n".join(lines[j + 1:]).strip())
-    return None
+def _inline_forward(text: str, subject: str) -> Forwarded | None:
+    """A forward in the text: a marker line or header block, then the forwarded text."""
+    found = inline_block(text, subject)
+    if found is None:
+        return None
+    fields, forwarded_text = found
+    pairs = addresses([fields["from"]])
+    name, addr = pairs[0] if pairs else (fields["from"], None)
+    return Forwarded(addr, name, fields.get("subject", ""), forwarded_text,
+                     date=fields.get("date", ""))
+
+
+def _message_ids(msg: Message, raw: bytes, defects: list[str]
+                 ) -> tuple[str, list[str], list[str]]:
+    """The message's own id and the ids it refers to, each only if usable (msgids)."""
+    own, problem = msgids.message_id([clean(str(v)) for v in msg.get_all("Message-ID") or []],
+                                     raw)
+    in_reply_to, irt_problem = msgids.referenced(
+        [clean(str(v)) for v in msg.get_all("In-Reply-To") or []], "In-Reply-To")
+    references, refs_problem = msgids.referenced(
+        [clean(str(v)) for v in msg.get_all("References") or []], "References")
+    defects += [d for d in (problem, irt_problem, refs_problem) if d]
+    return own, in_reply_to, references
 
 
 def parse(raw: bytes) -> Parsed:
@@ -286,9 +307,7 @@ def parse(raw: bytes) -> Parsed:
             date = timestamps.stamp(parsedate_to_datetime(header_text(msg["Date"])))
         except Exception:
             defects.append("unparseable Date")
-    mids = message_ids(str(msg.get("Message-ID", "")))
-    if not mids:
-        defects.append("no Message-ID")
+    message_id, in_reply_to, references = _message_ids(msg, raw, defects)
 
     forwarded: list[Forwarded] = []
     try:
@@ -297,7 +316,7 @@ def parse(raw: bytes) -> Parsed:
         defects.append(f"body not parsed: {type(e).__name__}")
         body, attachments = clean(raw.decode("utf-8", "replace")), []
     if not forwarded:
-        inline = _inline_forward(body)
+        inline = _inline_forward(body, header_text(msg.get("Subject")))
         if inline:
             forwarded.append(inline)
     new_text, quoted = split_quoted(body)
@@ -309,9 +328,9 @@ def parse(raw: bytes) -> Parsed:
         cc_addrs=[a for _, a in addresses(msg.get_all("Cc") or [])],
         subject=header_text(msg.get("Subject")),
         date=date,
-        message_id=mids[0] if mids else None,
-        in_reply_to=message_ids(str(msg.get("In-Reply-To", ""))),
-        references=message_ids(" ".join(str(v) for v in msg.get_all("References") or [])),
+        message_id=message_id,
+        in_reply_to=in_reply_to,
+        references=references,
         body_text=body,
         new_text=new_text,
         quoted_text=quoted,

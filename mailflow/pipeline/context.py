@@ -21,6 +21,7 @@ from mailflow import timestamps
 from mailflow.config import Config
 from mailflow.mail.parse import Parsed
 from mailflow.mail.tokens import Signer
+from mailflow.mail.verdicts import Verdict
 
 HISTORY_STATUS = "closed"
 
@@ -97,7 +98,7 @@ class Context:
     parsed: Parsed
     side: str = "conduct"            # conduct or committee
     token: str | None = None         # the plus-address token it was sent to
-    kind: str = ""                   # report, reply, forward, member, held, bounce
+    kind: str = ""                   # report, reply, forward, member, held, bounce, note
     case_id: str | None = None
     new_case: bool = False
     flags: list[str] = field(default_factory=list)
@@ -107,6 +108,10 @@ class Context:
     auth_failure: str | None = None
     # Imported history (spool source "import"): filed and indexed, nothing else.
     quiet: bool = False
+    # Set by screening: what the trusted MTA said of it, and whether the chair released
+    # it from held (then it is not screened again).
+    verdict: Verdict | None = None
+    released: bool = False
 
     @property
     def cfg(self) -> Config:

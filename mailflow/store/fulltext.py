@@ -4,7 +4,8 @@ What is indexed (one row of ``search_docs`` and of the FTS5 table ``search_fts``
 under the same rowid; ``ref`` names the record):
 
 - every archived mail, ``message:<messages.id>`` (kinds report, forward, reply, member,
-  held, bounce), with the new text and the quoted text in separate columns;
+  held, bounce), with the new text and the quoted text in separate columns (the text of
+  a mail forwarded as an attachment is searched with the new text);
 - every mail sent, ``outbound:<outbound.id>`` (kind ``sent``), except the per-member
   copies of relayed mail, whose original is already indexed;
 - each case's own fields (subject, code name, status, kind), ``case:<case id>``;
@@ -39,7 +40,7 @@ import sqlite_utils
 from mailflow import timestamps
 
 # Bump when SOURCES, the columns or the triggers change: the index is then rebuilt.
-VERSION = 3
+VERSION = 4
 # The kinds of records the index knows (the query language's kind:).
 KINDS = ("report", "forward", "reply", "member", "held", "bounce", "call", "note", "draft",
          "sent", "case")
@@ -97,8 +98,10 @@ SOURCES: dict[str, dict[str, Any]] = {
         "when": "1",
         "doc": {"kind": "{r}.kind", "case_id": "{r}.case_id",
                 "at": "coalesce({r}.date, {r}.received_at)"},
-        "fts": MAIL_FTS,
-        "watch": MAIL_WATCH + ", date, received_at",
+        # A mail forwarded as an attachment is part of what its carrier says.
+        "fts": {**MAIL_FTS, "body": "trim(coalesce({r}.new_text, '') || char(10) || "
+                                    "coalesce({r}.forwarded_text, ''))"},
+        "watch": MAIL_WATCH + ", forwarded_text, date, received_at",
     },
     "outbound": {
         "prefix": "outbound",

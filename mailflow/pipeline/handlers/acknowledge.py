@@ -11,12 +11,15 @@ from mailflow.mail import render
 from mailflow.mail.compose import compose
 from mailflow.mail.tokens import split_address
 from mailflow.outbound.queue import enqueue
+from mailflow.pipeline.handlers.screen import return_path
 from mailflow.store import audit
 
 if TYPE_CHECKING:
     from mailflow.pipeline.context import Context
 
 ACKNOWLEDGED_KINDS = ("report", "forward")
+# Of the References the report carried, the acknowledgement repeats the newest few.
+REFERENCES_KEPT = 20
 
 
 def why_not_automatic_reply(ctx: Context) -> str | None:
@@ -76,23 +79,31 @@ def acknowledge(ctx: Context) -> None:
         reason = f"rate limit for {recipient}"
     if reason:
         audit.append(ctx.db, "mailflow", "no acknowledgement", ctx.case_id, reason=reason)
+        ctx.flags.append(f"No acknowledgement was sent: {reason}.")
         return
     cfg = ctx.cfg
     reply_address = f"conduct+{ctx.svc.signer.case_token(ctx.case_id)}@{cfg.committee.domain}"
+    # Only to a sender the trusted MTA verified does the answer repeat their words: an
+    # envelope sender can be forged, and their words would then go to a stranger.
+    verified = ctx.verdict is not None and ctx.verdict.sender_verified
     text = render.render(
         ctx.svc.templates, "acknowledgement",
         committee=cfg.committee, case=case, tag=cases.case_tag(cfg, ctx.case_id),
-        reporter_name=ctx.parsed.from_name, subject=ctx.parsed.subject,
+        reporter_name=ctx.parsed.from_name if verified else "",
+        subject=ctx.parsed.subject if verified else "",
         reply_address=reply_address, urgent=bool(case["urgent"]), forwarded=ctx.kind == "forward",
     )
     msg = compose(
         cfg, from_=(cfg.committee.name, cfg.committee.conduct_address), to=[recipient],
         subject=text.subject, body=text.body, reply_to=reply_address,
         in_reply_to=ctx.parsed.message_id,
-        references=[*ctx.parsed.references, ctx.parsed.message_id or ""],
+        references=[*ctx.parsed.references[-REFERENCES_KEPT:], ctx.parsed.message_id],
         headers={"Auto-Submitted": "auto-replied", "X-Mailflow-Case": ctx.case_id},
     )
-    enqueue(ctx.db, msg, kind="ack", rcpts=[recipient], envelope_from="",
-                     case_id=ctx.case_id)
+    # Not the null sender: a bounce of the acknowledgement comes back to this return
+    # path, and the committee hears that the reporter was not reached (RFC 3834 3.3
+    # lets a responder take bounces at an address that never answers automatically).
+    enqueue(ctx.db, msg, kind="ack", rcpts=[recipient], envelope_from=return_path(ctx, ctx.case_id),
+            case_id=ctx.case_id)
     ctx.db.execute("UPDATE cases SET acknowledged_at = ? WHERE id = ?",
                    [timestamps.stamp(), ctx.case_id])

@@ -18,6 +18,7 @@ from mailflow.case import cases
 from mailflow.case.notices import mail_members
 from mailflow.commands.language import Command, Parsed, parse
 from mailflow.commands.spec import CommandError, Invocation, permission
+from mailflow.mail.compose import header_safe
 from mailflow.pipeline.context import Context
 from mailflow.store import audit
 
@@ -123,7 +124,7 @@ def send_transcript(ctx: Context, to: str, outcomes: list[Outcome], applied: boo
     subject = cases.tag_pattern(ctx.cfg).sub("", ctx.parsed.subject).strip()
     mail_members(ctx.db, ctx.svc, ctx.case_id, [to], kind="transcript",
                  in_reply_to=ctx.parsed.message_id,
-                 subject=f"Transcript: {subject or '(no subject)'}",
+                 subject=header_safe(f"Transcript: {subject or '(no subject)'}"),
                  body="\n".join(lines) + "\n", auto_submitted="auto-replied")
 
 

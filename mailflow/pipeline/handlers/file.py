@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from mailflow.case import cases
+from mailflow.case import cases, held
 from mailflow.store import audit
 
 if TYPE_CHECKING:
@@ -23,7 +23,7 @@ def parsed_columns(p: Parsed) -> dict[str, Any]:
         "in_reply_to": p.in_reply_to[0] if p.in_reply_to else None,
         "refs": json.dumps(p.references), "body_text": p.body_text, "new_text": p.new_text,
         "quoted_text": p.quoted_text, "attachments": json.dumps(p.attachments),
-        "defects": json.dumps(p.defects),
+        "defects": json.dumps(p.defects), "forwarded_text": p.forwarded_text,
     }
 
 
@@ -33,11 +33,15 @@ def file_message(ctx: Context) -> None:
     columns = {"spool_id": ctx.spool_id, "case_id": ctx.case_id, "kind": ctx.kind,
                "envelope_from": ctx.envelope_from, **parsed_columns(p),
                "flags": json.dumps(ctx.flags)}
+    # Held mail the chair released comes through again: its row is updated.
     ctx.db.execute(
         f"INSERT INTO messages (received_at, {', '.join(columns)}) SELECT received_at, "
-        f"{', '.join('?' * len(columns))} FROM spool WHERE id = ?",
+        f"{', '.join('?' * len(columns))} FROM spool WHERE id = ? ON CONFLICT(spool_id) DO "
+        "UPDATE SET case_id = excluded.case_id, kind = excluded.kind, flags = excluded.flags",
         [*columns.values(), ctx.spool_id],
     )
+    if ctx.released:
+        held.filed(ctx.db, ctx.spool_id, ctx.case_id)
     if ctx.case_id:
         cases.touch(ctx.db, ctx.case_id)
     audit.append(ctx.db, p.from_addr or ctx.envelope_from or "unknown", f"mail in: {ctx.kind}",

@@ -13,22 +13,35 @@ from typing import TYPE_CHECKING
 
 from mailflow.case import cases, events
 from mailflow.mail.tokens import read_member_token, split_address
-from mailflow.store import audit
+from mailflow.pipeline.handlers.screen import hold
 
 if TYPE_CHECKING:
     from mailflow.pipeline.context import Context
 
 
+def address(ctx: Context) -> None:
+    """Which side the mail is for (conduct or committee) and the token it was sent to."""
+    ours = _our_recipients(ctx)
+    committee = [a for a in ours if a.base == "committee"]
+    conduct = [a for a in ours if a.base == "conduct"]
+    # A member writing to both is talking to the committee; anyone else is reporting.
+    if committee and (not conduct or ctx.cfg.is_member(ctx.sender or "")):
+        ctx.side, chosen = "committee", committee
+    else:
+        ctx.side, chosen = "conduct", conduct
+    ctx.token = next((a.token for a in chosen if a.token), None)
+
+
 def route(ctx: Context) -> None:
-    """Decide side, kind and case; open a case for a new report."""
-    _choose_side(ctx)
+    """Decide kind and case; open a case for a new report.  Mail that screening held
+    or recognised as a bounce is already decided."""
+    if ctx.kind:
+        return
     if ctx.side == "committee":
         ctx.kind = "member" if ctx.cfg.is_member(ctx.sender or "") else "held"
         ctx.case_id = _find_case(ctx, trust_weak_keys=True)
         if ctx.kind == "held":
-            ctx.flags.append("held")
-            audit.append(ctx.db, ctx.sender or "unknown", "held: not a committee member",
-                         ctx.case_id, spool_id=ctx.spool_id)
+            hold(ctx, "not-a-member", [f"{ctx.sender or 'an unknown sender'} is not a member"])
         return
 
     # A configured event organiser's report form may name the case it belongs to.
@@ -38,12 +51,9 @@ def route(ctx: Context) -> None:
         ctx.case_id, ctx.kind = case_id, "reply"
         events.file_report(ctx, event)
         return
-    if _is_bounce(ctx):
-        ctx.kind = "bounce"
-        return
     forwarded = ctx.parsed.forwarded[0] if ctx.parsed.forwarded else None
-    if forwarded and forwarded.from_addr and ctx.cfg.is_board(ctx.sender or ""):
-        # Someone went to the board instead; the board member passes it on.
+    if forwarded and forwarded.from_addr and _trusted_forwarder(ctx):
+        # Someone went to the board (or to one member) instead, who passes it on.
         ctx.kind = "forward"
         ctx.case_id = cases.open_case(ctx.db, ctx.cfg, forwarded.subject or ctx.parsed.subject,
                                          when=ctx.when, status=ctx.status_opened)
@@ -59,22 +69,17 @@ def route(ctx: Context) -> None:
     events.file_report(ctx, event)
 
 
+def _trusted_forwarder(ctx: Context) -> bool:
+    """A board or committee member forwarding what was sent to them: the original
+    author is the reporter.  Anyone else forwarding mail is its reporter themselves."""
+    sender = ctx.sender or ""
+    return ctx.cfg.is_board(sender) or ctx.cfg.is_member(sender)
+
+
 def _our_recipients(ctx: Context):
     domain = ctx.cfg.committee.domain
     rcpts = ctx.rcpts or (ctx.parsed.to_addrs + ctx.parsed.cc_addrs)
     return [a for a in (split_address(r, domain) for r in rcpts) if a]
-
-
-def _choose_side(ctx: Context) -> None:
-    ours = _our_recipients(ctx)
-    committee = [a for a in ours if a.base == "committee"]
-    conduct = [a for a in ours if a.base == "conduct"]
-    # A member writing to both is talking to the committee; anyone else is reporting.
-    if committee and (not conduct or ctx.cfg.is_member(ctx.sender or "")):
-        ctx.side, chosen = "committee", committee
-    else:
-        ctx.side, chosen = "conduct", conduct
-    ctx.token = next((a.token for a in chosen if a.token), None)
 
 
 def _token_case(ctx: Context) -> str | None:
@@ -122,9 +127,3 @@ def _find_case(ctx: Context, trust_weak_keys: bool) -> str | None:
     # A copied tag or Message-ID from someone not on the case: do not let it in.
     ctx.flags.append(f"unverified-thread:{case_id}")
     return None
-
-
-def _is_bounce(ctx: Context) -> bool:
-    sender = (ctx.sender or "").split("@")[0]
-    return ctx.envelope_from == "" or sender in ("mailer-daemon", "postmaster") or (
-        ctx.parsed.msg.get_content_type() == "multipart/report")

@@ -11,7 +11,7 @@ from __future__ import annotations
 from mailflow.case import cases
 from mailflow.case.notices import case_root_id, list_headers, member_reply_address
 from mailflow.mail import render
-from mailflow.mail.compose import compose
+from mailflow.mail.compose import compose, header_safe
 from mailflow.outbound.queue import enqueue
 from mailflow.pipeline.context import Context
 
@@ -21,21 +21,21 @@ COPIED_KINDS = ("report", "forward", "reply", "member")
 def committee_subject(ctx: Context) -> str:
     cfg = ctx.cfg
     if not ctx.case_id:
-        return ctx.parsed.subject or "(no subject)"
+        return header_safe(ctx.parsed.subject or "(no subject)")
     tag = cases.case_tag(cfg, ctx.case_id)
     if ctx.kind == "member":
         subject = ctx.parsed.subject
-        return subject if tag.lower() in subject.lower() else f"{tag} {subject}".strip()
+        return header_safe(subject if tag.lower() in subject.lower() else f"{tag} {subject}")
     case = cases.get(ctx.db, ctx.case_id) or {}
     title = case.get("codename", "") if cfg.committee.subject == "codename" else ctx.parsed.subject
-    heading = {"report": "New report", "forward": "Report forwarded by the board",
+    heading = {"report": "New report", "forward": "Forwarded report",
                "reply": "Mail on the case"}[ctx.kind]
     if ctx.kind == "reply":
         roles = [p["role"] for p in cases.people(ctx.db, ctx.case_id)
                  if p["address"] == (ctx.sender or "").lower()]
         if roles:
             heading = f"{roles[0].capitalize()} wrote"
-    return f"{tag} {heading}: {title}"
+    return header_safe(f"{tag} {heading}: {title}")
 
 
 def copy_to_committee(ctx: Context) -> None:
@@ -53,14 +53,17 @@ def copy_to_committee(ctx: Context) -> None:
         ctx.svc.templates, "committee-copy", subject_line=committee_subject(ctx),
         committee=cfg.committee, kind=ctx.kind, case_id=ctx.case_id,
         sender=sender, sender_name=ctx.parsed.from_name, sender_role=role,
-        subject=ctx.parsed.subject, date=ctx.parsed.date, body=ctx.parsed.body_text,
+        subject=ctx.parsed.subject, date=ctx.parsed.date, body=ctx.parsed.text_with_forwards,
         new_text=ctx.parsed.new_text, people=roles, attachments=ctx.parsed.attachments,
         flags=ctx.flags, forwarded=ctx.parsed.forwarded,
     )
     display = (ctx.parsed.from_name or sender) if ctx.kind == "member" else "Conduct report"
+    display = header_safe(display)
     refs = [case_root_id(cfg, ctx.case_id)] if ctx.case_id else []
-    # The original goes along when it has attachments the text cannot show.
-    attach = ctx.raw if ctx.parsed.attachments else None
+    # The original goes along when it has attachments the text cannot show, or carries
+    # a forwarded mail (whose own attachments, screenshots say, are inside it).
+    attach = ctx.raw if ctx.parsed.attachments or any(
+        f.attached for f in ctx.parsed.forwarded) else None
     for member in recipients:
         msg = compose(
             cfg, from_=(f"{display} via {cfg.committee.name}", cfg.committee.committee_address),

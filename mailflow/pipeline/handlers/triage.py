@@ -148,7 +148,7 @@ def alert(ctx: Context) -> None:
     text = render.render(
         ctx.svc.templates, "urgent-alert", committee=ctx.cfg.committee, case=case,
         prefix=ctx.svc.rules.get("triage", {}).get("subject_prefix", "URGENT"),
-        labels=[h.label for h in hits], hits=hits, body=ctx.parsed.body_text,
+        labels=[h.label for h in hits], hits=hits, body=ctx.parsed.text_with_forwards,
         reporters=cases.reporters(ctx.db, ctx.case_id))
     mail_members(ctx.db, ctx.svc, ctx.case_id, members, subject=text.subject, body=text.body,
                        kind="urgent")

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 import sqlite_utils
 
-from mailflow.store.migrations import clocks, core, imap, responses, search, workflow
+from mailflow.store.migrations import clocks, core, held, imap, responses, search, workflow
 
 Migration = tuple[str, Callable[[sqlite_utils.Database], None]]
 Transaction = Callable[[sqlite_utils.Database], AbstractContextManager[sqlite_utils.Database]]
@@ -28,6 +28,7 @@ ALL: list[Migration] = [
     *clocks.MIGRATIONS,
     *workflow.MIGRATIONS,
     *responses.MIGRATIONS,
+    *held.MIGRATIONS,
 ]
 
 
