@@ -113,6 +113,7 @@ class Intake:
 
 
 STAGE_PRIORITIES = ("idle", "low", "normal")
+ACK_SENDERS = ("null", "return-path")
 
 
 @dataclass
@@ -130,6 +131,10 @@ class Outbound:
     retry_max: float = 3600.0
     # After this long a message is marked failed (kept, listed by `mailflow queue`).
     give_up_after: float = 5 * 86400.0
+    # The acknowledgement's envelope sender: "null" (RFC 3834's advice: nothing can
+    # bounce back) or "return-path" (a signed address of the case that takes bounces
+    # and answers nothing, so the committee hears when a reporter was not reached).
+    acknowledgement_sender: str = "null"
     timeout: float = 30.0
 
 
@@ -325,6 +330,8 @@ def validate(cfg: Config) -> list[str]:
         problems.append("intake.flow_delay: must be between 0 (off) and 60 seconds")
     if cfg.intake.stage_priority not in STAGE_PRIORITIES:
         problems.append(f"intake.stage_priority: must be one of {', '.join(STAGE_PRIORITIES)}")
+    if cfg.outbound.acknowledgement_sender not in ACK_SENDERS:
+        problems.append(f"outbound.acknowledgement_sender: must be one of {', '.join(ACK_SENDERS)}")
     if cfg.outbound.password_env and cfg.outbound.password_file:
         problems.append("outbound: set password_env or password_file, not both")
     if cfg.intake.imap:

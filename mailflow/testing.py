@@ -107,7 +107,7 @@ class CaptureRelay:
 
 def write_config(path: Path, *, listen_port: int, relay_port: int | None, archive: Path,
                  protocol: str = "smtp", extra: str = "", intake_extra: str = "",
-                 name: str = "Test Conduct Committee") -> Path:
+                 name: str = "Test Conduct Committee", outbound_extra: str = "") -> Path:
     """A configuration for :data:`MEMBERS` at example.org, on loopback."""
     relay_line = f'relay = "127.0.0.1:{relay_port}"' if relay_port else ""
     path.write_text(f"""
@@ -129,6 +129,7 @@ protocol = "{protocol}"
 {relay_line}
 retry_initial = 0.2
 retry_max = 0.5
+{outbound_extra}
 
 [storage]
 path = "{archive}"
@@ -142,14 +143,15 @@ class MailflowServer:
 
     def __init__(self, tmp: Path, relay_port: int | None, protocol: str = "smtp",
                  extra: str = "", env: dict[str, str] | None = None, intake_extra: str = "",
-                 name: str = "Test Conduct Committee"):
+                 name: str = "Test Conduct Committee", outbound_extra: str = ""):
         self.tmp = tmp
         self.port = free_port()
         self.archive = tmp / "archive"
         self.config = write_config(tmp / "mailflow.toml", listen_port=self.port,
                                    relay_port=relay_port, archive=self.archive,
                                    protocol=protocol, extra=extra,
-                                   intake_extra=intake_extra, name=name)
+                                   intake_extra=intake_extra, name=name,
+                                   outbound_extra=outbound_extra)
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen | None = None
         self.log = tmp / "serve.log"

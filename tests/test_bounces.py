@@ -5,8 +5,11 @@ the null sender."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from email.utils import make_msgid
+from pathlib import Path
 
+import pytest
 from fixturekit import load, names
 
 from mailflow.testing import CHAIR, M1, M2, CaptureRelay, MailflowServer, make_mail
@@ -15,6 +18,16 @@ CONDUCT = "conduct@example.org"
 COMMITTEE = "committee@example.org"
 # Delivery failures; the delay notice is a test of its own.
 FAILURE_SHAPES = [n for n in names("bounces") if n != "delayed-dsn"]
+
+
+@pytest.fixture
+def server(tmp_path: Path, relay: CaptureRelay) -> Iterator[MailflowServer]:
+    """Acknowledgements from the case's return path, where their bounces come back."""
+    with MailflowServer(tmp_path, relay.port, outbound_extra=RETURN_PATH).start() as s:
+        yield s
+
+
+RETURN_PATH = 'acknowledgement_sender = "return-path"'
 
 
 def report(server: MailflowServer, relay: CaptureRelay, sender: str, subject: str = "A report"):
@@ -39,6 +52,22 @@ def notices(relay: CaptureRelay, case_id: str) -> list:
 def ack_state(server: MailflowServer, case_id: str) -> list[tuple]:
     return server.query("SELECT r.state, r.last_error FROM outbound o JOIN outbound_rcpt r ON "
                         "r.outbound_id = o.id WHERE o.kind = 'ack' AND o.case_id = ?", (case_id,))
+
+
+def test_by_default_acks_come_from_the_null_sender_and_a_bounce_to_conduct_is_matched(
+        tmp_path, relay):
+    with MailflowServer(tmp_path, relay.port).start() as server:
+        ack, case_id = report(server, relay, "rita@people.test")
+        assert ack.mail_from == "<>"  # RFC 3834: nothing can bounce back to it
+        # A DSN that reaches conduct@ all the same (the reporter's MTA took the address
+        # from the From header) is matched by the Message-ID it returns.
+        dsn = load("bounces", "postfix-dsn", rcpt="rita@people.test", return_path=CONDUCT,
+                   message_id=ack.msg["Message-ID"].strip("<>"), subject=ack.msg["Subject"])
+        server.send(dsn, "", [CONDUCT])
+        server.processed(2)
+        assert ack_state(server, case_id)[0][0] == "failed"
+        relay.wait_for(lambda c: c.rcpts == [M1] and "Mail bounced" in (c.msg["Subject"] or ""),
+                       what="the committee is told")
 
 
 def test_acknowledgements_go_out_from_a_return_path_that_bounces_can_reach(server, relay):

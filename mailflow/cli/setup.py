@@ -43,6 +43,7 @@ protocol = "smtp"                  # or "lmtp"
 
 [outbound]
 # relay = "127.0.0.1:2525"         # absent: a Maildir under the archive (archive/outbox)
+# acknowledgement_sender = "null"  # or "return-path": hear when an acknowledgement bounces
 # starttls = true
 # username = "mailflow"
 # password_env = "MAILFLOW_RELAY_PASSWORD"

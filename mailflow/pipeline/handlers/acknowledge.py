@@ -100,10 +100,12 @@ def acknowledge(ctx: Context) -> None:
         references=[*ctx.parsed.references[-REFERENCES_KEPT:], ctx.parsed.message_id],
         headers={"Auto-Submitted": "auto-replied", "X-Mailflow-Case": ctx.case_id},
     )
-    # Not the null sender: a bounce of the acknowledgement comes back to this return
-    # path, and the committee hears that the reporter was not reached (RFC 3834 3.3
-    # lets a responder take bounces at an address that never answers automatically).
-    enqueue(ctx.db, msg, kind="ack", rcpts=[recipient], envelope_from=return_path(ctx, ctx.case_id),
+    # RFC 3834 advises the null sender; with a return path instead (a signed address
+    # that takes bounces and answers nothing), a bounce tells the committee that the
+    # reporter was not reached.  Bounces sent to conduct@ are matched by Message-ID.
+    sender = (return_path(ctx, ctx.case_id)
+              if cfg.outbound.acknowledgement_sender == "return-path" else "")
+    enqueue(ctx.db, msg, kind="ack", rcpts=[recipient], envelope_from=sender,
             case_id=ctx.case_id)
     ctx.db.execute("UPDATE cases SET acknowledged_at = ? WHERE id = ?",
                    [timestamps.stamp(), ctx.case_id])
