@@ -226,6 +226,16 @@ class MailflowServer:
         finally:
             conn.close()
 
+    def quiet(self) -> None:
+        """Wait until every spooled message is settled and every queued mail delivered:
+        what is captured after this was caused by what the test does next."""
+        def idle() -> bool:
+            return self.query(
+                "SELECT (SELECT count(*) FROM spooldb.spool) = (SELECT count(*) FROM "
+                "spool_state WHERE state != 'new') AND NOT EXISTS (SELECT 1 FROM outbound_rcpt "
+                "WHERE state = 'queued')")[0][0] == 1
+        wait_until(idle, what="mailflow to have nothing left to do")
+
     def processed(self, count: int) -> None:
         """Wait until at least ``count`` spooled messages are settled."""
         wait_until(lambda: self.query("SELECT count(*) FROM spool_state WHERE state != 'new'")[0][0]

@@ -28,7 +28,7 @@ def test_every_malformed_header_shape_becomes_a_case_and_nothing_is_quarantined(
         (len(SHAPES),)]
     assert len(server.cli_json("cases")) == len(SHAPES)
     # Every reporter is acknowledged, and nothing they wrote breaks our headers.
-    acks = relay.wait_for(lambda c: c.mail_from.startswith("conduct+"), count=len(SHAPES),
+    acks = relay.wait_for(lambda c: c.rcpts[0].startswith("reporter"), count=len(SHAPES),
                           what="every acknowledgement")
     for ack in acks:
         for name in ("In-Reply-To", "References", "Subject"):
