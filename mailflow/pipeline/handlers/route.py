@@ -63,8 +63,8 @@ def route(ctx: Context) -> None:
         ctx.kind = "report"
         ctx.case_id = cases.open_case(ctx.db, ctx.cfg, ctx.parsed.subject, when=ctx.when,
                                       status=ctx.status_opened)
-        if ctx.sender and not event:
-            cases.add_person(ctx.db, ctx.case_id, "reporter", ctx.sender, ctx.parsed.from_name)
+        if not event:
+            events.record_sender(ctx)
     ctx.new_case = True
     events.file_report(ctx, event)
 
