@@ -72,17 +72,41 @@ def _plain(value: Any) -> Any:
     return f"<{len(value)} bytes>" if isinstance(value, bytes) else value
 
 
+def _sequence(audit_rows: list[dict[str, Any]], db: sqlite_utils.Database, case_id: str
+              ) -> dict[tuple[str, Any], float]:
+    """Where each mail and record stands in the audit log, whose order is the order
+    things happened (timestamps have one-second steps; a mail's commands share its
+    second): ("in", spool id), ("out", Message-ID), ("record", ref) -> position."""
+    seq: dict[tuple[str, Any], float] = {}
+    for a in audit_rows:
+        d = json.loads(a["detail"] or "{}")
+        if a["action"].startswith("mail in: ") and "spool_id" in d:
+            seq.setdefault(("in", d["spool_id"]), a["id"])
+        elif a["action"].startswith("queued ") and d.get("message_id"):
+            seq.setdefault(("out", d["message_id"].strip("<>")), a["id"])
+        elif a["action"] == "draft filed" and "draft" in d:
+            seq.setdefault(("record", f"draft:{d['draft']}"), a["id"] - 0.5)
+    # Calls, notes and reports are filed by the commands of the mail that carried them.
+    for kind, note_id, spool_id in db.execute(
+            "SELECT kind, id, spool_id FROM notes WHERE case_id = ?", [case_id]):
+        if ("in", spool_id) in seq:
+            seq[("record", f"{kind}:{note_id}")] = seq[("in", spool_id)] + 0.5
+    return seq
+
+
 def collect(db: sqlite_utils.Database, case_id: str) -> dict[str, Any] | None:
     case = cases.get(db, case_id)
     if case is None:
         return None
+    audit_rows = list(db.query("SELECT * FROM audit WHERE case_id = ? ORDER BY id", [case_id]))
+    seq = _sequence(audit_rows, db, case_id)
     timeline: list[dict[str, Any]] = []
     for m in db.query(
             "SELECT m.*, s.raw FROM messages m LEFT JOIN spool s ON s.id = m.spool_id "
             "WHERE m.case_id = ? ORDER BY m.id", [case_id]):
         timeline.append({
-            "at": m["received_at"], "type": "mail in", "kind": m["kind"],
-            "from": m["from_addr"], "from_name": m["from_name"],
+            "at": m["received_at"], "seq": seq.get(("in", m["spool_id"])), "type": "mail in",
+            "kind": m["kind"], "from": m["from_addr"], "from_name": m["from_name"],
             "to": json.loads(m["to_addrs"] or "[]") + json.loads(m["cc_addrs"] or "[]"),
             "subject": m["subject"], "date": m["date"], "message_id": m["message_id"],
             "text": m["body_text"], "attachments": json.loads(m["attachments"] or "[]"),
@@ -93,20 +117,21 @@ def collect(db: sqlite_utils.Database, case_id: str) -> dict[str, Any] | None:
             "WHERE o.case_id = ? AND o.kind != 'relay' ORDER BY o.id", [case_id]):
         p = parse(o["raw"])
         timeline.append({
-            "at": o["created_at"], "type": "mail out", "kind": o["kind"],
-            "from": p.from_addr, "to": o["rcpts"], "subject": o["subject"],
+            "at": o["created_at"], "seq": seq.get(("out", o["message_id"])), "type": "mail out",
+            "kind": o["kind"], "from": p.from_addr, "to": o["rcpts"], "subject": o["subject"],
             "message_id": o["message_id"], "text": p.body_text, "raw": o["raw"]})
     for r in db.query("SELECT * FROM search_records WHERE case_id = ? AND kind != 'case' "
                       "ORDER BY at", [case_id]):
-        timeline.append({"at": r["at"], "type": "record", "kind": r["kind"],
-                         "from": r["author"], "subject": r["subject"], "text": r["body"],
-                         "ref": r["ref"]})
-    for a in db.query("SELECT * FROM audit WHERE case_id = ? ORDER BY id", [case_id]):
-        timeline.append({"at": a["at"], "type": "event", "kind": a["action"],
+        timeline.append({"at": r["at"], "seq": seq.get(("record", r["ref"])), "type": "record",
+                         "kind": r["kind"], "from": r["author"], "subject": r["subject"],
+                         "text": r["body"], "ref": r["ref"]})
+    for a in audit_rows:
+        timeline.append({"at": a["at"], "seq": a["id"], "type": "event", "kind": a["action"],
                          "from": a["actor"], "proof": a["proof"],
                          "detail": json.loads(a["detail"] or "{}"), "audit_id": a["id"]})
     order = {"mail in": 0, "record": 1, "mail out": 2, "event": 3}
-    timeline.sort(key=lambda e: (e["at"] or "", order[e["type"]]))
+    timeline.sort(key=lambda e: (e["at"] or "", e["seq"] is None, e["seq"] or 0,
+                                 order[e["type"]]))
     records = {}
     for table, cond in case_tables(db):
         if table in SHOWN_APART or table in records:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from mailflow import timestamps
+from mailflow.case import consensus
 
 # Audit actions that repeat what the timeline shows as mail or as a record.
 SHOWN_ELSEWHERE = re.compile(r"^(mail in: |queued |draft filed$)")
@@ -78,9 +79,9 @@ def _event(e: dict[str, Any], names: dict[str, tuple[str, str]]) -> str:
         (r"command #(\S+)", lambda m: f"{who} used #{m.group(1)} {d.get('args', '')}".rstrip()),
         (r"proposal (\d+) passed", lambda m: f"proposal {m.group(1)} passed by consensus"
          + _details(d.get("votes") or {})),
-        (r"proposal (\d+) \((.+)\)", lambda m: f"{who} proposed {d.get('response')}"
-         f"{': ' + d['detail'] if d.get('detail') else ''} (proposal {m.group(1)}, "
-         f"{m.group(2)})"),
+        (r"proposal (\d+) \((.+)\)", lambda m: f"{who} proposed "
+         + consensus.what({"kind": m.group(2), "response": d.get("response") or "",
+                           "detail": d.get("detail") or ""}) + f" (proposal {m.group(1)})"),
         (r"draft sent$", lambda m: f"{who} confirmed draft {d.get('draft')} "
          f"({d.get('template')}); it went to {', '.join(d.get('to') or [])}"),
         (r"draft discarded$", lambda m: f"draft {d.get('draft')} was discarded"
@@ -144,16 +145,13 @@ def _outcome(records: dict[str, list[dict[str, Any]]]) -> list[str]:
                        ("response", "The response agreed")):
         value = rec.get(key)
         if key == "response" and value:
-            value += f" ({rec['response_detail']})" if rec.get("response_detail") else ""
+            value = consensus.describe(value, rec.get("response_detail") or "")
         lines.append(f"{label}: {value or 'not determined'}.")
     votes = records.get("votes") or []
     for p in records.get("proposals") or []:
         cast = [f"{v['member']} {v['vote']}s" + (f" ({v['comment']})" if v["comment"] else "")
                 for v in votes if v["proposal_id"] == p["id"]]
-        what = {"signoff": "the sign-off of the clear-and-severe fast path",
-                "false-report": f"finding the report false or abusive ({p['detail']})"}.get(
-            p["kind"], f"{p['response']}{': ' + p['detail'] if p['detail'] else ''}")
-        lines.append(f"Proposal {p['id']}, {what}, by {p['proposed_by']} on "
+        lines.append(f"Proposal {p['id']}, {consensus.what(p)}, by {p['proposed_by']} on "
                      f"{when(p['proposed_at'])}: {p['status']}. "
                      + ("; ".join(cast) + "." if cast else "No votes."))
     for b in records.get("bans") or []:
@@ -172,6 +170,15 @@ def _outcome(records: dict[str, list[dict[str, Any]]]) -> list[str]:
     return lines
 
 
+def _capitalised(sentence: str) -> str:
+    """A sentence's first letter in capitals, unless it begins with a name as written
+    (mailflow, an address)."""
+    first = sentence.split(" ", 1)[0]
+    if first == "mailflow" or "@" in first:
+        return sentence
+    return sentence[:1].upper() + sentence[1:]
+
+
 def story(d: dict[str, Any]) -> dict[str, Any]:
     """The case as entries in order (each ``when``, ``sentence`` and what it shows) and
     the outcome as sentences."""
@@ -181,7 +188,6 @@ def story(d: dict[str, Any]) -> dict[str, Any]:
     for e in d["timeline"]:
         entry = _entry(e, names)
         if entry:
-            sentence = entry["sentence"]
             entries.append({**entry, "when": when(e["at"]),
-                            "sentence": sentence[:1].upper() + sentence[1:] + "."})
+                            "sentence": _capitalised(entry["sentence"]) + "."})
     return {"entries": entries, "outcome": _outcome(d["records"])}

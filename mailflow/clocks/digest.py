@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING, Any
 import sqlite_utils
 
 from mailflow import timestamps
-from mailflow.case import cases, consensus, held
+from mailflow.case import cases, consensus, held, severe
 from mailflow.case.notices import mail_members
 from mailflow.clocks import alarms
 from mailflow.clocks.policy import Policy
+from mailflow.commands.spec import CommandError
 from mailflow.config import Config
 from mailflow.mail import render
 
@@ -132,9 +133,14 @@ def waiting_for(db: sqlite_utils.Database, cfg: Config, case_id: str, member: st
                           "command": f"#vote {p['id']} agree",
                           "or": f"#vote {p['id']} object <why>"})
     if cases.acting_chair(db, cfg, case_id) == member:
-        for d in db.query("SELECT id, template, to_role FROM drafts WHERE case_id = ? AND "
-                          "state = 'pending' ORDER BY id", [case_id]):
+        for d in db.query("SELECT id, case_id, template, to_role FROM drafts WHERE "
+                          "case_id = ? AND state = 'pending' ORDER BY id", [case_id]):
+            try:
+                severe.hold_notice(db, d)
+                after = ""
+            except CommandError:  # a fast-path notice: its instruction comes first
+                after = ", after the instruction to the moderators above"
             items.append({"what": f"your confirmation of draft {d['id']} ({d['template']} "
-                                  f"to the {d['to_role']})",
+                                  f"to the {d['to_role']}){after}",
                           "command": f"#confirm {d['id']}", "or": f"#discard {d['id']}"})
     return items
