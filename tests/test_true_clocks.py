@@ -6,6 +6,7 @@ member sends it."""
 from __future__ import annotations
 
 import re
+
 import pytest
 from casekit import ORIGINATOR, Case, start_server
 from clockkit import REPORTER, Archive, draft_id
