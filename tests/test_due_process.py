@@ -88,6 +88,24 @@ def test_a_delegate_once_taken_for_the_reporter_is_put_right_by_their_form(tmp_p
                                            ("originator", ORIGINATOR)}
 
 
+def test_a_delegate_forwarding_a_report_makes_its_author_the_reporter(tmp_path, relay):
+    server = with_delegate(MailflowServer(tmp_path, relay.port)).start()
+    try:
+        body = ("Forwarding what Rita sent me at the event.\n\n---------- Forwarded message "
+                f"---------\nFrom: Rita Moreno <{REPORTER}>\nDate: Mon, 23 Nov 2026\n"
+                f"Subject: Sam at the hackathon\nTo: {DELEGATE}\n\nSam shouted at me.\n")
+        server.send(make_mail(DELEGATE, CONDUCT, "Fwd: Sam at the hackathon", body),
+                    DELEGATE, [CONDUCT])
+        copy = relay.wait_for(lambda c: c.rcpts == [M1] and "Sam shouted" in c.body(),
+                              what="the forward relayed")[0]
+        assert "It was forwarded to the committee (delegate above); the original author is " \
+            "the reporter" in words(copy.body())
+        assert people(server, copy.msg["X-Mailflow-Case"]) == {("reporter", REPORTER),
+                                                               ("delegate", DELEGATE)}
+    finally:
+        server.stop()
+
+
 def test_the_reporter_writing_first_stays_the_reporter(tmp_path, relay):
     server = with_delegate(MailflowServer(tmp_path, relay.port)).start()
     try:
