@@ -155,3 +155,26 @@ def test_a_moderators_reply_comes_back_to_the_case(tmp_path, relay):
         relayed = relay.wait_for(lambda c: c.rcpts == [M2] and "account is suspended" in
                                  c.body(), what="the moderators' answer relayed")[0]
         assert case.id in relayed.msg["Subject"]
+
+
+def test_an_archive_from_before_keeps_its_bans_as_they_were(tmp_path):
+    from mailflow import config, store
+    from mailflow.case import sanctions
+    from mailflow.store import migrations
+
+    cfg = config.from_dict({"storage": {"path": str(tmp_path / "archive")}})
+    cfg.archive_dir.mkdir(parents=True)
+    db = store.connect(cfg.db_path)
+    earlier = [m for m in migrations.ALL if not m[0].startswith("due_process_")]
+    migrations.migrate(db, store.transaction, earlier)
+    db.execute("INSERT INTO cases (id, year, seq, status, kind, subject, codename, opened_at, "
+               "updated_at) VALUES ('2026-0001', 2026, 1, 'open', 'report', '', 'Amber Fox', "
+               "'2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')")
+    db.execute("INSERT INTO bans (case_id, person, scope, starts_at, ends_at, reason, actor, "
+               "created_at) VALUES ('2026-0001', 'sam@people.test', 'all', "
+               "'2026-01-01T00:00:00Z', NULL, 'threats', 'chair@example.org', "
+               "'2026-01-01T00:00:00Z')")
+    assert store.upgrade(db) == ["due_process_0001_interim_bans_consents_instructions"]
+    [ban] = sanctions.bans(db)
+    assert (ban["permanent"], ban["interim"], ban["end"]) == (True, False, "permanent")
+    assert sanctions.end_interim(db, "2026-0001", "review") == []

@@ -164,3 +164,14 @@ def test_a_digest_does_not_ask_for_what_was_done(archive):
     assert contacted in mine and "your vote on proposal 1" in mine
     assert "Contact the reporter personally" not in mine
     assert "Contact the reporter personally" in other
+
+
+def test_every_command_a_reminder_or_digest_mentions_exists():
+    from mailflow import app, rules
+    from mailflow.config import Config
+    from mailflow.resources import builtin
+
+    texts = [c["about"] for c in rules.load(Config())["clocks"]["clocks"].values()]
+    texts += [(builtin("templates") / f"{n}.txt").read_text() for n in ("alarm", "digest")]
+    named = {w.lower() for t in texts for w in re.findall(r"#([a-z][a-z-]*)", t)}
+    assert named and named - {"end"} <= set(app.COMMANDS), named - set(app.COMMANDS)
