@@ -203,12 +203,18 @@ def met(db: sqlite_utils.Database, policy: Policy, alarm: Mapping[str, Any], now
 
 
 def close_met(db: sqlite_utils.Database, rules: Mapping[str, Any], case_id: str | None = None,
-              now: datetime | None = None) -> list[int]:
+              now: datetime | None = None, *, by_time_only: bool = False) -> list[int]:
     """Disarm the pending alarms (of one case, or all) whose clock has been met; call
-    inside your transaction.  Returns their ids."""
+    inside your transaction.  ``by_time_only``: only the clocks that time alone can
+    end (a ban reaching its end), as the scheduler's pass does: mail that meets a
+    clock closes it when it is processed.  Returns their ids."""
     policy, now = Policy.from_rules(rules), now or timestamps.now()
+    timed = {c.name for c in policy.clocks.values()
+             if any(":now" in ENDINGS[e][0] for e in c.ends_when)}
     closed = []
     for alarm in pending(db, case_id):
+        if by_time_only and alarm["clock"] not in timed:
+            continue
         why = met(db, policy, alarm, now)
         if why:
             disarm(db, alarm["case_id"], alarm["clock"], ref=alarm["ref"], reason=why)

@@ -64,10 +64,10 @@ def run_due(db: sqlite_utils.Database, svc: Services, now: datetime | None = Non
     policy = Policy.from_rules(svc.rules)
     with store.transaction(db):
         alarms.keep_digest_armed(db, policy, now)
-        # A backstop: records written outside the pipeline still start their clocks,
-        # and clocks met outside it (a case closed, a ban ending) close.
+        # A backstop: records written outside the pipeline still start their clocks;
+        # and clocks that time alone meets (a ban that has ended) close.
         alarms.reconcile(db, svc.rules)
-        alarms.close_met(db, svc.rules, now=now)
+        alarms.close_met(db, svc.rules, now=now, by_time_only=True)
     # The digest goes last, so that it tells what this pass did.
     due = db.execute("SELECT id FROM alarms WHERE state = 'pending' AND due_at <= ? "
                      "ORDER BY clock = ?, due_at, id", [timestamps.stamp(now), DIGEST]
