@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from casekit import ORIGINATOR, REPORTER, WITNESS, Case, open_case, start_server
 
 from mailflow.testing import CHAIR, M1, M2, CaptureRelay, MailflowServer, make_mail
@@ -273,3 +274,21 @@ def test_the_html_dossier_reads_as_a_document_in_order(tmp_path, relay):
     assert "Where it stands" in text and "A violation of the Code of Conduct: yes." in text
     assert f"{CHAIR} agrees" in text and "The response agreed: a private reprimand (for the " \
         "insults)." in text
+
+
+@pytest.mark.parametrize("reply, reading", [
+    ("Yes, I agree to mediation with Mia.", ("agree", "")),
+    ("I have no objection to mediation.", ("agree", "")),
+    ("No, I do not want mediation.", ("decline", "")),
+    ("I would rather not.", ("decline", "")),
+    ("No problem, I agree in principle, but not with her.", None),   # hedged
+    ("Yes if Mia is free on Tuesdays", None),                          # hedged
+    ("Yes. No. I don't know.", None),                                  # both
+    ("Let me think about it.", None),                                  # neither
+    ("Fine, but with otto@mediators.test please", ("propose", "otto@mediators.test")),
+    (f"Yes, {MEDIATOR} is fine", ("agree", "")),
+])
+def test_a_plain_answer_is_read_only_when_it_is_clear(reply, reading):
+    from mailflow.case.mediation import read_plain_answer
+
+    assert read_plain_answer(reply, MEDIATOR) == reading

@@ -190,12 +190,16 @@ def _settle(ctx: Context, mediation: dict[str, Any], status: str, party: dict[st
 
 # -- answers given another way --------------------------------------------------------
 
-# A plain reply reads as yes or no only when one of these says so and the other not.
-SAYS_YES = re.compile(r"\b(yes|yeah|i agree|i accept|i consent|agreed|happy to|fine with me|"
-                      r"sounds good|that works)\b", re.IGNORECASE)
-SAYS_NO = re.compile(r"\b(no|nope|i decline|i refuse|not agree|don'?t agree|do not agree|"
-                     r"won'?t|will not|rather not|not interested|don'?t want|do not want|"
-                     r"not comfortable)\b", re.IGNORECASE)
+# A plain reply reads as yes or no only when one of these says so and the other does
+# not, and nothing hedges it ("but", "if", "maybe" ...): then it is for people to read.
+_IDIOM = r"no (?:problem|objections?|issues?|worries)"
+SAYS_YES = re.compile(rf"\b(yes|yeah|i agree|i accept|i consent|agreed|happy to|fine with me|"
+                      rf"sounds good|that works|{_IDIOM})\b", re.IGNORECASE)
+SAYS_NO = re.compile(rf"\b((?!{_IDIOM})no|nope|i decline|i refuse|not agree|don'?t agree|"
+                     r"do not agree|won'?t|will not|rather not|not interested|don'?t want|"
+                     r"do not want|not comfortable)\b", re.IGNORECASE)
+HEDGED = re.compile(r"\b(but|however|unless|if|maybe|perhaps|not sure|depends|only)\b",
+                    re.IGNORECASE)
 ADDRESS = re.compile(r"[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)+")
 
 
@@ -211,7 +215,7 @@ def read_plain_answer(text: str, mediator: str) -> tuple[str, str] | None:
     if others:
         return "propose", others[0]
     yes, no = bool(SAYS_YES.search(text)), bool(SAYS_NO.search(text))
-    if yes == no:
+    if yes == no or HEDGED.search(text):
         return None
     return ("agree" if yes else "decline"), ""
 
