@@ -203,7 +203,7 @@ def test_a_withheld_acknowledgement_is_flagged_on_the_copy_the_case_and_the_remi
                     REPORTER, [CONDUCT])
         copy = relay.wait_for(lambda c: c.rcpts == [M1] and "Please help." in c.body(),
                               what="copy")[0]
-        assert "NO ACKNOWLEDGEMENT was sent (Auto-Submitted: auto-forwarded): the reporter " \
+        assert "No acknowledgement was sent (Auto-Submitted: auto-forwarded): the reporter " \
                "has heard nothing from us" in words(copy.body())
         case_id = copy.msg["X-Mailflow-Case"]
         assert relay.to(REPORTER) == []
@@ -215,7 +215,7 @@ def test_a_withheld_acknowledgement_is_flagged_on_the_copy_the_case_and_the_remi
                         "flood@people.test", [CONDUCT])
         sixth = relay.wait_for(lambda c: c.rcpts == [M1] and "Number 5." in c.body(),
                                what="sixth copy")[0]
-        assert "NO ACKNOWLEDGEMENT was sent (rate limit for flood@people.test)" in \
+        assert "No acknowledgement was sent (rate limit for flood@people.test)" in \
             words(sixth.body())
         assert len(relay.to("flood@people.test")) == 5
     finally:
