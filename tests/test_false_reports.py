@@ -16,9 +16,10 @@ CONDUCT = "conduct@example.org"
 
 def report(server: MailflowServer, relay: CaptureRelay, sender: str, subject: str,
            body: str = "He keeps insulting me in the chat.") -> Case:
+    before = len(relay.to(sender))
     server.send(make_mail(sender, CONDUCT, subject, body), sender, [CONDUCT])
-    ack = relay.wait_for(lambda c: c.rcpts == [sender] and subject in c.body(),
-                         what=f"acknowledgement of {subject!r}")[0]
+    ack = relay.wait_for(lambda c: c.rcpts == [sender], count=before + 1,
+                         what=f"acknowledgement of {subject!r}")[-1]
     return Case(server, relay, ack.msg["X-Mailflow-Case"])
 
 
