@@ -18,6 +18,7 @@ from typing import Any
 from mailflow import rules
 from mailflow.archive import search
 from mailflow.case import (
+    abuse,
     calls,
     casefile,
     consensus,
@@ -85,9 +86,10 @@ COMMAND_MODULES = (
     record,          # the case record: #what, #violation, #originator, #close ...
     recusal,         # #recuse, #chair
     consensus,       # #propose, #vote, #signoff
+    abuse,           # #false-report
     severe,          # #severe
-    calls,           # #call, #note
-    mediation,       # #mediate
+    calls,           # #call, #note, #acted
+    mediation,       # #mediate, #mediation-consent
     resolution,      # #consult, #enact, #reply
     draft_commands,  # #send, #edit, #confirm, #discard
     redaction,       # #consent

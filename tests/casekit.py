@@ -56,8 +56,11 @@ class Case:
 
     def transcripts(self, member: str) -> list[Captured]:
         with self.relay.lock:
+            # A member's post replying to a transcript is relayed under its subject:
+            # only mailflow's own answer (auto-replied) is a transcript.
             return [c for c in self.relay.received if c.rcpts == [member]
-                    and "Transcript" in (c.msg["Subject"] or "") and self.id in c.msg["Subject"]]
+                    and "Transcript" in (c.msg["Subject"] or "") and self.id in c.msg["Subject"]
+                    and c.msg["Auto-Submitted"] == "auto-replied"]
 
     def draft_mail(self, draft_id: int) -> Captured:
         return self.relay.wait_for(

@@ -83,7 +83,8 @@ def test_check_names_every_bad_clock_rule():
 
 @pytest.fixture
 def archive(tmp_path, monkeypatch) -> Archive:
-    a = Archive(tmp_path, monkeypatch, BERLIN_RULES)
+    # Moderators, so that the fast path has someone to instruct.
+    a = Archive(tmp_path, monkeypatch, BERLIN_RULES, committee='moderators = ["mods@example.org"]')
     a.at("2026-11-27T17:00:00Z")          # Friday 18:00 in Berlin
     return a
 
@@ -144,14 +145,20 @@ def test_receipt_alarm_fires_at_its_due_time_once(archive):
     assert archive.tick() == 0 and len(archive.sent("alarm")) == 3
 
 
-def test_receipt_clock_ends_when_a_member_wrote_to_the_reporter(archive):
+def test_receipt_clock_closes_when_a_member_wrote_to_the_reporter(archive):
     case = archive.report()
     transcript = archive.member(M1, case, "#reply\nThank you, we are on it.\n#end")
+    assert [d["clock"] for d in alarms.deadlines(archive.db, archive.svc.rules)
+            if d["case_id"] == case] == ["receipt", "resolution"]
     archive.member(CHAIR, case, f"#confirm {draft_id(transcript)}")
+    # Met by the mail that confirmed the reply: closed at once, not when it falls due.
+    alarm = archive.alarms(case_id=case, clock="receipt")[0]
+    assert (alarm["state"], alarm["outcome"]) == ("disarmed",
+                                                  "the reporter was written to or called")
+    assert [d["clock"] for d in alarms.deadlines(archive.db, archive.svc.rules)
+            if d["case_id"] == case] == ["resolution"]
     archive.at("2026-11-30T16:00:00Z")
     assert archive.tick() == 0
-    alarm = archive.alarms(case_id=case, clock="receipt")[0]
-    assert (alarm["state"], alarm["outcome"]) == ("ended", "the reporter was written to")
     assert archive.sent("alarm") == []
 
 
@@ -212,23 +219,31 @@ def test_signoff_and_ban_clocks_start_with_the_fast_path(archive):
     archive.tick()
     assert {r["rcpt"] for r in archive.sent("alarm") if "signoff" in r["subject"]} == \
         set(MEMBERS)
-    # Signed off: the repeated reminder ends instead of firing.
+    # Signed off: the repeated reminder is closed at once instead of firing again.
     for member in MEMBERS:
         archive.member(member, case, "#signoff agree")
+    closed = archive.alarms(case_id=case, clock="signoff")[-1]
+    assert (closed["state"], closed["outcome"]) == ("disarmed", "the proposal was decided")
     archive.at("2026-12-07T17:00:00Z")
     archive.tick()
-    assert archive.alarms(case_id=case, clock="signoff")[-1]["state"] == "ended"
+    assert len([r for r in archive.sent("alarm") if "signoff" in r["subject"]]) == 3
 
 
-def test_an_urgent_case_starts_the_acted_alone_clock_until_someone_reports(archive):
+def test_an_urgent_case_starts_the_acted_alone_clock_until_someone_reports_back(archive):
     case = archive.report("He says he will kill me, he is still here at the venue.")
     assert archive.due(case, "acted-alone") == "2026-11-28T17:00:00Z"
     archive.at("2026-11-28T09:00:00Z")
-    archive.member(M2, case, "I called the venue security; he was escorted out.")
-    archive.at("2026-11-28T17:00:00Z")
-    archive.tick()
+    # Neither a remark on the list nor a refused command is the report-back.
+    archive.member(M2, case, "Anyone on this? I am travelling.")
+    assert "Error" in archive.member(M2, case, "#acted")
+    assert archive.alarms(case_id=case, clock="acted-alone")[0]["state"] == "pending"
+    archive.member(M2, case, "#acted I called the venue security; he was escorted out at "
+                             "21:10 and banned from the venue.\n#end")
     alarm = archive.alarms(case_id=case, clock="acted-alone")[0]
-    assert (alarm["state"], alarm["outcome"]) == ("ended", "the committee heard back")
+    assert (alarm["state"], alarm["outcome"]) == ("disarmed",
+                                                  "a member reported back (#acted or #call)")
+    note = archive.db.execute("SELECT kind, author, text FROM notes").fetchone()
+    assert note[:2] == ("acted", M2) and "escorted out at 21:10" in note[2]
 
 
 def test_safety_yes_starts_the_urgent_clocks_once(archive):

@@ -69,7 +69,7 @@ def test_each_command_line_is_echoed_with_its_result(tmp_path, relay):
         assert "#1 no further action (resolved publicly already): open" in t
         assert "call of 2026-01-05 with m1@example.org, Ada, the moderators" in t
         t = case.command(M2, "#help")
-        assert "#vote agree|object|abstain [comment]" in t and "e.g. #vote object" in t
+        assert "#vote [<proposal>] agree|object|abstain [comment]" in t and "e.g. #vote object" in t
         t = case.command(CHAIR, f"#chair {M2}\n#recuse I was on that call")
         assert f"> #chair {M2}\r\n{M2} chairs this case" in t
         assert f"{CHAIR} is recused (I was on that call)" in t

@@ -47,13 +47,14 @@ def test_each_member_gets_a_digest_of_their_cases_never_one_they_are_recused_fro
     m1 = got[M1].body()
     assert first.id not in m1 and first.id not in got[M1].msg["Subject"]
     assert second.id in m1 and "1 open case" in got[M1].msg["Subject"]
-    assert "waiting for you: your #vote on proposal" in m1
+    assert "waiting for you: your vote on proposal 1: a private reprimand" in m1
+    assert "reply to the case's mail with: #vote 1 agree" in m1
     assert "due Wed 2026-11-25 17:00 UTC: Contact the reporter personally" in m1
 
     chair = got[CHAIR].body()
     assert first.id in chair and second.id in chair
-    assert "waiting for you: your #vote" not in chair        # proposing is agreeing
-    assert "waiting for you: your #vote on proposal" in got[M2].body()
+    assert "waiting for you: your vote" not in chair        # proposing is agreeing
+    assert "waiting for you: your vote on proposal 1" in got[M2].body()
 
     # Once per digest time, however often the scheduler runs; the next one is armed.
     server.cli("tick", "--now", "2026-11-25T08:30:00Z")

@@ -217,9 +217,12 @@ def test_severe_path_drafts_both_notices_and_blocks_closing_until_signed_off(tmp
         case = open_case(server, relay)
         t = case.command(M1, f"#originator {ORIGINATOR}\n#severe forum, chat: "
                              "threatened to hurt another contributor after the meetup\n")
-        assert "disconnection of 1 originator(s) from forum, chat recorded" in t
+        assert "interim disconnection of 1 originator(s) from forum, chat recorded, until " \
+               "the committee's review of the case" in t
+        # The instruction to the moderators, then the notices to the reporter and the
+        # originator, which the chair confirms in that order.
         notices = [int(n) for n in re.findall(r"\(draft (\d+)\)", t)]
-        assert len(notices) == 2 and "sign-off item #1 opened" in t
+        assert len(notices) == 3 and "sign-off item #1 opened" in t
         assert server.query("SELECT person, scope, ends_at FROM bans") == \
                [(ORIGINATOR, "forum,chat", None)]
         relay.wait_for(lambda c: c.rcpts == [M2] and "fast path used" in c.msg["Subject"],

@@ -9,8 +9,10 @@ fields, proposals and votes, drafts, bans, mediation ...) follows in full, found
 ``case_id`` column or a foreign key to such a table, so new tables need no change here.
 
 Formats: ``json`` (everything, for tools), ``html`` (one self-contained page an officer
-can read offline: no scripts, no remote resources), ``mbox`` (the mail itself for a
-mail client, plus one message carrying the case record as text).
+reads as a document from top to bottom, offline: each thing in order as a sentence,
+then where the case stands, no table rows; see ``narrative`` and
+``templates/dossier.html``), ``mbox`` (the mail itself for a mail client, plus one
+message carrying the case record as text).
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ import jinja2
 import sqlite_utils
 
 from mailflow import store, timestamps
+from mailflow.archive import narrative
 from mailflow.case import cases
 from mailflow.mail.parse import parse
+from mailflow.resources import builtin
 from mailflow.store import audit
 
 # Shown in their own sections, or internal (the index, the raw spool).
@@ -68,17 +72,41 @@ def _plain(value: Any) -> Any:
     return f"<{len(value)} bytes>" if isinstance(value, bytes) else value
 
 
+def _sequence(audit_rows: list[dict[str, Any]], db: sqlite_utils.Database, case_id: str
+              ) -> dict[tuple[str, Any], float]:
+    """Where each mail and record stands in the audit log, whose order is the order
+    things happened (timestamps have one-second steps; a mail's commands share its
+    second): ("in", spool id), ("out", Message-ID), ("record", ref) -> position."""
+    seq: dict[tuple[str, Any], float] = {}
+    for a in audit_rows:
+        d = json.loads(a["detail"] or "{}")
+        if a["action"].startswith("mail in: ") and "spool_id" in d:
+            seq.setdefault(("in", d["spool_id"]), a["id"])
+        elif a["action"].startswith("queued ") and d.get("message_id"):
+            seq.setdefault(("out", d["message_id"].strip("<>")), a["id"])
+        elif a["action"] == "draft filed" and "draft" in d:
+            seq.setdefault(("record", f"draft:{d['draft']}"), a["id"] - 0.5)
+    # Calls, notes and reports are filed by the commands of the mail that carried them.
+    for kind, note_id, spool_id in db.execute(
+            "SELECT kind, id, spool_id FROM notes WHERE case_id = ?", [case_id]):
+        if ("in", spool_id) in seq:
+            seq[("record", f"{kind}:{note_id}")] = seq[("in", spool_id)] + 0.5
+    return seq
+
+
 def collect(db: sqlite_utils.Database, case_id: str) -> dict[str, Any] | None:
     case = cases.get(db, case_id)
     if case is None:
         return None
+    audit_rows = list(db.query("SELECT * FROM audit WHERE case_id = ? ORDER BY id", [case_id]))
+    seq = _sequence(audit_rows, db, case_id)
     timeline: list[dict[str, Any]] = []
     for m in db.query(
             "SELECT m.*, s.raw FROM messages m LEFT JOIN spool s ON s.id = m.spool_id "
             "WHERE m.case_id = ? ORDER BY m.id", [case_id]):
         timeline.append({
-            "at": m["received_at"], "type": "mail in", "kind": m["kind"],
-            "from": m["from_addr"], "from_name": m["from_name"],
+            "at": m["received_at"], "seq": seq.get(("in", m["spool_id"])), "type": "mail in",
+            "kind": m["kind"], "from": m["from_addr"], "from_name": m["from_name"],
             "to": json.loads(m["to_addrs"] or "[]") + json.loads(m["cc_addrs"] or "[]"),
             "subject": m["subject"], "date": m["date"], "message_id": m["message_id"],
             "text": m["body_text"], "attachments": json.loads(m["attachments"] or "[]"),
@@ -89,20 +117,21 @@ def collect(db: sqlite_utils.Database, case_id: str) -> dict[str, Any] | None:
             "WHERE o.case_id = ? AND o.kind != 'relay' ORDER BY o.id", [case_id]):
         p = parse(o["raw"])
         timeline.append({
-            "at": o["created_at"], "type": "mail out", "kind": o["kind"],
-            "from": p.from_addr, "to": o["rcpts"], "subject": o["subject"],
+            "at": o["created_at"], "seq": seq.get(("out", o["message_id"])), "type": "mail out",
+            "kind": o["kind"], "from": p.from_addr, "to": o["rcpts"], "subject": o["subject"],
             "message_id": o["message_id"], "text": p.body_text, "raw": o["raw"]})
     for r in db.query("SELECT * FROM search_records WHERE case_id = ? AND kind != 'case' "
                       "ORDER BY at", [case_id]):
-        timeline.append({"at": r["at"], "type": "record", "kind": r["kind"],
-                         "from": r["author"], "subject": r["subject"], "text": r["body"],
-                         "ref": r["ref"]})
-    for a in db.query("SELECT * FROM audit WHERE case_id = ? ORDER BY id", [case_id]):
-        timeline.append({"at": a["at"], "type": "event", "kind": a["action"],
+        timeline.append({"at": r["at"], "seq": seq.get(("record", r["ref"])), "type": "record",
+                         "kind": r["kind"], "from": r["author"], "subject": r["subject"],
+                         "text": r["body"], "ref": r["ref"]})
+    for a in audit_rows:
+        timeline.append({"at": a["at"], "seq": a["id"], "type": "event", "kind": a["action"],
                          "from": a["actor"], "proof": a["proof"],
                          "detail": json.loads(a["detail"] or "{}"), "audit_id": a["id"]})
     order = {"mail in": 0, "record": 1, "mail out": 2, "event": 3}
-    timeline.sort(key=lambda e: (e["at"] or "", order[e["type"]]))
+    timeline.sort(key=lambda e: (e["at"] or "", e["seq"] is None, e["seq"] or 0,
+                                 order[e["type"]]))
     records = {}
     for table, cond in case_tables(db):
         if table in SHOWN_APART or table in records:
@@ -121,69 +150,20 @@ def to_json(d: dict[str, Any]) -> bytes:
                       default=str).encode()
 
 
-HTML = jinja2.Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True).from_string(
-    """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<title>Case {{ c.id }} ({{ c.codename }})</title>
-<style>
-body { font: 15px/1.45 system-ui, sans-serif; max-width: 60rem; margin: 2rem auto;
-       padding: 0 1rem; color: #222; }
-h1 { font-size: 1.5rem; } h2 { font-size: 1.2rem; border-bottom: 1px solid #ccc; }
-table { border-collapse: collapse; margin: .5rem 0 1rem; font-size: 14px; }
-td, th { border: 1px solid #ddd; padding: .2rem .5rem; text-align: left;
-         vertical-align: top; }
-.entry { border-left: 4px solid #999; margin: .8rem 0; padding: .2rem .8rem; }
-.mail-in { border-color: #2a6fb0; } .mail-out { border-color: #3a8a3a; }
-.record { border-color: #b07a2a; } .event { border-color: #bbb; font-size: 14px; }
-.meta { color: #555; font-size: 13px; }
-pre { white-space: pre-wrap; font: 14px/1.4 ui-monospace, monospace;
-      background: #f7f7f7; padding: .5rem; }
-@media print { .entry { break-inside: avoid; } }
-</style></head><body>
-<h1>Case {{ c.id }} &middot; {{ c.codename }}</h1>
-<p class="meta">Confidential: the record of the Code of Conduct committee.
-Exported {{ d.exported_at }}{% if by %} by {{ by }}{% endif %}.</p>
-<table>
-<tr><th>Status</th><td>{{ c.status }}</td></tr>
-<tr><th>Kind</th><td>{{ c.kind }}</td></tr>
-<tr><th>Subject</th><td>{{ c.subject or "" }}</td></tr>
-<tr><th>Opened</th><td>{{ c.opened_at }}</td></tr>
-<tr><th>Acknowledged</th><td>{{ c.acknowledged_at or "not yet" }}</td></tr>
-<tr><th>Last activity</th><td>{{ c.updated_at }}</td></tr>
-</table>
-<h2>People</h2>
-<table><tr><th>Role</th><th>Name</th><th>Address</th></tr>
-{% for p in d.people %}<tr><td>{{ p.role }}</td><td>{{ p.name }}</td>
-<td>{{ p.address }}</td></tr>
-{% endfor %}</table>
-<h2>Timeline</h2>
-{% for e in d.timeline %}
-<div class="entry {{ e.type | replace(' ', '-') }}">
-<div class="meta">{{ e.at }} &middot; {{ e.type }}: {{ e.kind }}
-{% if e.from %} &middot; {{ e.from_name ~ " " if e.from_name }}{{ e.from }}{% endif %}
-{% if e.proof %} (proof: {{ e.proof }}){% endif %}
-{% if e.to %} &middot; to {{ e.to | join(", ") if e.to is not string else e.to }}{% endif %}
-</div>
-{% if e.subject %}<div><strong>{{ e.subject }}</strong></div>{% endif %}
-{% if e.text %}<pre>{{ e.text }}</pre>{% endif %}
-{% for a in e.attachments or [] %}<div class="meta">attachment: {{ a.name or "(unnamed)" }},
-{{ a.type }}, {{ a.size }} bytes</div>{% endfor %}
-{% if e.detail %}<div class="meta">{% for k, v in e.detail.items() %}{{ k }}: {{ v }}
-{%- if not loop.last %}; {% endif %}{% endfor %}</div>{% endif %}
-</div>
-{% endfor %}
-{% for table, rows in d.records.items() %}
-<h2>{{ table | replace("_", " ") | capitalize }}</h2>
-<table><tr>{% for k in rows[0] %}<th>{{ k }}</th>{% endfor %}</tr>
-{% for r in rows %}<tr>{% for v in r.values() %}<td>{{ v if v is not none }}</td>
-{% endfor %}</tr>{% endfor %}</table>
-{% endfor %}
-</body></html>
-""")
+def _html_template() -> jinja2.Template:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(builtin("templates")),
+                             autoescape=True, trim_blocks=True, lstrip_blocks=True)
+    return env.get_template("dossier.html")
 
 
 def to_html(d: dict[str, Any], by: str | None = None) -> bytes:
-    return HTML.render(d=d, c=d["case"], by=by).encode()
+    """The case as a document an officer reads from top to bottom (``narrative``)."""
+    c = d["case"]
+    return _html_template().render(
+        c=c, people=[p for p in d["people"] if p["role"] not in ("recused", "acting-chair")],
+        story=narrative.story(d), exported=narrative.when(d["exported_at"]), by=by,
+        opened=narrative.when(c["opened_at"]),
+        acknowledged=c["acknowledged_at"] and narrative.when(c["acknowledged_at"])).encode()
 
 
 def _record_text(d: dict[str, Any]) -> str:

@@ -5,6 +5,11 @@ summarised back to the list.  ``#call`` files such a summary as a record of its 
 (author, day of the call, participants, text), which the case view shows in order
 and search finds (kind ``call``); ``#note`` files a note the same way.  The mail
 carrying either is relayed to the other members as usual, so the list sees it too.
+
+``#acted`` is the report-back the guidelines ask of whoever acted at once on an
+ongoing threat ("within 24 hours"): it files what was done as a record (kind
+``acted``), and it (or a ``#call`` summary) is what ends the acted-alone clock; other
+mail on the case does not.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ def file_note(db: sqlite_utils.Database, case_id: str, *, kind: str, author: str
         [case_id, kind, author, now, held_on, json.dumps(participants), text, spool_id])
     note_id = store.inserted(cur)
     subject = {"call": f"Call on {held_on} with {', '.join(participants)}",
+               "acted": "Report-back: action taken at once",
                "event-report": "Event incident report",
                "feedback": "Reporter's feedback on the proposed response"}.get(kind, "Note")
     fulltext.index_record(db, ref=f"{kind}:{note_id}", case_id=case_id, author=author,
@@ -98,3 +104,14 @@ def _note(inv: Invocation) -> str:
                         text=inv.block_text("note"),
                         spool_id=inv.ctx.spool_id)
     return f"note #{note_id} filed"
+
+
+@command("acted", block=True,
+         summary="report back what you did at once on an ongoing threat (the words after it "
+         "and the lines up to #end): filed as a record, it ends the acted-alone clock",
+         usage="#acted <what you did>\n    more lines ...\n    #end",
+         example="#acted called the venue's security; Sam was escorted out at 21:10\n#end")
+def _acted(inv: Invocation) -> str:
+    note_id = file_note(inv.db, inv.case_id, kind="acted", author=inv.actor,
+                        text=inv.block_text("report-back"), spool_id=inv.ctx.spool_id)
+    return f"report-back #{note_id} filed: the committee has your account of what was done"

@@ -91,8 +91,7 @@ def _committee(cf: dict[str, Any]) -> list[str]:
 def _decisions(cf: dict[str, Any]) -> list[str]:
     lines = ["", "Decisions"]
     for p in cf["proposals"]:
-        what = ("sign-off of the clear-and-severe fast path" if p["kind"] == consensus.SIGNOFF
-                else consensus.describe(p["response"], p["detail"]))
+        what = consensus.what(p)
         blocked = f", blocked since {p['deadlocked_at']}" if (
             p["deadlocked_at"] and p["status"] == "open") else ""
         lines.append(f"  #{p['id']} {what}: {p['status']}{blocked} "
@@ -114,8 +113,7 @@ def _measures(cf: dict[str, Any]) -> list[str]:
         target = f", to complete by {m['target_date']}" if m["target_date"] else ""
         lines += ["", f"Mediation #{m['id']} with {m['mediator_name'] or m['mediator']} "
                       f"<{m['mediator']}>: {m['status']}{target}"]
-        lines += [f"  {c['role']:<11} {c['party']}: {c['answer'] or 'not answered yet'}"
-                  f"{' - ' + c['proposed'] if c['proposed'] else ''}" for c in m["consents"]]
+        lines += [_consent_line(c) for c in m["consents"]]
     c = cf["consultation"]
     if c:
         lines += ["", f"Reporter consulted: draft {c['draft_id']} ({c['state']}), {c['at']}"]
@@ -128,6 +126,12 @@ def _measures(cf: dict[str, Any]) -> list[str]:
     if cf["flags"]:
         lines += ["", "Flags: " + "; ".join(cf["flags"])]
     return lines
+
+
+def _consent_line(c: dict[str, Any]) -> str:
+    how = f" (recorded by {c['recorded_by']}: {c['how']})" if c["how"] else ""
+    proposed = f" - {c['proposed']}" if c["proposed"] else ""
+    return f"  {c['role']:<11} {c['party']}: {c['answer'] or 'not answered yet'}{proposed}{how}"
 
 
 def _records(cf: dict[str, Any]) -> list[str]:

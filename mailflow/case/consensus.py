@@ -7,7 +7,14 @@ the open proposal.  The moment an objection first blocked consensus is kept in
 ``proposals.deadlocked_at`` (inherited by a replacing proposal) for the clock that
 turns a deadlock of over a week over to the officers.
 
-The same rule signs off the clear-and-severe fast path (``#signoff``, see ``severe``).
+The same rule signs off the clear-and-severe fast path (``#signoff``, see ``severe``)
+and finds a report false or abusive (``#false-report``, see ``abuse``).  ``#vote``
+takes the proposal's number when more than one is open.
+
+A decision has consequences here, in the same transaction: an agreed response ends
+the interim bans that last until the committee's review, a signed-off fast path those
+that last until the sign-off, and a false-report finding marks the case, so that the
+menu of responses applies to the reporter (see ``sanctions``).
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import sqlite_utils
 
 from mailflow import store, timestamps
-from mailflow.case import cases
+from mailflow.case import cases, sanctions
 from mailflow.case.notices import notify_committee
 from mailflow.commands.spec import CommandError, Invocation, command
 from mailflow.store import audit
@@ -42,7 +49,9 @@ RESPONSES = {
     "leave-event": "a request to leave the event",
 }
 VOTES = ("agree", "object", "abstain")
-RESPONSE, SIGNOFF = "response", "signoff"
+RESPONSE, SIGNOFF, FALSE_REPORT = "response", "signoff", "false-report"
+# What #vote without a number may mean; a sign-off item has #signoff.
+VOTED_KINDS = (RESPONSE, FALSE_REPORT)
 
 
 def parse_response(text: str) -> tuple[str, str]:
@@ -58,6 +67,15 @@ def parse_response(text: str) -> tuple[str, str]:
 
 def describe(response: str, detail: str = "") -> str:
     return RESPONSES.get(response, response) + (f" ({detail})" if detail else "")
+
+
+def what(proposal: dict[str, Any]) -> str:
+    """A proposal of any kind, in words."""
+    if proposal["kind"] == SIGNOFF:
+        return "sign-off of the clear-and-severe fast path"
+    if proposal["kind"] == FALSE_REPORT:
+        return f"finding the report false or abusive ({proposal['detail']})"
+    return describe(proposal["response"], proposal["detail"])
 
 
 def open_proposal(db: sqlite_utils.Database, case_id: str, kind: str) -> dict[str, Any] | None:
@@ -144,17 +162,35 @@ def settle(ctx: Context, proposal: dict[str, Any]) -> Tally:
                [timestamps.stamp(), proposal["id"]])
     audit.append(db, "mailflow", f"proposal {proposal['id']} passed", case_id,
                  votes=t.votes)
-    if proposal["kind"] == RESPONSE:
+    notify_committee(ctx, case_id, "Consensus reached", _carry_out(db, proposal))
+    return t
+
+
+def _carry_out(db: sqlite_utils.Database, proposal: dict[str, Any]) -> str:
+    """What a decision changes at once, and the notice saying it and what comes next."""
+    case_id, kind = proposal["case_id"], proposal["kind"]
+    if kind == FALSE_REPORT:
+        sanctions.flag_case(db, case_id, sanctions.FALSE_REPORT)
+        return ("The committee found the report false or abusive\n"
+                f"(proposal #{proposal['id']}: {proposal['detail']}).\n\nThe guidelines hold "
+                "those who abuse the reporting process to the same\nconsequences: the menu of "
+                "responses now applies to the reporter\n(#propose, #warn reporter, #ban reporter, "
+                "#send private-reprimand to=reporter).")
+    if kind == RESPONSE:
         cases.update_record(db, case_id, response=proposal["response"],
                             response_detail=proposal["detail"])
-        body = (f"The committee agreed on {describe(proposal['response'], proposal['detail'])}"
-                f"\n(proposal #{proposal['id']}).\n\nNext: tell the reporter before it is "
-                "carried out (#consult), then #enact.")
+        body = (f"The committee agreed on {what(proposal)}\n(proposal #{proposal['id']}).\n\n"
+                "Next: tell the reporter before it is carried out (#consult), then #enact.")
+        ended = sanctions.end_interim(db, case_id, "review")
     else:
         body = ("The committee signed off the use of the clear-and-severe fast path\n"
                 f"(sign-off item #{proposal['id']}).")
-    notify_committee(ctx, case_id, "Consensus reached", body)
-    return t
+        ended = sanctions.end_interim(db, case_id, "signoff")
+    if ended:
+        body += (f"\n\nThe interim ban{'s' * (len(ended) > 1)} of the fast path "
+                 f"({', '.join(f'#{b}' for b in ended)}) ended with this decision.  If a ban\n"
+                 "must go on, record it: #ban originator scope=... until=...")
+    return body
 
 
 def settle_all(ctx: Context, case_id: str) -> None:
@@ -195,17 +231,36 @@ def _propose(inv: Invocation) -> str:
     return f"proposal #{proposal_id}: {describe(response, detail)}; {t.describe()}"
 
 
-@command("vote", summary="vote on the open proposal; any objection blocks it, and a later "
-         "vote replaces your earlier one", usage="#vote agree|object|abstain [comment]",
+def voted_on(db: sqlite_utils.Database, case_id: str, number: int | None) -> dict[str, Any]:
+    """The open proposal a #vote is about: the one numbered, else the only one open."""
+    rows = list(db.query("SELECT * FROM proposals WHERE case_id = ? AND status = 'open' "
+                         "ORDER BY id", [case_id]))
+    if number is not None:
+        for proposal in rows:
+            if proposal["id"] == number:
+                return proposal
+        raise CommandError(f"proposal {number} is not open on this case"
+                           + (f" (open: {', '.join(str(p['id']) for p in rows)})" if rows else ""))
+    rows = [p for p in rows if p["kind"] in VOTED_KINDS]
+    if not rows:
+        raise CommandError("there is no open proposal to vote on (#propose <response>)")
+    if len(rows) > 1:
+        raise CommandError("more than one proposal is open: say which, e.g. " + "; ".join(
+            f"#vote {p['id']} agree ({what(p)})" for p in rows))
+    return rows[0]
+
+
+@command("vote", summary="vote on the open proposal (give its number when more than one is "
+         "open); any objection blocks it, and a later vote replaces your earlier one",
+         usage="#vote [<proposal>] agree|object|abstain [comment]",
          example="#vote object a public reprimand would expose the reporter", states=(cases.OPEN,))
 def _vote(inv: Invocation) -> str:
-    vote, comment = parse_vote(inv.cmd.args)
-    proposal = open_proposal(inv.db, inv.case_id, RESPONSE)
-    if proposal is None:
-        raise CommandError("there is no open proposal to vote on (#propose <response>)")
+    first, _, rest = inv.cmd.args.strip().partition(" ")
+    number = int(first.lstrip("#")) if first.lstrip("#").isdigit() else None
+    vote, comment = parse_vote(rest if number is not None else inv.cmd.args)
+    proposal = voted_on(inv.db, inv.case_id, number)
     t = cast(inv, proposal, vote, comment)
-    return (f"{vote} on proposal #{proposal['id']} "
-            f"({describe(proposal['response'], proposal['detail'])}); {t.describe()}")
+    return f"{vote} on proposal #{proposal['id']} ({what(proposal)}); {t.describe()}"
 
 
 @command("signoff", summary="review the use of the clear-and-severe fast path and sign it off "

@@ -9,6 +9,12 @@ recorded with their roles; the event becomes the record's channel.
 
 Like a reporter, a delegate is recognised by the From address; the form's people
 and summary are shown to the committee as the delegate's word, nothing more.
+
+A delegate is a delegate and the reporter is the reporter, whatever order the mail
+comes in: a delegate's mail opening a case records them as its delegate, never as
+its reporter (:func:`record_sender`), and the form's ``Reporter:`` names the
+reporter.  A case that recorded the delegate as reporter before (an earlier release
+did) is put right when their form arrives, unless the form names them as reporter.
 """
 
 from __future__ import annotations
@@ -83,10 +89,20 @@ def parse_form(text: str) -> list[tuple[str, str]]:
     return fields
 
 
+def is_delegate(ctx: Context) -> bool:
+    return (ctx.sender or "").lower() in {d.lower() for d in ctx.cfg.committee.delegates}
+
+
+def record_sender(ctx: Context) -> None:
+    """The sender of mail opening a case: its delegate if they are one, else its reporter."""
+    if ctx.sender and ctx.case_id:
+        cases.add_person(ctx.db, ctx.case_id, "delegate" if is_delegate(ctx) else "reporter",
+                         ctx.sender, ctx.parsed.from_name)
+
+
 def read_form(ctx: Context) -> list[tuple[str, str]] | None:
     """The event-report form, if a configured delegate sent one."""
-    delegates = {d.lower() for d in ctx.cfg.committee.delegates}
-    if (ctx.sender or "").lower() not in delegates:
+    if not is_delegate(ctx):
         return None
     fields = [(k, v) for k, v in parse_form(ctx.parsed.body_text) if v]
     names = {name for name, _ in fields}
@@ -107,6 +123,11 @@ def file_report(ctx: Context, form: list[tuple[str, str]] | None) -> None:
     if ctx.new_case:
         db.execute("UPDATE cases SET kind = 'event' WHERE id = ?", [case_id])
     values = dict(form)
+    named = " ".join(v for k, v in form if k == "reporter").lower()
+    if delegate not in named and db.execute(
+            "DELETE FROM people WHERE case_id = ? AND role = 'reporter' AND address = ?",
+            [case_id, delegate]).rowcount:
+        ctx.flags.append(f"{delegate} is the event's delegate, not its reporter")
     for role, value in form:
         for person in (line.strip() for line in value.splitlines() if role in PEOPLE):
             try:

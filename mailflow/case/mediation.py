@@ -8,11 +8,20 @@ what; the mediator is settled only when everyone agreed, and then a target date
 (``mediation_days`` in ``rules/workflow.toml``, two weeks by default) is set for
 the mediation to complete.  Any decline or counter-proposal stops this candidate:
 the committee may then propose another with ``#mediate``.
+
+Parties do not always answer as asked.  ``#mediation-consent <party> agree|decline``
+records an answer given another way (by phone, in person), with the member who
+recorded it and how it was given; the audit log names the member.  And a party's
+plain reply to the case ("Yes, I agree to mediation with Mia") that clearly says yes
+or no is offered to the committee on its copy of that reply, with the exact command
+that records it: mailflow never records consent from a guess.  (``#consent`` is a
+different thing: a reporter's or witness's consent to being named.)
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -53,7 +62,8 @@ def current(db: sqlite_utils.Database, case_id: str) -> dict[str, Any] | None:
     if not rows:
         return None
     return {**rows[0], "consents": list(db.query(
-        "SELECT party, role, draft_id, answer, proposed, answered_at FROM consents "
+        "SELECT party, role, draft_id, answer, proposed, answered_at, recorded_by, how "
+        "FROM consents "
         "WHERE mediation_id = ? ORDER BY role DESC, party", [rows[0]["id"]]))}
 
 
@@ -112,11 +122,13 @@ def _proposed_mediator(text: str) -> str:
 
 
 def record_consent(ctx: Context) -> None:
-    """Record a party's answer, sent to their mediation consent address."""
-    if ctx.side != "conduct" or not ctx.case_id or not ctx.token:
+    """Record a party's answer sent to their mediation consent address; offer the
+    committee a plain reply from a party that clearly says yes or no."""
+    if ctx.side != "conduct" or not ctx.case_id:
         return
-    fields = ctx.svc.signer.unsign(ctx.token) or []
+    fields = (ctx.svc.signer.unsign(ctx.token) or []) if ctx.token else []
     if len(fields) != 4 or not fields[1].startswith("med") or fields[3] not in ANSWERS:
+        _offer_plain_answer(ctx)
         return
     db, case_id, answer = ctx.db, ctx.case_id, fields[3]
     mediation = current(db, case_id)
@@ -127,18 +139,28 @@ def record_consent(ctx: Context) -> None:
     if party is None:
         return
     proposed = _proposed_mediator(ctx.parsed.new_text) if answer == "propose" else ""
-    db.execute("UPDATE consents SET answer = ?, proposed = ?, answered_at = ? "
-               "WHERE mediation_id = ? AND party = ?",
-               [answer, proposed, timestamps.stamp(), mediation["id"], party["party"]])
-    audit.append(db, ctx.sender or party["party"], f"mediation consent: {answer}", case_id,
-                 mediation=mediation["id"], party=party["party"], proposed=proposed)
     ctx.flags.append(f"mediation: the {party['role']} answers {answer}"
                      + (f" ({proposed})" if proposed else ""))
-    consents = current(db, case_id)["consents"]  # type: ignore[index]
-    status = _status(consents)
-    if status == mediation["status"]:
-        return
-    _settle(ctx, mediation, status, party, proposed)
+    record_answer(ctx, mediation, party, answer, proposed, actor=ctx.sender or party["party"])
+
+
+def record_answer(ctx: Context, mediation: dict[str, Any], party: dict[str, Any], answer: str,
+                  proposed: str, *, actor: str, how: str | None = None) -> str:
+    """File a party's answer (``how`` it was given, when a member records it) and
+    settle what the answers now say; returns the mediation's status."""
+    db, case_id = ctx.db, mediation["case_id"]
+    recorded_by = actor if how is not None else None
+    db.execute("UPDATE consents SET answer = ?, proposed = ?, answered_at = ?, recorded_by = ?, "
+               "how = ? WHERE mediation_id = ? AND party = ?",
+               [answer, proposed, timestamps.stamp(), recorded_by, how, mediation["id"],
+                party["party"]])
+    audit.append(db, actor, f"mediation consent: {answer}", case_id, mediation=mediation["id"],
+                 party=party["party"], proposed=proposed,
+                 **({"recorded_by": actor} if recorded_by else {}))
+    status = _status(current(db, case_id)["consents"])  # type: ignore[index]
+    if status != mediation["status"]:
+        _settle(ctx, mediation, status, party, proposed)
+    return status
 
 
 def _settle(ctx: Context, mediation: dict[str, Any], status: str, party: dict[str, Any],
@@ -164,3 +186,101 @@ def _settle(ctx: Context, mediation: dict[str, Any], status: str, party: dict[st
         "asking": f"Mediation with {mediator} is waiting for answers again.",
     }[status]
     notify_committee(ctx, case_id, f"Mediation: {status}", text)
+
+
+# -- answers given another way --------------------------------------------------------
+
+# A plain reply reads as yes or no only when one of these says so and the other does
+# not, and nothing hedges it ("but", "if", "maybe" ...): then it is for people to read.
+_IDIOM = r"no (?:problem|objections?|issues?|worries)"
+SAYS_YES = re.compile(rf"\b(yes|yeah|i agree|i accept|i consent|agreed|happy to|fine with me|"
+                      rf"sounds good|that works|{_IDIOM})\b", re.IGNORECASE)
+SAYS_NO = re.compile(rf"\b((?!{_IDIOM})no|nope|i decline|i refuse|not agree|don'?t agree|"
+                     r"do not agree|won'?t|will not|rather not|not interested|don'?t want|"
+                     r"do not want|not comfortable)\b", re.IGNORECASE)
+HEDGED = re.compile(r"\b(but|however|unless|if|maybe|perhaps|not sure|depends|only)\b",
+                    re.IGNORECASE)
+ADDRESS = re.compile(r"[\w.+\-]+@[\w\-]+(?:\.[\w\-]+)+")
+
+
+def _party_word(mediation: dict[str, Any], party: dict[str, Any]) -> str:
+    """How a command names the party: their role when nobody else has it, else the address."""
+    same = [c for c in mediation["consents"] if c["role"] == party["role"]]
+    return party["role"] if len(same) == 1 else party["party"]
+
+
+def read_plain_answer(text: str, mediator: str) -> tuple[str, str] | None:
+    """(answer, proposed mediator) when a reply clearly says yes or no, else None."""
+    others = [a for a in ADDRESS.findall(text) if a.lower() != mediator.lower()]
+    if others:
+        return "propose", others[0]
+    yes, no = bool(SAYS_YES.search(text)), bool(SAYS_NO.search(text))
+    if yes == no or HEDGED.search(text):
+        return None
+    return ("agree" if yes else "decline"), ""
+
+
+def _offer_plain_answer(ctx: Context) -> None:
+    """A party who has not answered replies in their own words: when the reply clearly
+    says yes or no, the committee's copy offers the command that records it."""
+    if ctx.kind != "reply" or not ctx.case_id:
+        return
+    mediation = current(ctx.db, ctx.case_id)
+    sender = (ctx.sender or "").lower()
+    party = next((c for c in (mediation or {}).get("consents", [])
+                  if c["party"] == sender and c["answer"] is None), None)
+    if mediation is None or party is None:
+        return
+    read = read_plain_answer(ctx.parsed.new_text or ctx.parsed.body_text, mediation["mediator"])
+    candidate = mediation["mediator_name"] or mediation["mediator"]
+    if read is None:
+        ctx.flags.append(f"mediation: the {party['role']} has not answered the request about "
+                         f"{candidate}, and this reply does not clearly say yes or no")
+        return
+    answer, proposed = read
+    reads = {"agree": f"agreeing to mediation with {candidate}",
+             "decline": f"declining mediation with {candidate}",
+             "propose": f"proposing {proposed} as mediator instead of {candidate}"}[answer]
+    day = timestamps.now().date().isoformat()
+    ctx.flags.append(f"mediation: this reads as the {party['role']} {reads}. Nothing is "
+                     "recorded yet; if that is what they said, reply with: #mediation-consent "
+                     f"{_party_word(mediation, party)} {answer}{' ' + proposed if proposed else ''}"
+                     f": in their reply of {day}")
+
+
+@command("mediation-consent",
+         summary="record a party's answer to the mediation request that they gave another way "
+         "(by phone, in person, in a plain reply): agree, decline, or propose another mediator, "
+         "and after a colon how it was given; the audit log names you as having recorded it",
+         usage="#mediation-consent <reporter|originator|address> agree|decline|propose "
+               "[<mediator>]: <how it was given>",
+         example="#mediation-consent reporter agree: by phone with the chair on 12 May",
+         states=(cases.OPEN,))
+def _mediation_consent(inv: Invocation) -> str:
+    head, colon, how = inv.cmd.args.partition(":")
+    words = head.split()
+    if len(words) < 2 or words[1].lower() not in ANSWERS or not colon or not how.strip():
+        raise CommandError("use #mediation-consent <party> agree|decline|propose [<mediator>]: "
+                           "<how it was given>")
+    mediation = current(inv.db, inv.case_id)
+    if mediation is None:
+        raise CommandError("no mediation has been proposed on this case (#mediate <mediator>)")
+    who, answer, named = words[0].lower(), words[1].lower(), " ".join(words[2:]).strip()
+    parties = [c for c in mediation["consents"] if who in (c["role"], c["party"])]
+    if len(parties) != 1:
+        known = ", ".join(f"{c['party']} ({c['role']})" for c in mediation["consents"])
+        raise CommandError(f"{who!r} names {len(parties)} of the parties asked ({known}): "
+                           "give one address")
+    candidate = f"{mediation['mediator_name']} <{mediation['mediator']}>".strip()
+    if answer == "propose" and not named:
+        raise CommandError("say whom they propose: #mediation-consent <party> propose "
+                           "<mediator>: <how>")
+    if answer == "agree" and named and named.lower() not in candidate.lower():
+        raise CommandError(f"the candidate asked about is {candidate}, not {named!r}: if they "
+                           f"want {named} instead, record: #mediation-consent {who} propose "
+                           f"{named}: <how>")
+    status = record_answer(inv.ctx, mediation, parties[0], answer,
+                           named if answer == "propose" else "", actor=inv.actor,
+                           how=how.strip())
+    return (f"recorded: the {parties[0]['role']} answers {answer} on mediation "
+            f"#{mediation['id']} ({how.strip()}); the mediation is {status}")

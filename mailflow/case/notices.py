@@ -7,6 +7,7 @@ From is the committee's own address, so reply-all cannot reach the reporter.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import sqlite_utils
@@ -17,6 +18,20 @@ from mailflow.config import Config
 from mailflow.mail.compose import compose
 from mailflow.outbound.queue import enqueue
 from mailflow.pipeline.context import Context, Services
+
+# What mail clients and mailflow put before a subject: replies and forwards (English
+# and the common localised forms), "Transcript:", "Draft N to confirm:".
+_PREFIX = re.compile(r"^(?:(?:re|fwd?|aw|wg|sv|antw|rif|tr|odp)(?:\[\d+\])?|transcript|"
+                     r"draft \d+ to confirm)\s*:\s*", re.IGNORECASE)
+
+
+def thread_subject(cfg: Config, subject: str) -> str:
+    """The subject a thread started with: case tags, reply and forward prefixes,
+    "Transcript:" and "Draft N to confirm:" taken off, spaces collapsed."""
+    text = " ".join(cases.tag_pattern(cfg).sub(" ", subject or "").split())
+    while (shorter := _PREFIX.sub("", text, count=1)) != text:
+        text = shorter
+    return text or "(no subject)"
 
 
 def list_headers(cfg: Config, case_id: str | None) -> dict[str, str]:

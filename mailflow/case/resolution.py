@@ -31,18 +31,22 @@ def latest_consultation(db: sqlite_utils.Database, case_id: str) -> dict[str, An
     return rows[0] if rows else None
 
 
-def draft_state(db: sqlite_utils.Database, draft_id: int) -> str:
-    """The state of a draft, following edits to the draft that replaced it."""
+def current_draft(db: sqlite_utils.Database, draft_id: int) -> dict[str, Any] | None:
+    """The draft, or the one that replaced it by edits (``#edit``), as it now stands."""
     while True:
         draft = drafts.get(db, draft_id)
-        if draft is None:
-            return "missing"
-        if draft["state"] != "replaced":
-            return draft["state"]
+        if draft is None or draft["state"] != "replaced":
+            return draft
         newer = db.execute("SELECT id FROM drafts WHERE replaces = ?", [draft_id]).fetchone()
         if newer is None:
-            return "replaced"
+            return draft
         draft_id = newer[0]
+
+
+def draft_state(db: sqlite_utils.Database, draft_id: int) -> str:
+    """The state of a draft, following edits to the draft that replaced it."""
+    draft = current_draft(db, draft_id)
+    return draft["state"] if draft else "missing"
 
 
 def consulted(db: sqlite_utils.Database, case_id: str, proposal_id: int) -> str | None:

@@ -4,8 +4,15 @@
   permanent), the case and a reason.  It expires on its own when its end passes: the
   state is computed from the clock, never stored, so no job has to run for it.  Bans
   are never deleted; ``#unban`` lifts one early and keeps the record.
+- An interim ban (the clear-and-severe fast path) has no date for its end but an
+  event: the committee's sign-off of the fast path, or its review of the case (a
+  response agreed by consensus).  When that comes, its end is set to that moment.
 - Warnings are counted per person across all cases; the third flags the case, since
   the guidelines let the committee take any action after three warnings.
+- The reporter faces a sanction on their own case only once the committee found the
+  report false or abusive (``#false-report``, decided by consensus): before, a
+  retaliating member could not warn, ban or reprimand them.  A reporter who is also
+  an originator of the case (both sides escalated) may be sanctioned as one.
 
 People are keyed by lower-cased address, or by the name or handle given when the
 committee has no address for them.
@@ -14,6 +21,7 @@ committee has no address for them.
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -29,6 +37,14 @@ PERMANENT = "permanent"
 THREE_WARNINGS = "three warnings: any action may be taken"
 WARNING_LIMIT = 3
 PERSON_ROLES = ("originator", "affected", "witness", "reporter")
+# Interim bans: the event that ends one, as the registry and the notices say it.
+INTERIM = {"signoff": "the committee's sign-off of the fast path",
+           "review": "the committee's review of the case"}
+# The mark a case carries once the committee found its report false or abusive.
+FALSE_REPORT = "false or abusive report: the menu of responses applies to the reporter"
+# Templates that sanction the person they are sent to.
+SANCTION_TEMPLATES = ("private-reprimand", "apology-request", "hiatus", "ban-notice",
+                      "leave-event")
 OPTION = re.compile(r"^(scope|until|start)=(.*)$", re.IGNORECASE)
 
 
@@ -56,8 +72,10 @@ def normalise_scope(scope: str) -> str:
 
 def record_ban(db: sqlite_utils.Database, *, case_id: str, person: str, scope: str,
                until: str | date | datetime | None, reason: str, actor: str,
-               start: str | date | datetime | None = None) -> int:
-    """File a ban (``until`` None or "permanent": no end); call inside a transaction."""
+               start: str | date | datetime | None = None, until_event: str | None = None
+               ) -> int:
+    """File a ban (``until`` None or "permanent": no end, unless ``until_event`` names
+    the event that ends it, see :data:`INTERIM`); call inside a transaction."""
     person = person.strip().lower()
     if not person:
         raise CommandError("a ban needs the person it applies to")
@@ -69,14 +87,27 @@ def record_ban(db: sqlite_utils.Database, *, case_id: str, person: str, scope: s
         raise CommandError(f"the ban would end ({timestamps.stamp(ends)}) before it starts "
                            f"({timestamps.stamp(starts)})")
     cur = db.execute(
-        "INSERT INTO bans (case_id, person, scope, starts_at, ends_at, reason, actor, created_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO bans (case_id, person, scope, starts_at, ends_at, reason, actor, created_at,"
+        " until_event) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [case_id, person, normalise_scope(scope), timestamps.stamp(starts),
-         timestamps.stamp(ends) if ends else None, reason.strip(), actor, timestamps.stamp()])
+         timestamps.stamp(ends) if ends else None, reason.strip(), actor, timestamps.stamp(),
+         until_event])
     ban_id = store.inserted(cur)
     audit.append(db, actor, "ban recorded", case_id, ban=ban_id, person=person,
-                 scope=scope, until=timestamps.stamp(ends) if ends else PERMANENT)
+                 scope=scope, until=timestamps.stamp(ends) if ends else until_event or PERMANENT)
     return ban_id
+
+
+def end_interim(db: sqlite_utils.Database, case_id: str, event: str) -> list[int]:
+    """End the case's interim bans that last until ``event`` ("signoff", "review"): their
+    end becomes now, so they expire by the clock like any other; returns their ids."""
+    ids = [r[0] for r in db.execute(
+        "SELECT id FROM bans WHERE case_id = ? AND until_event = ? AND ends_at IS NULL "
+        "AND lifted_at IS NULL", [case_id, event])]
+    for ban_id in ids:
+        db.execute("UPDATE bans SET ends_at = ? WHERE id = ?", [timestamps.stamp(), ban_id])
+        audit.append(db, "mailflow", "interim ban ended", case_id, ban=ban_id, event=event)
+    return ids
 
 
 def status(ban: dict[str, Any]) -> str:
@@ -96,13 +127,16 @@ def describe(ban: dict[str, Any]) -> dict[str, Any]:
     starts = timestamps.parse(ban["starts_at"])
     ends = timestamps.parse(ban["ends_at"]) if ban["ends_at"] else None
     days = (ends.date() - starts.date()).days if ends else None
+    interim = INTERIM.get(ban.get("until_event") or "") if ends is None else None
     return {
         **ban,
         "status": status(ban),
-        "permanent": ends is None,
+        "permanent": ends is None and interim is None,
+        "interim": interim is not None,
         "start": starts.date().isoformat(),
-        "end": ends.date().isoformat() if ends else PERMANENT,
-        "duration": PERMANENT if days is None else f"{days} day{'s' * (days != 1)}",
+        "end": ends.date().isoformat() if ends else interim or PERMANENT,
+        "duration": (f"{days} day{'s' * (days != 1)}" if days is not None
+                     else "interim" if interim else PERMANENT),
         "spaces": "all community spaces" if ban["scope"] == "all"
                   else ban["scope"].replace(",", ", "),
     }
@@ -151,14 +185,39 @@ def case_flags(db: sqlite_utils.Database, case_id: str) -> list[str]:
 
 
 def resolve_person(db: sqlite_utils.Database, case_id: str, who: str) -> str:
-    """An address or handle as given, or a role word naming the one person in that role."""
-    if who.lower() not in PERSON_ROLES:
-        return who
-    people = [p["address"] or p["name"] for p in cases.people(db, case_id, who.lower())]
-    if len(people) != 1:
-        found = ", ".join(people) if people else "nobody"
-        raise CommandError(f"{who} names {found} on this case: give one address or handle")
-    return people[0]
+    """An address or handle as given, or a role word naming the one person in that role;
+    refused for the case's reporter until the report was found false (see the module)."""
+    person = who
+    if who.lower() in PERSON_ROLES:
+        people = [p["address"] or p["name"] for p in cases.people(db, case_id, who.lower())]
+        if len(people) != 1:
+            found = ", ".join(people) if people else "nobody"
+            raise CommandError(f"{who} names {found} on this case: give one address or handle")
+        person = people[0]
+    reporter_may_face(db, case_id, person)
+    return person
+
+
+def reporter_may_face(db: sqlite_utils.Database, case_id: str, person: str | None) -> None:
+    """Refuse a sanction of the case's reporter (``person`` None: of every reporter, as
+    ``#send ... to=reporter`` writes) unless the report was found false, or the
+    reporter is an originator of the case as well."""
+    people = cases.people(db, case_id)
+
+    def fold(text: str) -> str:  # a full-width or differently cased spelling is the same
+        return unicodedata.normalize("NFKC", text).strip().casefold()
+
+    def keyed(role: str) -> set[str]:
+        return {fold(p["address"] or p["name"]) for p in people if p["role"] == role}
+
+    reporters = keyed("reporter")
+    targets = reporters if person is None else {fold(person)}
+    if not (targets & reporters - keyed("originator")):
+        return
+    if FALSE_REPORT not in case_flags(db, case_id):
+        raise CommandError("the reporter faces a response only once the committee has found "
+                           "the report false or abusive (#false-report <reason>, decided by "
+                           "consensus)")
 
 
 @command(

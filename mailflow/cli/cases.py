@@ -1,5 +1,5 @@
 """Reading the archive: ``cases``, ``case show``, ``case export``, ``search``,
-``deadlines``, ``bans``, ``report``."""
+``deadlines``, ``bans``, ``report``, ``transparency``."""
 
 from __future__ import annotations
 
@@ -184,4 +184,28 @@ def cmd_report(args: argparse.Namespace) -> int:
     if missing:
         print(f"not ready for #report: still undetermined: {', '.join(missing)}",
               file=sys.stderr)
+    return EX_OK
+
+
+@command("transparency", "the anonymised yearly transparency report (md, html or json)",
+         arg("--year", required=True, metavar="YYYY", help="the year to report on"),
+         arg("--format", choices=("md", "html", "json"), default="md"))
+def cmd_transparency(args: argparse.Namespace) -> int:
+    """Counts for the public: the reports of the year by channel (the keys of
+    rules/channels.toml), by violation finding and by agreed response; the median
+    time to the acknowledgement, to the first personal contact and to a resolution;
+    uses of the fast path, bans, warnings and reports found false.  No name,
+    address or case is ever in it, and no count below rules/transparency.toml
+    min_count (default 3): smaller categories are counted together."""
+    from mailflow import rules
+    from mailflow.archive import transparency
+
+    cfg = load_config(args)
+    try:
+        year = transparency.valid_year(args.year)
+    except ValueError as e:
+        print(f"mailflow transparency: --year {args.year}: {e}", file=sys.stderr)
+        return EX_USAGE
+    data = transparency.report(open_db(cfg), rules.load(cfg), year)
+    sys.stdout.write(transparency.render(data, args.format, cfg.committee.name))
     return EX_OK

@@ -10,7 +10,8 @@ import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
 from mailflow import rules
-from mailflow.case import sanctions
+from mailflow.archive import transparency
+from mailflow.case import sanctions, severe
 from mailflow.clocks.policy import problems as clock_problems
 from mailflow.config import Config, ConfigError
 from mailflow.intake import imap
@@ -30,8 +31,10 @@ RULE_TYPES: dict[str, dict[str, type]] = {
     },
     "permissions": {"chair": list},
     "retention": {"closed_days": int, "closed_statuses": list},
-    "workflow": {"mediation_days": int},
+    "workflow": {"mediation_days": int, "interim_ban": str},
     "sending": {"sendable": list, "cc_committee": list},
+    "channels": {"moderators": dict},
+    "transparency": {"min_count": int},
 }
 # rules/spam.toml: the keys of each table ("score" is a number, the rest lists of strings).
 SPAM_KEYS = {"spamassassin": ("headers", "score"), "rspamd": ("headers", "score"),
@@ -69,7 +72,7 @@ def check_rules(cfg: Config) -> list[str]:
                 problems.append(f"rules/{stem}.toml: {key}: expected {kind.__name__}")
     # Rules with more structure than a type: durations, a time zone, dates, patterns.
     return (problems + spam_problems(loaded.get("spam", {})) + clock_problems(loaded)
-            + triage.problems(loaded))
+            + triage.problems(loaded) + severe.problems(loaded) + transparency.problems(loaded))
 
 
 def template_dirs(cfg: Config) -> list[Path]:

@@ -34,8 +34,8 @@ COMMANDS: tuple[Run, ...] = (
     running.cmd_process, running.cmd_tick, cases.cmd_deadlines, setup.cmd_help, setup.cmd_demo,
     cases.cmd_cases, cases.cmd_case_show, cases.cmd_case_export, cases.cmd_search,
     admin.cmd_import, admin.cmd_reindex, admin.cmd_audit_verify, admin.cmd_purge,
-    cases.cmd_bans, cases.cmd_report, admin.cmd_quarantine, admin.cmd_queue, held.cmd_held,
-    setup.cmd_parts,
+    cases.cmd_bans, cases.cmd_report, cases.cmd_transparency, admin.cmd_quarantine,
+    admin.cmd_queue, held.cmd_held, setup.cmd_parts,
 )
 GROUPS = {"case": "one case: show, export", "audit": "the tamper-evident audit log: verify"}
 

@@ -11,7 +11,10 @@ three ways:
 - directly, by anyone: ``arm(db, svc.rules, case_id, "mediation", ref="3",
   due_at=date(2026, 12, 15))``; ``disarm(db, case_id, "mediation", ref="3")``.
 
-Whether an alarm still has work to do is checked when it falls due (``ends_when``).
+Whether an alarm still has work to do (``ends_when``) is checked when it falls due,
+and after the commands of each message and at each pass of the scheduler
+(:func:`close_met`): a clock that has been met (the reporter was written to, the form
+arrived) is closed then, and neither ``mailflow deadlines`` nor a digest lists it.
 """
 
 from __future__ import annotations
@@ -190,9 +193,39 @@ def ended(db: sqlite_utils.Database, policy: Policy, alarm: Mapping[str, Any], s
     return None
 
 
+def met(db: sqlite_utils.Database, policy: Policy, alarm: Mapping[str, Any], now: datetime
+        ) -> str | None:
+    """Why a pending alarm's clock has been met (or no longer exists), or None."""
+    spec = policy.clocks.get(alarm["clock"])
+    if alarm["clock"] == DIGEST or spec is None:
+        return None
+    return ended(db, policy, alarm, spec, now)
+
+
+def close_met(db: sqlite_utils.Database, rules: Mapping[str, Any], case_id: str | None = None,
+              now: datetime | None = None, *, by_time_only: bool = False) -> list[int]:
+    """Disarm the pending alarms (of one case, or all) whose clock has been met; call
+    inside your transaction.  ``by_time_only``: only the clocks that time alone can
+    end (a ban reaching its end), as the scheduler's pass does: mail that meets a
+    clock closes it when it is processed.  Returns their ids."""
+    policy, now = Policy.from_rules(rules), now or timestamps.now()
+    timed = {c.name for c in policy.clocks.values()
+             if any(":now" in ENDINGS[e][0] for e in c.ends_when)}
+    closed = []
+    for alarm in pending(db, case_id):
+        if by_time_only and alarm["clock"] not in timed:
+            continue
+        why = met(db, policy, alarm, now)
+        if why:
+            disarm(db, alarm["case_id"], alarm["clock"], ref=alarm["ref"], reason=why)
+            closed.append(alarm["id"])
+    return closed
+
+
 def deadlines(db: sqlite_utils.Database, rules: Mapping[str, Any], now: datetime | None = None
               ) -> list[dict[str, Any]]:
-    """Every open clock, soonest first: its due time, its case and what it will do."""
+    """Every open clock, soonest first: its due time, its case and what it will do.  A
+    clock met since the scheduler last looked is left out: it has nothing left to do."""
     policy = Policy.from_rules(rules)
     now = now or timestamps.now()
     out = []
@@ -200,6 +233,8 @@ def deadlines(db: sqlite_utils.Database, rules: Mapping[str, Any], now: datetime
                           "a.armed_at FROM alarms a LEFT JOIN cases c ON c.id = a.case_id "
                           "WHERE a.state = 'pending' ORDER BY a.due_at, a.id"):
         spec = policy.clocks.get(alarm["clock"])
+        if met(db, policy, alarm, now):
+            continue
         if alarm["clock"] == DIGEST:
             will, unless, about = ["send each member their digest"], [], "the daily digest"
         else:

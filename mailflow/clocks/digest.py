@@ -4,6 +4,10 @@ waiting for the chair (never what names the member).
 
 It is an alarm like any other (``DIGEST``), re-armed for the next digest time
 each time it fires, so a restart neither skips nor repeats one.
+
+It says only what is true: a clock already met is not listed, and every thing that
+waits for the member comes with the exact command that does it (``#vote 3 agree``,
+``#signoff``, ``#confirm 7``), which works when sent in reply to the case's mail.
 """
 
 from __future__ import annotations
@@ -15,10 +19,11 @@ from typing import TYPE_CHECKING, Any
 import sqlite_utils
 
 from mailflow import timestamps
-from mailflow.case import cases, held
+from mailflow.case import cases, consensus, held, severe
 from mailflow.case.notices import mail_members
 from mailflow.clocks import alarms
 from mailflow.clocks.policy import Policy
+from mailflow.commands.spec import CommandError
 from mailflow.config import Config
 from mailflow.mail import render
 
@@ -89,6 +94,8 @@ def _clocks(db: sqlite_utils.Database, policy: Policy, case_id: str, now: dateti
     overdue: list[dict[str, str]] = []
     for alarm in db.query("SELECT * FROM alarms WHERE case_id = ? AND state = 'pending' "
                           "AND due_at <= ? ORDER BY due_at", [case_id, horizon]):
+        if alarms.met(db, policy, alarm, now):
+            continue
         spec = policy.clocks.get(alarm["clock"])
         item = {"when": policy.show(timestamps.parse(alarm["due_at"])),
                 "what": spec.about if spec else alarm["clock"]}
@@ -110,21 +117,30 @@ def _clocks(db: sqlite_utils.Database, policy: Policy, case_id: str, now: dateti
 
 
 def waiting_for(db: sqlite_utils.Database, cfg: Config, case_id: str, member: str
-                ) -> list[str]:
-    """What the case waits for from this member."""
+                ) -> list[dict[str, str]]:
+    """What the case waits for from this member: ``what`` in words and ``command``, the
+    exact line that does it."""
     items = []
     for p in db.query("SELECT id, kind, response, detail FROM proposals WHERE case_id = ? AND "
                       "status = 'open' AND id NOT IN (SELECT proposal_id FROM votes WHERE "
                       "member = ?) ORDER BY id", [case_id, member]):
-        if p["kind"] == "signoff":
-            items.append(f"your sign-off of the clear-and-severe fast path (#vote on "
-                         f"proposal {p['id']})")
+        if p["kind"] == consensus.SIGNOFF:
+            items.append({"what": "your sign-off of the clear-and-severe fast path "
+                                  f"(sign-off item {p['id']})",
+                          "command": "#signoff agree", "or": "#signoff object <why>"})
         else:
-            items.append(f"your #vote on proposal {p['id']}: {p['response']}"
-                         f"{' - ' + p['detail'] if p['detail'] else ''}")
+            items.append({"what": f"your vote on proposal {p['id']}: {consensus.what(p)}",
+                          "command": f"#vote {p['id']} agree",
+                          "or": f"#vote {p['id']} object <why>"})
     if cases.acting_chair(db, cfg, case_id) == member:
-        for d in db.query("SELECT id, template, to_role FROM drafts WHERE case_id = ? AND "
-                          "state = 'pending' ORDER BY id", [case_id]):
-            items.append(f"your #confirm {d['id']} of the {d['template']} draft to the "
-                         f"{d['to_role']}")
+        for d in db.query("SELECT id, case_id, template, to_role FROM drafts WHERE "
+                          "case_id = ? AND state = 'pending' ORDER BY id", [case_id]):
+            try:
+                severe.hold_notice(db, d)
+                after = ""
+            except CommandError:  # a fast-path notice: its instruction comes first
+                after = ", after the instruction to the moderators above"
+            items.append({"what": f"your confirmation of draft {d['id']} ({d['template']} "
+                                  f"to the {d['to_role']}){after}",
+                          "command": f"#confirm {d['id']}", "or": f"#discard {d['id']}"})
     return items

@@ -33,13 +33,25 @@ ENDINGS: dict[str, tuple[str, str]] = {
                  "a response was agreed"),
     "decided": ("SELECT 1 FROM proposals WHERE id = :ref AND status != 'open'",
                 "the proposal was decided"),
+    # Personal contact since the alarm was armed: mail other than the automatic
+    # acknowledgement, or a call summary (#call) with the reporter.
     "reporter-contacted": (
         "SELECT 1 FROM outbound o JOIN outbound_rcpt r ON r.outbound_id = o.id "
         "JOIN people p ON p.case_id = o.case_id AND p.role = 'reporter' AND p.address = r.rcpt "
-        "WHERE o.case_id = :case AND o.kind != 'ack'", "the reporter was written to"),
+        "WHERE o.case_id = :case AND o.kind != 'ack' AND o.created_at >= :since "
+        "UNION ALL SELECT 1 FROM notes n, json_each(n.participants) j WHERE n.case_id = :case "
+        "AND n.kind = 'call' AND n.at >= :since AND lower(trim(j.value)) IN "
+        "(SELECT 'reporter' UNION SELECT 'the reporter' UNION SELECT address FROM people "
+        "WHERE case_id = :case AND role = 'reporter' AND address != '' UNION SELECT lower(name) "
+        "FROM people WHERE case_id = :case AND role = 'reporter' AND name != '')",
+        "the reporter was written to or called"),
     "followed-up": ("SELECT 1 FROM messages WHERE case_id = :case AND received_at > :since "
                     "AND (from_addr = :ref OR (:ref = '' AND kind = 'member'))",
                     "the committee heard back"),
+    "reported-back": ("SELECT 1 FROM notes WHERE case_id = :case AND kind IN ('acted', 'call') "
+                      "AND at >= :since", "a member reported back (#acted or #call)"),
+    "form-received": ("SELECT 1 FROM notes WHERE case_id = :case AND kind = 'event-report' "
+                      "AND at >= :since", "the event incident report form arrived"),
     "mediation-dropped": ("SELECT 1 FROM mediations WHERE id = :ref AND status != 'settled'",
                           "the mediation was replaced or dropped"),
     "ban-lifted": ("SELECT 1 FROM bans WHERE id = :ref AND lifted_at IS NOT NULL",
@@ -48,7 +60,7 @@ ENDINGS: dict[str, tuple[str, str]] = {
                   "AND ends_at <= :now", "the ban has ended"),
 }
 # Events that arm a clock by themselves (``start = ...``, see :func:`start`).
-STARTS = ("report", "urgent", "delegate")
+STARTS = ("report", "urgent", "delegate", "review")
 DIGEST = "digest"  # the alarm that sends the daily digests; it has no case
 
 DURATION = re.compile(r"^\s*(\d+)\s+(business\s+)?(minute|hour|day|week)s?\s*$", re.IGNORECASE)

@@ -24,7 +24,7 @@ import sqlite_utils
 from mailflow import store, timestamps
 from mailflow.case import cases, consensus
 from mailflow.case.notices import mail_members
-from mailflow.case.sanctions import flag_case
+from mailflow.case.sanctions import case_flags, flag_case
 from mailflow.clocks import alarms, digest
 from mailflow.clocks.policy import ACTIONS as POLICY_ACTIONS
 from mailflow.clocks.policy import DIGEST, Clock, Policy
@@ -64,8 +64,10 @@ def run_due(db: sqlite_utils.Database, svc: Services, now: datetime | None = Non
     policy = Policy.from_rules(svc.rules)
     with store.transaction(db):
         alarms.keep_digest_armed(db, policy, now)
-        # A backstop: records written outside the pipeline still start their clocks.
+        # A backstop: records written outside the pipeline still start their clocks;
+        # and clocks that time alone meets (a ban that has ended) close.
         alarms.reconcile(db, svc.rules)
+        alarms.close_met(db, svc.rules, now=now, by_time_only=True)
     # The digest goes last, so that it tells what this pass did.
     due = db.execute("SELECT id FROM alarms WHERE state = 'pending' AND due_at <= ? "
                      "ORDER BY clock = ?, due_at, id", [timestamps.stamp(now), DIGEST]
@@ -143,7 +145,7 @@ def _reminder(f: Firing, members: list[str], audience: str) -> str:
         f.svc.templates, "alarm", committee=f.svc.cfg.committee, case=case,
         clock=f.spec.name, about=f.spec.about, ref=f.alarm["ref"],
         due=f.policy.show(timestamps.parse(f.alarm["due_at"])), late=f.late,
-        fired=f.policy.show(f.now),
+        fired=f.policy.show(f.now), flags=case_flags(f.db, f.case_id),
         next_due=f.policy.show(f.next_due) if f.next_due else None)
     mail_members(f.db, f.svc, f.case_id, members, subject=text.subject, body=text.body,
                        kind="alarm")

@@ -9,7 +9,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from mailflow.case import cases
+from mailflow.case import cases, sanctions, severe
 from mailflow.commands.language import COMMAND_LINE
 from mailflow.commands.spec import Invocation, command
 from mailflow.responses.drafts import (
@@ -74,6 +74,8 @@ def _send(inv: Invocation) -> str:
     if template not in sendable:
         raise DraftError(f"#send cannot use template {template!r}; it can use: "
                          f"{', '.join(sendable)}")
+    if template in sanctions.SANCTION_TEMPLATES and role == "reporter":
+        sanctions.reporter_may_face(inv.db, inv.case_id, None)
     fields = parse_fields(inv.cmd.text, inv.svc.parts.commands)
     # Standard fields (recipients' greeting, reply addresses, the record) are not the
     # author's to change.
@@ -93,6 +95,7 @@ def _send(inv: Invocation) -> str:
                   usage="#confirm <draft-id>", example="#confirm 7")
 def _confirm(inv: Invocation) -> str:
     draft = pending_draft(inv.db, inv.case_id, inv.cmd.args)
+    severe.hold_notice(inv.db, draft)
     sent = send(inv.db, inv.svc, draft, inv.actor)
     cc = " cc the committee" if draft["cc_committee"] else ""
     return (f"draft {draft['id']} sent to the {draft['to_role']} "

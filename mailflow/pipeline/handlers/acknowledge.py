@@ -6,7 +6,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from mailflow import timestamps
-from mailflow.case import cases
+from mailflow.case import cases, sanctions
 from mailflow.mail import render
 from mailflow.mail.compose import compose
 from mailflow.mail.tokens import split_address
@@ -79,7 +79,10 @@ def acknowledge(ctx: Context) -> None:
         reason = f"rate limit for {recipient}"
     if reason:
         audit.append(ctx.db, "mailflow", "no acknowledgement", ctx.case_id, reason=reason)
-        ctx.flags.append(f"No acknowledgement was sent: {reason}.")
+        # The committee must know that the reporter has heard nothing from us.
+        sanctions.flag_case(ctx.db, ctx.case_id, f"acknowledgement withheld: {reason}")
+        ctx.flags.append(f"No acknowledgement was sent ({reason}): the reporter has heard "
+                         "nothing from us; contact them personally.")
         return
     cfg = ctx.cfg
     reply_address = f"conduct+{ctx.svc.signer.case_token(ctx.case_id)}@{cfg.committee.domain}"

@@ -9,7 +9,8 @@ from mailflow.pipeline.context import Context
 def start_clocks(ctx: Context) -> None:
     """Start the clocks a new case calls for (a report's; a delegate's, if an event
     delegate opened it without the incident report form), then those the case's
-    records call for.  After the commands, which may have changed the records."""
+    records call for, and close the clocks this message met.  After the commands,
+    which may have changed the records."""
     if not ctx.case_id:
         return
     db, rules, case_id = ctx.db, ctx.svc.rules, ctx.case_id
@@ -22,3 +23,4 @@ def start_clocks(ctx: Context) -> None:
                 [case_id]).fetchone():
             alarms.start(db, rules, case_id, "delegate", ref=sender)
     alarms.reconcile(db, rules, case_id)
+    alarms.close_met(db, rules, case_id)

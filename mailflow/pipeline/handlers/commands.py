@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from mailflow import store
 from mailflow.case import cases
-from mailflow.case.notices import mail_members
+from mailflow.case.notices import mail_members, thread_subject
 from mailflow.commands.language import Command, Parsed, parse
 from mailflow.commands.spec import CommandError, Invocation, permission
 from mailflow.mail.compose import header_safe
@@ -120,11 +120,10 @@ def send_transcript(ctx: Context, to: str, outcomes: list[Outcome], applied: boo
     if outcomes:
         lines.append("All commands were applied." if applied
                      else "Nothing in this message was applied.")
-    # mail_members puts the case's tag in front; the one quoted from the subject goes.
-    subject = cases.tag_pattern(ctx.cfg).sub("", ctx.parsed.subject).strip()
+    # mail_members puts the case's tag in front: "[coc #ID] Transcript: <subject>".
     mail_members(ctx.db, ctx.svc, ctx.case_id, [to], kind="transcript",
                  in_reply_to=ctx.parsed.message_id,
-                 subject=header_safe(f"Transcript: {subject or '(no subject)'}"),
+                 subject=header_safe(f"Transcript: {thread_subject(ctx.cfg, ctx.parsed.subject)}"),
                  body="\n".join(lines) + "\n", auto_submitted="auto-replied")
 
 

@@ -52,26 +52,30 @@ def route(ctx: Context) -> None:
         events.file_report(ctx, event)
         return
     forwarded = ctx.parsed.forwarded[0] if ctx.parsed.forwarded else None
-    if forwarded and forwarded.from_addr and _trusted_forwarder(ctx):
-        # Someone went to the board (or to one member) instead, who passes it on.
+    delegate = events.is_delegate(ctx)
+    if forwarded and forwarded.from_addr and (_trusted_forwarder(ctx) or delegate):
+        # Someone went to the board (or to one member, or to an event's delegate)
+        # instead, who passes it on.
         ctx.kind = "forward"
         ctx.case_id = cases.open_case(ctx.db, ctx.cfg, forwarded.subject or ctx.parsed.subject,
                                          when=ctx.when, status=ctx.status_opened)
         cases.add_person(ctx.db, ctx.case_id, "reporter", forwarded.from_addr, forwarded.from_name)
-        cases.add_person(ctx.db, ctx.case_id, "forwarder", ctx.sender or "", ctx.parsed.from_name)
+        cases.add_person(ctx.db, ctx.case_id, "delegate" if delegate else "forwarder",
+                         ctx.sender or "", ctx.parsed.from_name)
     else:
         ctx.kind = "report"
         ctx.case_id = cases.open_case(ctx.db, ctx.cfg, ctx.parsed.subject, when=ctx.when,
                                       status=ctx.status_opened)
-        if ctx.sender and not event:
-            cases.add_person(ctx.db, ctx.case_id, "reporter", ctx.sender, ctx.parsed.from_name)
+        if not event:
+            events.record_sender(ctx)
     ctx.new_case = True
     events.file_report(ctx, event)
 
 
 def _trusted_forwarder(ctx: Context) -> bool:
     """A board or committee member forwarding what was sent to them: the original
-    author is the reporter.  Anyone else forwarding mail is its reporter themselves."""
+    author is the reporter (an event's delegate too, see ``events``).  Anyone else
+    forwarding mail is its reporter themselves."""
     sender = ctx.sender or ""
     return ctx.cfg.is_board(sender) or ctx.cfg.is_member(sender)
 

@@ -4,11 +4,14 @@ the members who are on the case, never to anyone else.
 Each member's copy has its own Reply-To, ``committee+<member token>@``: replying to it
 proves to mailflow which member wrote (the token is signed and expires), and the
 From is the committee's own address, so reply-all cannot reach the reporter.
+
+Each copy is rendered for its member: a new report shows the reporter's earlier
+cases, less those that member is recused from (:func:`mailflow.case.abuse.history`).
 """
 
 from __future__ import annotations
 
-from mailflow.case import cases
+from mailflow.case import abuse, cases
 from mailflow.case.notices import case_root_id, list_headers, member_reply_address
 from mailflow.mail import render
 from mailflow.mail.compose import compose, header_safe
@@ -16,6 +19,7 @@ from mailflow.outbound.queue import enqueue
 from mailflow.pipeline.context import Context
 
 COPIED_KINDS = ("report", "forward", "reply", "member")
+NEW_REPORT_KINDS = ("report", "forward")
 
 
 def committee_subject(ctx: Context) -> str:
@@ -49,8 +53,8 @@ def copy_to_committee(ctx: Context) -> None:
         return
     roles = cases.people(ctx.db, ctx.case_id) if ctx.case_id else []
     role = next((p["role"] for p in roles if p["address"] == sender), None)
-    text = render.render(
-        ctx.svc.templates, "committee-copy", subject_line=committee_subject(ctx),
+    fields = dict(
+        subject_line=committee_subject(ctx),
         committee=cfg.committee, kind=ctx.kind, case_id=ctx.case_id,
         sender=sender, sender_name=ctx.parsed.from_name, sender_role=role,
         subject=ctx.parsed.subject, date=ctx.parsed.date, body=ctx.parsed.text_with_forwards,
@@ -65,6 +69,9 @@ def copy_to_committee(ctx: Context) -> None:
     attach = ctx.raw if ctx.parsed.attachments or any(
         f.attached for f in ctx.parsed.forwarded) else None
     for member in recipients:
+        text = render.render(ctx.svc.templates, "committee-copy", **fields, history=(
+            abuse.history(ctx.db, ctx.case_id, member)
+            if ctx.kind in NEW_REPORT_KINDS and ctx.case_id else []))
         msg = compose(
             cfg, from_=(f"{display} via {cfg.committee.name}", cfg.committee.committee_address),
             to=[cfg.committee.committee_address], subject=text.subject, body=text.body,

@@ -15,7 +15,16 @@ from datetime import UTC, datetime
 
 import sqlite_utils
 
-from mailflow.store.migrations import clocks, core, held, imap, responses, search, workflow
+from mailflow.store.migrations import (
+    clocks,
+    core,
+    due_process,
+    held,
+    imap,
+    responses,
+    search,
+    workflow,
+)
 
 Migration = tuple[str, Callable[[sqlite_utils.Database], None]]
 Transaction = Callable[[sqlite_utils.Database], AbstractContextManager[sqlite_utils.Database]]
@@ -29,6 +38,7 @@ ALL: list[Migration] = [
     *workflow.MIGRATIONS,
     *responses.MIGRATIONS,
     *held.MIGRATIONS,
+    *due_process.MIGRATIONS,
 ]
 
 
