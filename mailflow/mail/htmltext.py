@@ -1,0 +1,170 @@
+"""HTML mail as the plain text its reader sees, with what it quotes marked ``> ``.
+
+HTML-only replies (Exchange and Outlook on the web, BlackBerry, Apple Mail, Thunderbird
+set to HTML) carry their quote in the markup instead of ``>`` lines: a ``blockquote``,
+Gmail's ``gmail_quote``, Thunderbird's ``moz-cite-prefix``, or Outlook's reply header
+(``divRplyFwdMsg``, ``OutlookMessageHeader``, the ruled ``From:`` block), after which
+everything is the quoted original.  Rendered with those parts marked ``> `` and
+signatures opened by ``-- ``, HTML mail reaches the one splitter
+(:mod:`mailflow.mail.quotes`) in the same shape as plain mail, and the archive keeps a
+readable text of it.
+
+The markup is parsed by lexbor's HTML5 parser (selectolax), which builds the tree a
+browser builds from the same bytes: a missing or stray end tag ends a quote where the
+reader sees it end.  The walk over the tree is iterative (no recursion limit for deep
+nesting) and stops after :data:`MAX_ELEMENTS` elements; what follows is left out, as
+quoted, so a command can never be read from a part that was not looked at.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from selectolax.lexbor import LexborHTMLParser, LexborNode
+
+MAX_ELEMENTS = 50_000
+
+SKIPPED = frozenset({"head", "style", "script", "title", "template", "noscript", "svg",
+                     "object", "iframe"})
+# Elements that start and end a line of their own.
+BLOCKS = frozenset({
+    "address", "article", "aside", "blockquote", "center", "dd", "div", "dl", "dt",
+    "fieldset", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header",
+    "hr", "li", "main", "nav", "ol", "p", "pre", "section", "table", "tr", "ul",
+})
+QUOTE_CLASSES = frozenset({"gmail_quote", "moz-cite-prefix", "yahoo_quoted", "protonmail_quote"})
+SIGNATURE_CLASSES = frozenset({"gmail_signature", "moz-signature"})
+SIGNATURE_IDS = frozenset({"Signature", "signature", "ms-outlook-mobile-signature"})
+# Outlook and Exchange put the original after these, with no element around it.
+ORIGINAL_IDS = frozenset({"divRplyFwdMsg", "appendonsend", "stopSpelling",
+                          "mail-editor-reference-message-container", "OLK_SRC_BODY_SECTION"})
+ORIGINAL_CLASSES = frozenset({"OutlookMessageHeader"})
+# Outlook desktop's reply header: a div ruled at the top (2007 to 365, in/cm units).
+OUTLOOK_RULE = re.compile(r"border-top:\s*solid\s+#(?:E1E1E1|B5C4DF)\s+1\.0pt", re.IGNORECASE)
+HTML_SPACE = " \t\n\r\f"
+SPACES = re.compile(r"[ \t\n\r\f]+")  # HTML's white space: not the no-break space
+
+
+class _Lines:
+    """The text being built, line by line, each with its quote depth."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.words: list[str] = []
+        self.depth = 0          # blockquote-like elements the walk is inside
+        self.original = False   # past an Outlook reply header: all the rest is quoted
+        self.line_depth = 0
+
+    def text(self, data: str, pre: bool) -> None:
+        if pre:
+            first, *rest = data.split("\n")
+            self._add(first)
+            for part in rest:
+                self.end(blank=True)
+                self._add(part)
+        else:
+            self._add(SPACES.sub(" ", data))
+
+    def _add(self, data: str) -> None:
+        if not self.words or not "".join(self.words).strip(HTML_SPACE):
+            self.line_depth = self.quote_depth()
+        self.words.append(data)
+
+    def quote_depth(self) -> int:
+        return max(self.depth, 1) if self.original else self.depth
+
+    def end(self, blank: bool = False) -> None:
+        """End the current line; ``blank``: even if it is empty (a ``<br>``)."""
+        text = "".join(self.words)
+        self.words = []
+        if not text.strip(HTML_SPACE) and not blank:
+            return  # a no-break space alone makes a line (Outlook's empty paragraphs)
+        text = text.replace("\xa0", " ").strip()
+        depth = self.line_depth if text else self.quote_depth()
+        self.lines.append(">" * depth + " " + text if depth and text else ">" * depth + text)
+
+    def signature(self) -> None:
+        """A signature block starts: a ``-- `` line before it, unless it has one."""
+        self.end()
+        if not self.lines or self.lines[-1].lstrip("> ").rstrip() != "--":
+            depth = self.quote_depth()
+            self.lines.append((">" * depth + " " if depth else "") + "-- ")
+
+    def result(self) -> str:
+        self.end()
+        return re.sub(r"\n{3,}", "\n\n", "\n".join(self.lines)).strip("\n")
+
+
+def _children(node: LexborNode) -> Iterator[LexborNode]:
+    return iter(node.iter(include_text=True))
+
+
+def _opens(node: LexborNode, tag: str, out: _Lines) -> bool:
+    """What an element does to the text before its content: True if it quotes it."""
+    if tag in ("div", "hr", "blockquote"):
+        attrs = node.attributes
+        ident = attrs.get("id") or ""
+        classes = set((attrs.get("class") or "").split())
+        if (ident in ORIGINAL_IDS or classes & ORIGINAL_CLASSES
+                or OUTLOOK_RULE.search(attrs.get("style") or "")):
+            out.end()
+            out.original = True
+        if ident in SIGNATURE_IDS or classes & SIGNATURE_CLASSES:
+            out.signature()
+        return tag == "blockquote" or bool(classes & QUOTE_CLASSES)
+    return False
+
+
+def html_to_text(markup: str) -> str:
+    """The text of an HTML part: blocks on lines of their own, quoted parts marked with
+    ``> `` (one per level), signatures after a ``-- `` line.  Never raises."""
+    try:
+        tree = LexborHTMLParser(markup)
+        root = tree.body or tree.root
+    except Exception:  # the parser refused the input outright: no text to read
+        return ""
+    if root is None:
+        return ""
+    out = _Lines()
+    # For each open element: its children still to visit, whether it quotes, whether
+    # it is a <pre>, whether it is a block.
+    stack: list[tuple[Iterator[LexborNode], bool, bool, bool]] = [
+        (_children(root), False, False, True)]
+    pre = 0
+    elements = 0
+    while stack:
+        children, quotes, is_pre, block = stack[-1]
+        child = next(children, None)
+        if child is None:
+            stack.pop()
+            pre -= is_pre
+            if block:
+                out.end()
+            out.depth -= quotes
+            continue
+        tag = child.tag or ""
+        if tag == "-text":
+            out.text(child.text_content or "", pre > 0)
+            continue
+        if tag.startswith("-") or tag in SKIPPED:
+            continue
+        elements += 1
+        if elements > MAX_ELEMENTS:
+            out.end()
+            out.original = True
+            out.text("[the rest of this HTML was not read: over "
+                     f"{MAX_ELEMENTS} elements]", False)
+            break
+        if tag == "br":
+            out.end(blank=True)
+            continue
+        block = tag in BLOCKS
+        if block:
+            out.end()
+        quotes = _opens(child, tag, out)
+        out.depth += quotes
+        child_pre = tag == "pre"
+        pre += child_pre
+        stack.append((_children(child), quotes, child_pre, block))
+    return out.result()
