@@ -71,6 +71,9 @@ class Parsed:
     attachments: list[dict] = field(default_factory=list)
     defects: list[str] = field(default_factory=list)
     forwarded: list[Forwarded] = field(default_factory=list)
+    # The text is plain text that was not format=flowed: its client may have wrapped
+    # long lines (Gmail, Outlook), so a command's line may go on on the next one.
+    hard_wrapped: bool = False
 
     @property
     def forwarded_text(self) -> str:
@@ -191,12 +194,13 @@ def _lines(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def plain_text(part: Message, defects: list[str]) -> str:
-    """A text/plain part's text; format=flowed (RFC 3676) unwrapped to its lines."""
+def plain_text(part: Message, defects: list[str]) -> tuple[str, bool]:
+    """A text/plain part's text, format=flowed (RFC 3676) unwrapped to its lines, and
+    whether it was not flowed (so its client may have hard-wrapped it)."""
     text = part_text(part, defects)
     if _param(part, "format") == "flowed":
-        text = unflow(text, delsp=_param(part, "delsp") == "yes")
-    return text
+        return unflow(text, delsp=_param(part, "delsp") == "yes"), False
+    return text, True
 
 
 def _param(part: Message, name: str) -> str:
@@ -206,8 +210,9 @@ def _param(part: Message, name: str) -> str:
 
 def _body_and_attachments(
     msg: Message, defects: list[str], forwarded: list[Forwarded]
-) -> tuple[str, list[dict]]:
-    plain: list[str] = []
+) -> tuple[str, list[dict], bool]:
+    """The body's text, the attachments, and whether the text may be hard-wrapped."""
+    plain: list[tuple[str, bool]] = []
     htmls: list[str] = []
     attachments: list[dict] = []
 
@@ -240,16 +245,16 @@ def _body_and_attachments(
     collect(msg)
     # The plain alternative, as the sender's client wrote it; HTML when it is missing or
     # empty (some clients send an empty text/plain beside the real HTML).
-    body = "\n".join(plain)
+    body = "\n".join(text for text, _ in plain)
     if not body.strip():
-        body = "\n".join(htmls)
-    return body, attachments
+        return "\n".join(htmls), attachments, False
+    return body, attachments, any(wrapped for _, wrapped in plain)
 
 
 def _forwarded_from_message(inner: Message, defects: list[str]) -> Forwarded:
     pairs = addresses(inner.get_all("From") or [])
     name, addr = pairs[0] if pairs else ("", None)
-    body, attachments = _body_and_attachments(inner, defects, [])
+    body, attachments, _ = _body_and_attachments(inner, defects, [])
     return Forwarded(addr, name, header_text(inner.get("Subject")), body, attached=True,
                      date=header_text(inner.get("Date")), attachments=attachments)
 
@@ -301,10 +306,10 @@ def parse(raw: bytes) -> Parsed:
 
     forwarded: list[Forwarded] = []
     try:
-        body, attachments = _body_and_attachments(msg, defects, forwarded)
+        body, attachments, wrapped = _body_and_attachments(msg, defects, forwarded)
     except Exception as e:  # the stdlib parser can still trip on pathological nesting
         defects.append(f"body not parsed: {type(e).__name__}")
-        body, attachments = clean(raw.decode("utf-8", "replace")), []
+        body, attachments, wrapped = _lines(clean(raw.decode("utf-8", "replace"))), [], True
     if not forwarded:
         inline = _inline_forward(body, header_text(msg.get("Subject")))
         if inline:
@@ -327,4 +332,5 @@ def parse(raw: bytes) -> Parsed:
         attachments=attachments,
         defects=sorted(set(defects)),
         forwarded=forwarded,
+        hard_wrapped=wrapped,
     )
