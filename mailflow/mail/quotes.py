@@ -54,7 +54,7 @@ NEW, QUOTE, SIGNATURE = "new", "quote", "signature"
 def split(text: str) -> Reply:
     """Split a mail's text (``\\n`` line ends) into new text, quoted text and signature."""
     lines = text.split("\n")
-    kinds = _classify(lines[:MAX_LINES]) + [QUOTE] * max(0, len(lines) - MAX_LINES)
+    kinds = _classify(lines)
     parts: dict[str, list[list[str]]] = {NEW: [], QUOTE: [], SIGNATURE: []}
     previous = None
     for line, kind in zip(lines, kinds, strict=True):
@@ -75,7 +75,7 @@ def _classify(lines: list[str]) -> list[str]:
     kinds: list[str] = []
     current = NEW
     i = 0
-    while i < len(lines):
+    while i < min(len(lines), MAX_LINES):
         line = lines[i]
         stripped = line.strip()
         if stripped.startswith(">"):
@@ -99,7 +99,7 @@ def _classify(lines: list[str]) -> list[str]:
             current = SIGNATURE
         kinds.append(current)
         i += 1
-    return kinds
+    return kinds + [QUOTE] * (len(lines) - len(kinds))
 
 
 def _attribution(lines: list[str], i: int) -> int:

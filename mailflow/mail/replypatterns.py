@@ -55,7 +55,7 @@ OTHER_HEADER = re.compile(
     r"|Enviada em|Enviado em|Assunto"                                        # Portuguese
     r"|Verzonden|Aan|Onderwerp|Beantwoorden - Aan"                           # Dutch
     r"|Sendt|Til|Emne|Skickat|Till|Ämne|Wysłano|Do|Temat|DW)"                # Nordic, Polish
-    r"\s*\*?\s*:(?:\s|$)", _I)
+    r"\s*\*?\s*:\*?(?:\s|$)", _I)
 
 ORIGINAL_MESSAGE = re.compile(
     r"^[\s*]*-{2,}\s*(?:Original Message|Reply Message|Ursprüngliche Nachricht|"
