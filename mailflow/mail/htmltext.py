@@ -13,17 +13,30 @@ The markup is parsed by lexbor's HTML5 parser (selectolax), which builds the tre
 browser builds from the same bytes: a missing or stray end tag ends a quote where the
 reader sees it end.  The walk over the tree is iterative (no recursion limit for deep
 nesting) and stops after :data:`MAX_ELEMENTS` elements; what follows is left out, as
-quoted, so a command can never be read from a part that was not looked at.
+quoted, so a command can never be read from a part that was not looked at.  An HTML5
+parser spends time on every block element in proportion to how deep it stands (as
+every browser's does; they cap the depth), so markup nested deeper than
+:data:`MAX_DEPTH` is not parsed at all: its text is shown with the tags stripped, all of
+it as quoted.
 """
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Iterator
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 MAX_ELEMENTS = 50_000
+MAX_DEPTH = 1_000
+TAG = re.compile(r"<(/?)([A-Za-z][A-Za-z0-9:-]{0,40})")
+# Elements that never nest: void ones, and those the parser closes by itself.
+NOT_NESTING = frozenset({
+    "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param",
+    "source", "track", "wbr", "p", "li", "td", "th", "tr", "dt", "dd", "option",
+    "optgroup", "tbody", "thead", "tfoot", "colgroup", "html", "head", "body",
+})
 
 SKIPPED = frozenset({"head", "style", "script", "title", "template", "noscript", "svg",
                      "object", "iframe"})
@@ -116,9 +129,33 @@ def _opens(node: LexborNode, tag: str, out: _Lines) -> bool:
     return False
 
 
+def _too_deep(markup: str) -> bool:
+    """Whether elements may nest deeper than :data:`MAX_DEPTH` (counting the tags that
+    can nest; checked only when there are that many tags at all)."""
+    if markup.count("<") <= MAX_DEPTH:
+        return False
+    depth = 0
+    for match in TAG.finditer(markup):
+        if match.group(2).lower() in NOT_NESTING:
+            continue
+        depth = max(0, depth - 1) if match.group(1) else depth + 1
+        if depth > MAX_DEPTH:
+            return True
+    return False
+
+
+def _flat_quoted(markup: str) -> str:
+    text = html.unescape(re.sub(r"<[^>]*>", " ", markup))
+    lines = [f"[this HTML nests deeper than {MAX_DEPTH} elements: shown without its markup]"]
+    lines += [line.strip() for line in text.splitlines() if line.strip()]
+    return "\n".join("> " + line for line in lines)
+
+
 def html_to_text(markup: str) -> str:
     """The text of an HTML part: blocks on lines of their own, quoted parts marked with
     ``> `` (one per level), signatures after a ``-- `` line.  Never raises."""
+    if _too_deep(markup):
+        return _flat_quoted(markup)
     try:
         tree = LexborHTMLParser(markup)
         root = tree.body or tree.root
