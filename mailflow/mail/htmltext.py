@@ -65,6 +65,7 @@ class _Lines:
     def __init__(self) -> None:
         self.lines: list[str] = []
         self.words: list[str] = []
+        self.started = False    # the current line has something to show
         self.depth = 0          # blockquote-like elements the walk is inside
         self.original = False   # past an Outlook reply header: all the rest is quoted
         self.line_depth = 0
@@ -76,11 +77,15 @@ class _Lines:
             for part in rest:
                 self.end(blank=True)
                 self._add(part)
-        else:
-            self._add(SPACES.sub(" ", data))
+        elif data.strip(HTML_SPACE):
+            collapse = "\n" in data or "  " in data or "\t" in data or "\r" in data
+            self._add(SPACES.sub(" ", data) if collapse else data)
+        elif self.started:
+            self.words.append(" ")  # white space between words
 
     def _add(self, data: str) -> None:
-        if not self.words or not "".join(self.words).strip(HTML_SPACE):
+        if not self.started and data.strip(HTML_SPACE):
+            self.started = True  # (a no-break space counts: Outlook's empty paragraphs)
             self.line_depth = self.quote_depth()
         self.words.append(data)
 
@@ -89,13 +94,16 @@ class _Lines:
 
     def end(self, blank: bool = False) -> None:
         """End the current line; ``blank``: even if it is empty (a ``<br>``)."""
-        text = "".join(self.words)
-        self.words = []
-        if not text.strip(HTML_SPACE) and not blank:
-            return  # a no-break space alone makes a line (Outlook's empty paragraphs)
-        text = text.replace("\xa0", " ").strip()
-        depth = self.line_depth if text else self.quote_depth()
-        self.lines.append(">" * depth + " " + text if depth and text else ">" * depth + text)
+        if not self.started:
+            self.words.clear()
+            if blank:
+                self.lines.append(">" * self.quote_depth())
+            return
+        text = "".join(self.words).replace("\xa0", " ").strip()
+        self.words.clear()
+        self.started = False
+        depth = self.line_depth
+        self.lines.append((">" * depth + " " + text if text else ">" * depth) if depth else text)
 
     def signature(self) -> None:
         """A signature block starts: a ``-- `` line before it, unless it has one."""
@@ -184,7 +192,7 @@ def html_to_text(markup: str) -> str:
         if tag == "-text":
             out.text(child.text_content or "", pre > 0)
             continue
-        if tag.startswith("-") or tag in SKIPPED:
+        if tag[:1] == "-" or tag in SKIPPED:
             continue
         elements += 1
         if elements > MAX_ELEMENTS:
