@@ -13,9 +13,10 @@ In one process, each measured as the best of five batches (the machine is shared
 
 ``--libraries``: the maintained splitters evaluated for the README (mail-parser-reply,
 quotequail, email_reply_parser), where installed (`pip install` them by hand, they are
-not dependencies), on the same corpus: how many replies each reads right (no quoted
-'#violation no' in what it returns as new, the member's commands all in it), and their
-time on one hostile line.  Results to stdout and bench/results/replies.json.
+not dependencies), on the same corpus: how many replies each reads right (exactly the
+member's commands read from what it returns as new text, all the member's lines kept,
+no line of the quote header or the quoted copy in it), and their time on one hostile
+line.  Results to stdout and bench/results/replies.json.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from mailflow.app import COMMANDS  # noqa: E402
+from mailflow.commands.language import parse as parse_commands  # noqa: E402
 from mailflow.mail import quotes  # noqa: E402
 from mailflow.mail.htmltext import html_to_text  # noqa: E402
 from mailflow.mail.parse import parse  # noqa: E402
@@ -105,7 +108,7 @@ def measure_libraries() -> dict:
         pass
     try:
         import quotequail
-        candidates["quotequail"] = lambda t: quotequail.quote(t)[0][1]
+        candidates["quotequail"] = lambda t: quotequail.quote(t, quote_intro_line=True)[0][1]
     except ImportError:
         pass
     try:
@@ -118,9 +121,13 @@ def measure_libraries() -> dict:
     for name, split in candidates.items():
         right = []
         for reply in sorted(expected):
-            new = split(parse((CORPUS / f"{reply}.eml").read_bytes()).body_text)
-            wanted = [c.split("\n")[0][:30] for c in expected[reply]["commands"]]
-            if "#violation no" not in new and all(w in new for w in wanted):
+            parsed = parse((CORPUS / f"{reply}.eml").read_bytes())
+            new = split(parsed.body_text)
+            commands = [c.line for c in parse_commands(new, COMMANDS, parsed.hard_wrapped)
+                        .commands]
+            kept = all(line in new for line in expected[reply]["new"].split("\n"))
+            leaked = parsed.quoted_text.split("\n")[0] in new or "Case:      " in new
+            if commands == expected[reply]["commands"] and kept and not leaked:
                 right.append(reply)
         start = time.perf_counter()
         split(hostile)
