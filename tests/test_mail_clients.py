@@ -50,6 +50,13 @@ def world(tmp_path_factory) -> Iterator[tuple[MailflowServer, CaptureRelay]]:
         relay.stop()
 
 
+def new_case(world: tuple[MailflowServer, CaptureRelay], who: str) -> Case:
+    """A case of its own, reported from its own address (acknowledgements are limited
+    per sender)."""
+    server, relay = world
+    return open_case(server, relay, reporter=f"rita.{who}@people.test")
+
+
 def as_reply(raw: bytes, copy: Captured, case_id: str) -> bytes:
     """A corpus reply re-addressed to the copy it answers, as the member's client would
     have sent it: To the copy's Reply-To, threaded under it, the case's own tag.  The
@@ -102,8 +109,7 @@ def next_copy(case: Case, member: str, sender_name: str, before: int = 0) -> str
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
 def test_each_client_applies_only_what_the_member_wrote(world, name):
-    server, relay = world
-    case = open_case(server, relay, reporter=f"rita.{name}@people.test")
+    case = new_case(world, name)
     expected = EXPECTED[name]
     t = reply(case, M1, (CORPUS / f"{name}.eml").read_bytes())
 
@@ -137,8 +143,7 @@ def outlook_reply(new_text: str) -> bytes:
 
 
 def test_a_quoted_command_under_an_outlook_header_never_applies(world):
-    server, relay = world
-    case = open_case(server, relay, reporter="rita.outlook@people.test")
+    case = new_case(world, "outlook")
     t = reply(case, M1, outlook_reply("Not sure yet; still reading.\r\n#ongoing no"))
     assert "> #ongoing no" in t and "#violation" not in t and "#close" not in t
     assert record(case)["violation"] is None and record(case)["ongoing"] == "no"
@@ -149,8 +154,7 @@ def test_a_quoted_command_under_an_outlook_header_never_applies(world):
 
 
 def test_hashtags_in_quote_or_signature_do_not_refuse_the_mail(world):
-    server, relay = world
-    case = open_case(server, relay, reporter="rita.hashtags@people.test")
+    case = new_case(world, "hashtags")
     body = ("#violation yes\r\n\r\n-- \r\nAda Lovelace\r\n#conduct-team on the chat\r\n\r\n"
             "On Tue, Nov 24, 2026 at 10:02 AM Kim Park <kim@example.org> wrote:\r\n"
             "> #general is where it happened\r\n> #violaton no\r\n")
@@ -161,8 +165,7 @@ def test_hashtags_in_quote_or_signature_do_not_refuse_the_mail(world):
 
 
 def test_a_hashtag_in_new_text_is_echoed_and_a_typo_refuses(world):
-    server, relay = world
-    case = open_case(server, relay, reporter="rita.typo@people.test")
+    case = new_case(world, "typo")
     t = reply(case, M1, make_mail(M1, "x", "Re: [coc #2026-0001] case",
                                   "#violation yes\r\n#general is where it happened\r\n"))
     assert "> #general is where it happened\nnot a command: ignored" in t
@@ -176,8 +179,7 @@ def test_a_hashtag_in_new_text_is_echoed_and_a_typo_refuses(world):
 
 
 def test_a_command_written_below_the_quote_applies_and_gets_a_transcript(world):
-    server, relay = world
-    case = open_case(server, relay, reporter="rita.below@people.test")
+    case = new_case(world, "below")
     body = ("On 24/11/2026 10:02, Kim Park wrote:\r\n> #violation no\r\n> #close\r\n\r\n"
             "#violation yes\r\n#what Sam called the patch garbage and told Rita to leave\r\n"
             "\r\nSent from my iPhone\r\n")

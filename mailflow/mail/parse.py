@@ -198,7 +198,8 @@ def plain_text(part: Message, defects: list[str]) -> tuple[str, bool]:
     """A text/plain part's text, format=flowed (RFC 3676) unwrapped to its lines, and
     whether it was not flowed (so its client may have hard-wrapped it)."""
     text = part_text(part, defects)
-    if _param(part, "format") == "flowed":
+    # (get_param parses the whole header: only asked when the word is there at all)
+    if "flowed" in str(part.get("Content-Type", "")).lower() and _param(part, "format") == "flowed":
         return unflow(text, delsp=_param(part, "delsp") == "yes"), False
     return text, True
 
