@@ -75,12 +75,17 @@ def _classify(lines: list[str]) -> list[str]:
     kinds: list[str] = []
     current = NEW
     i = 0
-    while i < min(len(lines), MAX_LINES):
+    end = min(len(lines), MAX_LINES)
+    while i < end:
         line = lines[i]
         stripped = line.strip()
         if stripped.startswith(">"):
             kinds.append(QUOTE)
             current = NEW   # a signature ends where the quote starts
+            i += 1
+            continue
+        if len(stripped) > LONGEST_MARKER or not stripped:  # prose, or a blank line
+            kinds.append(current)
             i += 1
             continue
         attribution = _attribution(lines, i)
