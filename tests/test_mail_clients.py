@@ -1,6 +1,6 @@
 """Members' replies from the mail clients they use, through the real server over SMTP.
 
-Each reply of the corpus (tests/replies/) goes to ``mailflow serve`` as a member's
+Each reply of the corpus (tests/fixtures/replies/) goes to ``mailflow serve`` as a member's
 answer to a case: only the commands the member wrote apply (never the '#violation no'
 and '#close' each one quotes), the transcript echoes exactly those, and the other
 members' copy shows the new text with the quote left out.  Then the attacks: quoted
@@ -17,11 +17,12 @@ from collections.abc import Iterator
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import make_msgid
-from pathlib import Path
 
 import pytest
 from casekit import REPORTER, Case, open_case, start_server
-from conftest import (
+from fixturekit import FIXTURES, load
+
+from mailflow.testing import (
     CHAIR,
     M1,
     M2,
@@ -33,8 +34,7 @@ from conftest import (
     wait_until,
 )
 
-CORPUS = Path(__file__).parent / "replies"
-EXPECTED = tomllib.loads((CORPUS / "expected.toml").read_text())
+EXPECTED = tomllib.loads((FIXTURES / "replies" / "expected.toml").read_text())
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +111,7 @@ def next_copy(case: Case, member: str, sender_name: str, before: int = 0) -> str
 def test_each_client_applies_only_what_the_member_wrote(world, name):
     case = new_case(world, name)
     expected = EXPECTED[name]
-    t = reply(case, M1, (CORPUS / f"{name}.eml").read_bytes())
+    t = reply(case, M1, load("replies", name))
 
     echoed = re.findall(r"^> (.*)\n(.*)$", t, re.MULTILINE)
     assert [line for line, _ in echoed] == expected["commands"]

@@ -1,4 +1,4 @@
-"""The reply splitter over the corpus of real-shaped replies (tests/replies/), and its
+"""The reply splitter over the corpus of real-shaped replies (tests/fixtures/replies/), and its
 rules one by one: what is new text, what is quoted, what is signature, for each mail
 client and language the committee uses.  Fast: no server (test_mail_clients.py sends
 the same replies through a real one)."""
@@ -8,9 +8,10 @@ from __future__ import annotations
 import email
 import random
 import tomllib
-from pathlib import Path
 
 import pytest
+from fixturekit import FIXTURES, load
+from fixturekit import names as fixture_names
 
 from mailflow import app
 from mailflow.commands.language import parse as parse_commands
@@ -19,13 +20,12 @@ from mailflow.mail.flowed import unflow
 from mailflow.mail.htmltext import html_to_text
 from mailflow.mail.parse import parse
 
-CORPUS = Path(__file__).parent / "replies"
-EXPECTED = tomllib.loads((CORPUS / "expected.toml").read_text())
+EXPECTED = tomllib.loads((FIXTURES / "replies" / "expected.toml").read_text())
 QUOTED_ONLY = ("#violation no", "#close", "#general was noisy")
 
 
 def raw(name: str) -> bytes:
-    return (CORPUS / f"{name}.eml").read_bytes()
+    return load("replies", name)
 
 
 def commands(text: str, hard_wrapped: bool = False) -> list[str]:
@@ -34,7 +34,7 @@ def commands(text: str, hard_wrapped: bool = False) -> list[str]:
 
 def test_the_corpus_covers_every_client_the_committee_uses():
     names = set(EXPECTED)
-    assert names == {p.stem for p in CORPUS.glob("*.eml")}
+    assert names == set(fixture_names("replies"))
     for family in ("outlook", "exchange", "blackberry", "gmail", "apple", "thunderbird", "k9",
                    "iphone"):
         assert any(n.startswith(family) for n in names), family
@@ -53,8 +53,7 @@ def test_new_text_is_what_the_member_wrote(name):
         assert line in parsed.quoted_text.replace("\n> ", " ").replace("\n", " ")
     assert "\r" not in parsed.new_text + parsed.quoted_text + parsed.body_text
     if "signature" in expected:
-        split = quotes.split(parsed.body_text)
-        assert expected["signature"] in split.signature
+        assert expected["signature"] in parsed.signature
         assert expected["signature"] not in parsed.new_text
 
 
@@ -69,7 +68,7 @@ def test_the_html_part_gives_the_same_commands(name):
     """The HTML of each reply (alone, or beside its text/plain) is read alike: its quote
     is found in the markup, whatever the words around it."""
     for markup in html_parts(name):
-        split = quotes.split(html_to_text(markup))
+        split = quotes.split(html_to_text(markup).marked)
         assert commands(split.new_text) == EXPECTED[name]["commands"]
         assert not any(line in split.new_text for line in QUOTED_ONLY)
         assert "#violation no" in split.quoted_text
@@ -199,18 +198,19 @@ def test_html_quote_ends_where_the_reader_sees_it_end():
     end it, and an unclosed blockquote runs to the end, as it is shown."""
     stray = ("<div>#violation yes</div><blockquote>#violation no</div></span><br>"
              "#close</blockquote><div>#ongoing no</div>")
-    assert commands(quotes.split(html_to_text(stray)).new_text) == ["#violation yes",
+    assert commands(quotes.split(html_to_text(stray).marked).new_text) == ["#violation yes",
                                                                      "#ongoing no"]
     unclosed = "<p>#violation yes</p><blockquote><p>#violation no<p>#close"
-    assert commands(quotes.split(html_to_text(unclosed)).new_text) == ["#violation yes"]
+    assert commands(quotes.split(html_to_text(unclosed).marked).new_text) == ["#violation yes"]
     nested = "<blockquote><blockquote><p>old</p></blockquote><p>newer</p></blockquote>"
-    assert html_to_text(nested) == ">> old\n> newer"
+    assert html_to_text(nested).marked == ">> old\n> newer"
+    assert html_to_text(nested).text == "old\nnewer"  # the archive's body: as it reads
 
 
 def test_html_signature_blocks_and_outlook_markers():
     html = ('<div>#violation yes</div><div class="gmail_signature">Ada<br>#general</div>'
             '<div id="divRplyFwdMsg"><b>Od:</b> Kim</div><div>#violation no</div>')
-    split = quotes.split(html_to_text(html))
+    split = quotes.split(html_to_text(html).marked)
     assert split.new_text == "#violation yes"
     assert "#general" in split.signature and "#violation no" in split.quoted_text
 
@@ -224,13 +224,13 @@ def test_hostile_input_never_raises_and_stays_bounded():
     for _ in range(300):
         text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 80)))
         quotes.split(text)
-        quotes.split(html_to_text(text))
+        quotes.split(html_to_text(text).marked)
         unflow(text, delsp=bool(rng.getrandbits(1)))
     deep = "<div>" * 200_000 + "#violation yes" + "</div>" * 200_000
-    rendered = html_to_text(deep)  # not parsed: the parser would take minutes
+    rendered = html_to_text(deep).marked  # not parsed: the parser would take minutes
     assert "deeper than" in rendered and "#violation yes" not in quotes.split(rendered).new_text
     wide = "<div>x</div>" * (htmltext.MAX_ELEMENTS + 10) + "<div>#violation yes</div>"
-    rendered = html_to_text(wide)
+    rendered = html_to_text(wide).marked
     assert "not read" in rendered and "#violation yes" not in quotes.split(rendered).new_text
     many = "\n".join(["> q", "On 1 Nov, <a@b> wrote:"] * 20_000) + "\n#violation yes"
     assert quotes.split(many).new_text == ""  # past MAX_LINES everything is quoted

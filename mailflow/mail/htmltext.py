@@ -1,13 +1,13 @@
-"""HTML mail as the plain text its reader sees, with what it quotes marked ``> ``.
+"""HTML mail as the plain text its reader sees, and with what it quotes marked ``> ``.
 
 HTML-only replies (Exchange and Outlook on the web, BlackBerry, Apple Mail, Thunderbird
 set to HTML) carry their quote in the markup instead of ``>`` lines: a ``blockquote``,
 Gmail's ``gmail_quote``, Thunderbird's ``moz-cite-prefix``, or Outlook's reply header
 (``divRplyFwdMsg``, ``OutlookMessageHeader``, the ruled ``From:`` block), after which
-everything is the quoted original.  Rendered with those parts marked ``> `` and
-signatures opened by ``-- ``, HTML mail reaches the one splitter
-(:mod:`mailflow.mail.quotes`) in the same shape as plain mail, and the archive keeps a
-readable text of it.
+everything is the quoted original.  :func:`html_to_text` renders it twice in one walk:
+as its reader sees it (the archive's body, where forwards are found), and with those
+parts marked ``> `` and signatures opened by ``-- ``, so that HTML mail reaches the one
+splitter (:mod:`mailflow.mail.quotes`) in the same shape as plain mail.
 
 The markup is parsed by lexbor's HTML5 parser (selectolax), which builds the tree a
 browser builds from the same bytes: a missing or stray end tag ends a quote where the
@@ -25,6 +25,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
@@ -63,7 +64,7 @@ class _Lines:
     """The text being built, line by line, each with its quote depth."""
 
     def __init__(self) -> None:
-        self.lines: list[str] = []
+        self.lines: list[tuple[int, str]] = []   # (quote depth, text)
         self.words: list[str] = []
         self.started = False    # the current line has something to show
         self.depth = 0          # blockquote-like elements the walk is inside
@@ -97,24 +98,38 @@ class _Lines:
         if not self.started:
             self.words.clear()
             if blank:
-                self.lines.append(">" * self.quote_depth())
+                self.lines.append((self.quote_depth(), ""))
             return
         text = "".join(self.words).replace("\xa0", " ").strip()
         self.words.clear()
         self.started = False
-        depth = self.line_depth
-        self.lines.append((">" * depth + " " + text if text else ">" * depth) if depth else text)
+        self.lines.append((self.line_depth, text))
 
     def signature(self) -> None:
         """A signature block starts: a ``-- `` line before it, unless it has one."""
         self.end()
-        if not self.lines or self.lines[-1].lstrip("> ").rstrip() != "--":
-            depth = self.quote_depth()
-            self.lines.append((">" * depth + " " if depth else "") + "-- ")
+        if not self.lines or self.lines[-1][1].rstrip() != "--":
+            self.lines.append((self.quote_depth(), "-- "))
 
-    def result(self) -> str:
+    def result(self) -> Rendered:
         self.end()
-        return re.sub(r"\n{3,}", "\n\n", "\n".join(self.lines)).strip("\n")
+        plain = "\n".join(text for _, text in self.lines)
+        marked = "\n".join((">" * depth + (" " + text if text else "")) if depth else text
+                           for depth, text in self.lines)
+        return Rendered(_tidy(plain), _tidy(marked))
+
+
+def _tidy(text: str) -> str:
+    return re.sub(r"\n{3,}", "\n\n", text).strip("\n")
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """An HTML part as text: ``text`` as its reader sees it (the archive's body),
+    ``marked`` with each quoted line prefixed ``> `` (what the splitter reads)."""
+
+    text: str
+    marked: str
 
 
 def _children(node: LexborNode) -> Iterator[LexborNode]:
@@ -152,25 +167,26 @@ def _too_deep(markup: str) -> bool:
     return False
 
 
-def _flat_quoted(markup: str) -> str:
+def _flat_quoted(markup: str) -> Rendered:
     text = html.unescape(re.sub(r"<[^>]*>", " ", markup))
     lines = [f"[this HTML nests deeper than {MAX_DEPTH} elements: shown without its markup]"]
     lines += [line.strip() for line in text.splitlines() if line.strip()]
-    return "\n".join("> " + line for line in lines)
+    return Rendered("\n".join(lines), "\n".join("> " + line for line in lines))
 
 
-def html_to_text(markup: str) -> str:
-    """The text of an HTML part: blocks on lines of their own, quoted parts marked with
-    ``> `` (one per level), signatures after a ``-- `` line.  Never raises."""
+def html_to_text(markup: str) -> Rendered:
+    """The text of an HTML part: blocks on lines of their own, signatures after a ``-- ``
+    line; in ``marked``, quoted lines prefixed with ``> `` (one per level).  Never
+    raises."""
     if _too_deep(markup):
         return _flat_quoted(markup)
     try:
         tree = LexborHTMLParser(markup)
         root = tree.body or tree.root
     except Exception:  # the parser refused the input outright: no text to read
-        return ""
+        return Rendered("", "")
     if root is None:
-        return ""
+        return Rendered("", "")
     out = _Lines()
     # For each open element: its children still to visit, whether it quotes, whether
     # it is a <pre>, whether it is a block.

@@ -20,7 +20,7 @@ from mailflow import timestamps
 from mailflow.mail import msgids, quotes
 from mailflow.mail.flowed import unflow
 from mailflow.mail.forwards import attached_message, inline_block
-from mailflow.mail.htmltext import html_to_text
+from mailflow.mail.htmltext import Rendered, html_to_text
 
 ADDR_SPEC = re.compile(
     r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-]+@"
@@ -74,6 +74,7 @@ class Parsed:
     # The text is plain text that was not format=flowed: its client may have wrapped
     # long lines (Gmail, Outlook), so a command's line may go on on the next one.
     hard_wrapped: bool = False
+    signature: str = ""     # cut from the new text (mail/quotes.py); in neither part
 
     @property
     def forwarded_text(self) -> str:
@@ -211,10 +212,11 @@ def _param(part: Message, name: str) -> str:
 
 def _body_and_attachments(
     msg: Message, defects: list[str], forwarded: list[Forwarded]
-) -> tuple[str, list[dict], bool]:
-    """The body's text, the attachments, and whether the text may be hard-wrapped."""
+) -> tuple[str, list[dict], bool, str]:
+    """The body's text, the attachments, whether the text may be hard-wrapped, and the
+    text the reply splitter reads (an HTML body's with its quotes marked ``>``)."""
     plain: list[tuple[str, bool]] = []
-    htmls: list[str] = []
+    htmls: list[Rendered] = []
     attachments: list[dict] = []
 
     def collect(part: Message) -> None:
@@ -248,14 +250,15 @@ def _body_and_attachments(
     # empty (some clients send an empty text/plain beside the real HTML).
     body = "\n".join(text for text, _ in plain)
     if not body.strip():
-        return "\n".join(htmls), attachments, False
-    return body, attachments, any(wrapped for _, wrapped in plain)
+        return ("\n".join(h.text for h in htmls), attachments, False,
+                "\n".join(h.marked for h in htmls))
+    return body, attachments, any(wrapped for _, wrapped in plain), body
 
 
 def _forwarded_from_message(inner: Message, defects: list[str]) -> Forwarded:
     pairs = addresses(inner.get_all("From") or [])
     name, addr = pairs[0] if pairs else ("", None)
-    body, attachments, _ = _body_and_attachments(inner, defects, [])
+    body, attachments, _, _ = _body_and_attachments(inner, defects, [])
     return Forwarded(addr, name, header_text(inner.get("Subject")), body, attached=True,
                      date=header_text(inner.get("Date")), attachments=attachments)
 
@@ -307,15 +310,16 @@ def parse(raw: bytes) -> Parsed:
 
     forwarded: list[Forwarded] = []
     try:
-        body, attachments, wrapped = _body_and_attachments(msg, defects, forwarded)
+        body, attachments, wrapped, marked = _body_and_attachments(msg, defects, forwarded)
     except Exception as e:  # the stdlib parser can still trip on pathological nesting
         defects.append(f"body not parsed: {type(e).__name__}")
         body, attachments, wrapped = _lines(clean(raw.decode("utf-8", "replace"))), [], True
+        marked = body
     if not forwarded:
         inline = _inline_forward(body, header_text(msg.get("Subject")))
         if inline:
             forwarded.append(inline)
-    reply = quotes.split(body)
+    reply = quotes.split(marked)
     return Parsed(
         msg=msg,
         from_addr=from_addr,
@@ -334,4 +338,5 @@ def parse(raw: bytes) -> Parsed:
         defects=sorted(set(defects)),
         forwarded=forwarded,
         hard_wrapped=wrapped,
+        signature=reply.signature,
     )

@@ -5,7 +5,7 @@ Exchange header blocks, "Original Message" and forwarded-message markers, and mo
 signatures, in English, German, French, Spanish, Italian, Portuguese and Dutch (and,
 where they cost nothing, Danish, Norwegian, Swedish and Polish).  The shapes follow the
 fixtures of mailgun/talon, discourse/email_reply_trimmer and github/email_reply_parser,
-and the replies in ``tests/replies/``.  Every pattern is anchored and matched on one
+and the replies in ``tests/fixtures/replies/``.  Every pattern is anchored and matched on one
 bounded line, so none can be made to backtrack for long.
 """
 
