@@ -122,8 +122,7 @@ def _attribution(lines: list[str], i: int) -> int:
         joined = rp.join_wrapped(joined, part)
         if len(joined) > LONGEST_MARKER:
             break
-        if (joined.endswith(":") and rp.HAS_DATE_OR_ADDRESS.search(joined)
-                and rp.ATTRIBUTION.match(joined)):
+        if joined.endswith(":") and rp.ATTRIBUTION.match(joined):
             return n + 1
     return 0
 

@@ -40,7 +40,6 @@ ATTRIBUTION = re.compile(
     rf"|(?:Den\s)?{_ANY}\sskrev{_OPT}"                               # Danish, Norwegian, Swedish
     rf"|(?:Dnia|W\sdniu)\s{_ANY}\snapisał(?:\(a\))?"                  # Polish
     r")\s*:[\s*-]*$", _I)
-HAS_DATE_OR_ADDRESS = re.compile(r"\d|@")
 TIME = re.compile(r"\b\d{1,2}[:.h]\d{2}\b")
 
 FROM_HEADER = re.compile(
