@@ -11,11 +11,25 @@ from mailflow.commands.spec import Invocation, command, permission
 from mailflow.pipeline.context import CommandSpec
 
 HELP_INTRO = """\
-Commands go on lines of their own in the new text of a reply to a committee mail,
-above any quoted part; a line #end stops reading.  Block commands (marked "block")
-take the lines after them, up to a line #end, as their text.  All commands of one
-message apply together or not at all, and a transcript answers every message:
-each command line echoed with what it did or why it failed.
+Commands go on lines of their own in what you write in a reply to a committee mail:
+above the quoted message, below it, or between quoted parts.  Quoted text and your
+signature are never read, whatever your mail program (lines starting with ">", an
+"On ... wrote:" line and what follows it, Outlook's "From: / Sent:" block and the
+original below it, everything after a line "-- ", "Sent from my iPhone" and the
+like).  A line #end stops reading.  Block commands (marked "block") take the lines
+after them, up to a line #end, as their text.  All commands of one message apply
+together or not at all, and a transcript answers every message: each command line
+echoed with what it did or why it failed.
+
+A line starting with a #word that is no command (#general, a hashtag) is only
+echoed as "not a command"; but one that looks like a mistyped command (#violaton)
+stops all the commands of the message, so that a typo never passes unnoticed.
+
+A long command may go on over several lines: indent the lines that continue it.
+Lines your mail program wrapped are joined as well: format=flowed and HTML mail
+arrive whole, and in other plain text a command line of 60 characters or more is
+joined to the next line when that line's first word would have passed the 72nd
+column (where Gmail and Outlook break lines).
 
 Who may use a command: every committee member, unless it says "chair" (the chair,
 or the substitute chair named for the case with #chair).  A member recused from a

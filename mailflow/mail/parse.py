@@ -8,7 +8,6 @@ display name, encoded words in the address.
 
 from __future__ import annotations
 
-import html
 import re
 from dataclasses import dataclass, field
 from email._policybase import Compat32
@@ -16,12 +15,12 @@ from email.header import decode_header
 from email.message import Message
 from email.parser import BytesParser
 from email.utils import getaddresses, parsedate_to_datetime
-from html.parser import HTMLParser
 
 from mailflow import timestamps
-from mailflow.mail import msgids
+from mailflow.mail import msgids, quotes
+from mailflow.mail.flowed import unflow
 from mailflow.mail.forwards import attached_message, inline_block
-from mailflow.mail.quotes import split_quoted
+from mailflow.mail.htmltext import Rendered, html_to_text
 
 ADDR_SPEC = re.compile(
     r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-]+@"
@@ -72,6 +71,10 @@ class Parsed:
     attachments: list[dict] = field(default_factory=list)
     defects: list[str] = field(default_factory=list)
     forwarded: list[Forwarded] = field(default_factory=list)
+    # The text is plain text that was not format=flowed: its client may have wrapped
+    # long lines (Gmail, Outlook), so a command's line may go on on the next one.
+    hard_wrapped: bool = False
+    signature: str = ""     # cut from the new text (mail/quotes.py); in neither part
 
     @property
     def forwarded_text(self) -> str:
@@ -167,35 +170,6 @@ def strict_from(msg: Message) -> tuple[str | None, str]:
     return addr.lower(), ""
 
 
-class _TextOfHTML(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.parts: list[str] = []
-        self._skip = 0
-
-    def handle_starttag(self, tag: str, attrs: list) -> None:
-        if tag in ("script", "style"):
-            self._skip += 1
-        elif tag in ("br", "p", "div", "tr", "li", "blockquote"):
-            self.parts.append("\n")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in ("script", "style") and self._skip:
-            self._skip -= 1
-
-    def handle_data(self, data: str) -> None:
-        if not self._skip:
-            self.parts.append(data)
-
-
-def html_to_text(markup: str) -> str:
-    parser = _TextOfHTML()
-    try:
-        parser.feed(markup)
-        parser.close()
-    except Exception:
-        return html.unescape(re.sub(r"<[^>]*>", " ", markup))
-    return re.sub(r"\n{3,}", "\n\n", "".join(parser.parts)).strip()
 
 
 def part_text(part: Message, defects: list[str]) -> str:
@@ -204,10 +178,8 @@ def part_text(part: Message, defects: list[str]) -> str:
     except Exception as e:
         defects.append(f"undecodable part: {type(e).__name__}")
         return ""
-    if payload is None:
-        return ""
     if isinstance(payload, str):
-        return clean(payload)
+        return _lines(clean(payload))
     if not isinstance(payload, bytes):
         return ""
     charset = part.get_content_charset() or "utf-8"
@@ -215,14 +187,36 @@ def part_text(part: Message, defects: list[str]) -> str:
         "".encode(charset)
     except LookupError:
         defects.append(f"unknown charset {charset!r}")
-    return clean(_decode(payload, charset))
+    return _lines(clean(_decode(payload, charset)))
+
+
+def _lines(text: str) -> str:
+    """Line ends as ``\n``, whatever the sender's (CRLF from SMTP, a lone CR)."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def plain_text(part: Message, defects: list[str]) -> tuple[str, bool]:
+    """A text/plain part's text, format=flowed (RFC 3676) unwrapped to its lines, and
+    whether it was not flowed (so its client may have hard-wrapped it)."""
+    text = part_text(part, defects)
+    # (get_param parses the whole header: only asked when the word is there at all)
+    if "flowed" in str(part.get("Content-Type", "")).lower() and _param(part, "format") == "flowed":
+        return unflow(text, delsp=_param(part, "delsp") == "yes"), False
+    return text, True
+
+
+def _param(part: Message, name: str) -> str:
+    value = part.get_param(name)
+    return value.lower() if isinstance(value, str) else ""
 
 
 def _body_and_attachments(
     msg: Message, defects: list[str], forwarded: list[Forwarded]
-) -> tuple[str, list[dict]]:
-    plain: list[str] = []
-    htmls: list[str] = []
+) -> tuple[str, list[dict], bool, str]:
+    """The body's text, the attachments, whether the text may be hard-wrapped, and the
+    text the reply splitter reads (an HTML body's with its quotes marked ``>``)."""
+    plain: list[tuple[str, bool]] = []
+    htmls: list[Rendered] = []
     attachments: list[dict] = []
 
     def collect(part: Message) -> None:
@@ -249,17 +243,22 @@ def _body_and_attachments(
         elif ctype == "text/html":
             htmls.append(html_to_text(part_text(part, defects)))
         else:
-            plain.append(part_text(part, defects))
+            plain.append(plain_text(part, defects))
 
     collect(msg)
-    body = "\n".join(plain) if plain else "\n".join(htmls)
-    return body, attachments
+    # The plain alternative, as the sender's client wrote it; HTML when it is missing or
+    # empty (some clients send an empty text/plain beside the real HTML).
+    body = "\n".join(text for text, _ in plain)
+    if not body.strip():
+        return ("\n".join(h.text for h in htmls), attachments, False,
+                "\n".join(h.marked for h in htmls))
+    return body, attachments, any(wrapped for _, wrapped in plain), body
 
 
 def _forwarded_from_message(inner: Message, defects: list[str]) -> Forwarded:
     pairs = addresses(inner.get_all("From") or [])
     name, addr = pairs[0] if pairs else ("", None)
-    body, attachments = _body_and_attachments(inner, defects, [])
+    body, attachments, _, _ = _body_and_attachments(inner, defects, [])
     return Forwarded(addr, name, header_text(inner.get("Subject")), body, attached=True,
                      date=header_text(inner.get("Date")), attachments=attachments)
 
@@ -311,15 +310,16 @@ def parse(raw: bytes) -> Parsed:
 
     forwarded: list[Forwarded] = []
     try:
-        body, attachments = _body_and_attachments(msg, defects, forwarded)
+        body, attachments, wrapped, marked = _body_and_attachments(msg, defects, forwarded)
     except Exception as e:  # the stdlib parser can still trip on pathological nesting
         defects.append(f"body not parsed: {type(e).__name__}")
-        body, attachments = clean(raw.decode("utf-8", "replace")), []
+        body, attachments, wrapped = _lines(clean(raw.decode("utf-8", "replace"))), [], True
+        marked = body
     if not forwarded:
         inline = _inline_forward(body, header_text(msg.get("Subject")))
         if inline:
             forwarded.append(inline)
-    new_text, quoted = split_quoted(body)
+    reply = quotes.split(marked)
     return Parsed(
         msg=msg,
         from_addr=from_addr,
@@ -332,9 +332,11 @@ def parse(raw: bytes) -> Parsed:
         in_reply_to=in_reply_to,
         references=references,
         body_text=body,
-        new_text=new_text,
-        quoted_text=quoted,
+        new_text=reply.new_text,
+        quoted_text=reply.quoted_text,
         attachments=attachments,
         defects=sorted(set(defects)),
         forwarded=forwarded,
+        hard_wrapped=wrapped,
+        signature=reply.signature,
     )

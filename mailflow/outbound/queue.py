@@ -9,9 +9,9 @@ from collections.abc import Iterable
 import sqlite_utils
 
 from mailflow import store, timestamps
+from mailflow.mail import quotes
 from mailflow.mail.compose import Outgoing
 from mailflow.mail.parse import addresses
-from mailflow.mail.quotes import split_quoted
 from mailflow.store import audit
 
 
@@ -19,12 +19,12 @@ def text_columns(msg: Outgoing) -> dict[str, str | None]:
     """The columns the archive indexes, read from what was composed, so that queueing
     a message never parses it back (that cost as much as composing it)."""
     sender = addresses([msg["From"] or ""])
-    new_text, quoted_text = split_quoted(msg.text)
+    reply = quotes.split(msg.text)
     return {"from_name": sender[0][0] if sender else "",
             "from_addr": sender[0][1] if sender else None,
             "to_addrs": json.dumps([a for _, a in addresses([msg["To"] or ""])]),
             "cc_addrs": json.dumps([a for _, a in addresses([msg["Cc"] or ""])]),
-            "new_text": new_text, "quoted_text": quoted_text}
+            "new_text": reply.new_text, "quoted_text": reply.quoted_text}
 
 
 def enqueue(

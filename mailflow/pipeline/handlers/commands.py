@@ -3,6 +3,9 @@
 All commands of one mail apply together or not at all (one savepoint), and every
 command mail is answered with a transcript, debbugs style: each line echoed with what
 it did or why it failed.  A member recused from a case may use no command on it.
+Lines of the new text that start with a ``#word`` that is no command (a channel, a
+hashtag) are echoed as "not a command" and change nothing; a mail with only such lines
+gets no transcript.
 
 Mail whose sender could not be proven (see :mod:`.authenticate`) was filed as a note:
 nothing in it applies and it is not relayed; the member whose address it used is
@@ -35,7 +38,7 @@ def apply(ctx: Context) -> None:
     transcript."""
     if ctx.kind not in ("member", "note"):
         return
-    parsed = parse(ctx.parsed.new_text, ctx.svc.parts.commands)
+    parsed = parse(ctx.parsed.new_text, ctx.svc.parts.commands, ctx.parsed.hard_wrapped)
     if ctx.actor is None:  # unproven: authentication filed it as a note
         _refuse_unauthenticated(ctx, parsed)
         return
@@ -47,6 +50,7 @@ def apply(ctx: Context) -> None:
         failed = _run_all(ctx, parsed.commands, outcomes)
     else:
         outcomes += [Outcome(c.line, "not run", False) for c in parsed.commands]
+    outcomes += [Outcome(line, why, False) for line, why in parsed.ignored]
     # The other members' copy says whether the commands they read took effect.
     ctx.flags.append("its commands were not applied (see the transcript)" if failed
                      else "its commands were applied")

@@ -7,14 +7,22 @@ From is the committee's own address, so reply-all cannot reach the reporter.
 
 Each copy is rendered for its member: a new report shows the reporter's earlier
 cases, less those that member is recused from (:func:`mailflow.case.abuse.history`).
+
+A report is copied whole.  A reply, from a reporter or a member, is copied as its new
+text (everything the writer wrote, :mod:`mailflow.mail.quotes`) with any forwarded
+messages; the text it quoted is left out and counted, since the members have it
+already and the archive keeps the whole message.
 """
 
 from __future__ import annotations
 
 from mailflow.case import abuse, cases
 from mailflow.case.notices import case_root_id, list_headers, member_reply_address
+from mailflow.commands.language import parse
 from mailflow.mail import render
 from mailflow.mail.compose import compose, header_safe
+from mailflow.mail.parse import Forwarded
+from mailflow.mail.tokens import split_address
 from mailflow.outbound.queue import enqueue
 from mailflow.pipeline.context import Context
 
@@ -42,6 +50,13 @@ def committee_subject(ctx: Context) -> str:
     return header_safe(f"{tag} {heading}: {title}")
 
 
+def _our_own(ctx: Context, message: Forwarded) -> bool:
+    """A "forwarded" message that is our own mail quoted back (Outlook marks a reply's
+    quote as it marks a forward): from our address, or under the case's subject tag."""
+    ours = bool(message.from_addr and split_address(message.from_addr, ctx.cfg.committee.domain))
+    return ours or bool(cases.tag_pattern(ctx.cfg).search(message.subject))
+
+
 def copy_to_committee(ctx: Context) -> None:
     """Copy the message to each member deciding the case, with their own reply address."""
     if ctx.kind not in COPIED_KINDS:
@@ -53,13 +68,18 @@ def copy_to_committee(ctx: Context) -> None:
         return
     roles = cases.people(ctx.db, ctx.case_id) if ctx.case_id else []
     role = next((p["role"] for p in roles if p["address"] == sender), None)
+    flags = list(ctx.flags)
+    if ctx.kind != "member" and parse(ctx.parsed.new_text, ctx.svc.parts.commands).commands:
+        flags.append("its lines starting with # were not applied: it is not a member's mail")
+    quoted = ctx.parsed.quoted_text
     fields = dict(
         subject_line=committee_subject(ctx),
         committee=cfg.committee, kind=ctx.kind, case_id=ctx.case_id,
         sender=sender, sender_name=ctx.parsed.from_name, sender_role=role,
         subject=ctx.parsed.subject, date=ctx.parsed.date, body=ctx.parsed.text_with_forwards,
-        new_text=ctx.parsed.new_text, people=roles, attachments=ctx.parsed.attachments,
-        flags=ctx.flags, forwarded=ctx.parsed.forwarded,
+        new_text=ctx.parsed.new_text, quoted_lines=quoted.count("\n") + 1 if quoted else 0,
+        people=roles, attachments=ctx.parsed.attachments, flags=flags,
+        forwarded=[f for f in ctx.parsed.forwarded if not _our_own(ctx, f)],
     )
     display = (ctx.parsed.from_name or sender) if ctx.kind == "member" else "Conduct report"
     display = header_safe(display)
