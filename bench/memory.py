@@ -149,9 +149,10 @@ def main() -> None:
     relay.start()
     try:
         # Each on a server of its own: memory a process took is not always given back.
-        with tempfile.TemporaryDirectory(prefix="mailflow-memory-") as tmp, \
-                MailflowServer(Path(tmp), relay.port).start() as server:
-            one_large_report(server, relay, int(args.size_mb * MB))
+        if args.size_mb:
+            with tempfile.TemporaryDirectory(prefix="mailflow-memory-") as tmp, \
+                    MailflowServer(Path(tmp), relay.port).start() as server:
+                one_large_report(server, relay, int(args.size_mb * MB))
         relay.received.clear()
         if args.burst:
             with tempfile.TemporaryDirectory(prefix="mailflow-memory-") as tmp, \
