@@ -54,7 +54,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 In Postfix's master.cf (docs/deploy.md has the whole set-up):
   mailflow  unix  -  n  n  -  -  pipe
     flags= user=mailflow null_sender=
-    argv=/opt/mailflow/.venv/bin/mailflow --config /etc/mailflow/mailflow.toml
+    argv=/opt/mailflow/venv/bin/mailflow --config /etc/mailflow/mailflow.toml
          ingest --sender ${sender} -- ${recipient}
 The path is absolute (pipe runs no shell and has no PATH of yours), user= is the
 user that owns the archive, and null_sender= keeps a bounce's empty sender empty.""")
