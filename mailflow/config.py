@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from mailflow.sections import Section, field
 
 DEFAULT_FILE = "mailflow.toml"
 ADDRESS_RE = re.compile(r"^[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(\.[A-Za-z0-9\-]+)+$")
@@ -22,8 +23,7 @@ class ConfigError(Exception):
     """A configuration problem, already phrased for the administrator."""
 
 
-@dataclass
-class Committee:
+class Committee(Section):
     name: str = "Example Code of Conduct Committee"
     domain: str = "example.org"
     chair: str = "chair@example.org"
@@ -55,8 +55,7 @@ class Committee:
         return f"committee@{self.domain}"
 
 
-@dataclass
-class Imap:
+class Imap(Section):
     """``[intake.imap]``: poll a mailbox instead of (or as well as) listening."""
 
     host: str = ""
@@ -82,8 +81,7 @@ class Imap:
         return self.port or (993 if self.tls == "implicit" else 143)
 
 
-@dataclass
-class Intake:
+class Intake(Section):
     listen: str = "127.0.0.1:8025"
     protocol: str = "smtp"
     hostname: str = "mailflow.localhost"
@@ -101,6 +99,11 @@ class Intake:
     # CPU to it: "idle" (Linux SCHED_IDLE: they run on what the listener leaves),
     # "low" (nice 10) or "normal".  "low" suits a host shared with busy programs.
     stage_priority: str = "idle"
+    # How the MTA in front hands mail to mailflow: "domain" (everything for
+    # committee.domain, so that a member's address there never reaches the member) or
+    # "addresses" (conduct@, committee@ and their +token forms only, as docs/deploy.md
+    # sets it up).  `mailflow check` holds members' addresses to it.
+    mta_routes: str = "domain"
     imap: Imap | None = None
 
     @property
@@ -116,8 +119,7 @@ STAGE_PRIORITIES = ("idle", "low", "normal")
 ACK_SENDERS = ("null", "return-path")
 
 
-@dataclass
-class Outbound:
+class Outbound(Section):
     relay: str | None = None
     starttls: bool = False
     username: str | None = None
@@ -138,13 +140,11 @@ class Outbound:
     timeout: float = 30.0
 
 
-@dataclass
-class Storage:
+class Storage(Section):
     path: str = "archive"
 
 
-@dataclass
-class Security:
+class Security(Section):
     # HMAC key for case and member tokens; created on first use, mode 0600.
     secret_file: str = ""
     # authserv-id of the MTA whose Authentication-Results we trust (empty: trust none).
@@ -153,14 +153,12 @@ class Security:
     member_token_days: int = 90
 
 
-@dataclass
-class Paths:
+class Paths(Section):
     templates: str | None = None
     rules: str | None = None
 
 
-@dataclass
-class Config:
+class Config(Section):
     committee: Committee = field(default_factory=Committee)
     intake: Intake = field(default_factory=Intake)
     outbound: Outbound = field(default_factory=Outbound)
@@ -238,6 +236,9 @@ def load(explicit: str | None = None) -> Config:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        why = e.strerror if isinstance(e, OSError) else "not UTF-8 text"
+        raise ConfigError(f"{path}: cannot read it: {why}") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
     return from_dict(data, source=str(path), base_dir=path.resolve().parent)
@@ -258,7 +259,7 @@ def from_dict(data: dict[str, Any], source: str = "<dict>", base_dir: Path | Non
 
 
 def _fill(target: Any, values: dict[str, Any], prefix: str, source: str) -> Any:
-    known = target.__dataclass_fields__
+    known = type(target).keys()
     for key, value in values.items():
         name = f"{prefix}.{key}"
         if key not in known:
@@ -328,6 +329,8 @@ def validate(cfg: Config) -> list[str]:
         problems.append("intake.flow_backlog: must be at least 1")
     if not 0 <= cfg.intake.flow_delay <= 60:
         problems.append("intake.flow_delay: must be between 0 (off) and 60 seconds")
+    if cfg.intake.mta_routes not in ("domain", "addresses"):
+        problems.append("intake.mta_routes: must be 'domain' or 'addresses'")
     if cfg.intake.stage_priority not in STAGE_PRIORITIES:
         problems.append(f"intake.stage_priority: must be one of {', '.join(STAGE_PRIORITIES)}")
     if cfg.outbound.acknowledgement_sender not in ACK_SENDERS:

@@ -143,8 +143,12 @@ class MailflowServer:
 
     def __init__(self, tmp: Path, relay_port: int | None, protocol: str = "smtp",
                  extra: str = "", env: dict[str, str] | None = None, intake_extra: str = "",
-                 name: str = "Test Conduct Committee", outbound_extra: str = ""):
+                 name: str = "Test Conduct Committee", outbound_extra: str = "",
+                 user: str | None = None, command: list[str] | None = None):
         self.tmp = tmp
+        # A service user to run as (the tests run as root); how that user runs mailflow.
+        self.user = user
+        self.command = command or [sys.executable, "-m", "mailflow"]
         self.port = free_port()
         self.archive = tmp / "archive"
         self.config = write_config(tmp / "mailflow.toml", listen_port=self.port,
@@ -159,8 +163,8 @@ class MailflowServer:
     def start(self) -> MailflowServer:
         logf = open(self.log, "ab")  # noqa: SIM115 - the child owns it
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mailflow", "--config", str(self.config), "serve"],
-            stdout=logf, stderr=subprocess.STDOUT, env=self.env, cwd=self.tmp)
+            [*self.command, "--config", str(self.config), "serve"],
+            stdout=logf, stderr=subprocess.STDOUT, env=self.env, cwd=self.tmp, user=self.user)
         def ready():
             assert self.proc and self.proc.poll() is None, self.log.read_text()
             try:
@@ -208,8 +212,9 @@ class MailflowServer:
     def cli(self, *args: str, input: bytes | None = None, check: bool = True
             ) -> subprocess.CompletedProcess:
         result = subprocess.run(
-            [sys.executable, "-m", "mailflow", "--config", str(self.config), *args],
-            input=input, capture_output=True, env=self.env, cwd=self.tmp, timeout=60)
+            [*self.command, "--config", str(self.config), *args],
+            input=input, capture_output=True, env=self.env, cwd=self.tmp, timeout=60,
+            user=self.user)
         if check and result.returncode != 0:
             raise AssertionError(f"mailflow {' '.join(args)} exited {result.returncode}:\n"
                                  f"{result.stdout.decode()}\n{result.stderr.decode()}")

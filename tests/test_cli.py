@@ -15,13 +15,22 @@ def mailflow(*args: str, cwd: Path, env: dict | None = None) -> subprocess.Compl
                           capture_output=True, text=True, timeout=60)
 
 
-def test_init_writes_a_starter_config_that_check_accepts(tmp_path):
+def test_init_writes_a_starter_config_whose_placeholders_check_refuses(tmp_path):
     result = mailflow("init", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    text = (tmp_path / "mailflow.toml").read_text()
+    path = tmp_path / "mailflow.toml"
+    text = path.read_text()
     assert "[committee]" in text and "# relay" in text
     assert (tmp_path / "archive" / "mailflow.db").exists()
-    # ./mailflow.toml is found without --config.
+    # ./mailflow.toml is found without --config; the example.org names are refused.
+    check = mailflow("check", cwd=tmp_path)
+    assert check.returncode == 78
+    assert f"{path}: committee.domain: example.org is a placeholder" in check.stdout
+    assert f"{path}: committee.members: m1@example.org is a placeholder address" in check.stdout
+    # With the committee's own names, and the MTA routing only mailflow's addresses
+    # (members live in the conduct domain), it passes.
+    path.write_text(text.replace("example.org", "conduct.rust-lang.test.org").replace(
+        '# mta_routes = "addresses"', 'mta_routes = "addresses"'))
     check = mailflow("check", cwd=tmp_path)
     assert check.returncode == 0, check.stdout + check.stderr
     assert "valid" in check.stdout

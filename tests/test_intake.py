@@ -377,3 +377,40 @@ def test_a_stage_that_dies_is_started_again_and_nothing_waits_for_ever(tmp_path,
         server.processed(1)
         relay.wait_for(lambda c: REPORTER in c.rcpts, what="the acknowledgement")
         assert "stage pipeline exited" in server.log.read_text()
+
+
+@pytest.mark.parametrize("shift", range(-3, 3))
+def test_the_dedupe_key_hashes_a_large_body_in_chunks_as_it_hashed_it_whole(shift):
+    """The key is stored: a body hashed a chunk at a time must give the key it gave
+    when hashed whole, a CRLF cut by a chunk's end included."""
+    import hashlib
+
+    from mailflow.intake.spool import HASH_CHUNK, dedupe_key
+
+    head = b"From: a@b.test\r\nMessage-ID: <big@b.test>\r\n\r\n"
+    line = b"x" * 70 + b"\r\n"
+    body = line * (HASH_CHUNK // len(line) - 1)
+    # The CR of this line ends the first chunk when shift is 0 (chunks count from the body).
+    body += b"y" * (HASH_CHUNK - len(body) - 1 + shift) + b"\r\n" + line * 3 + b"\r"
+    raw = head + body
+    digest = hashlib.sha256(raw).hexdigest()
+    whole = hashlib.sha256(body.replace(b"\r\n", b"\n")).hexdigest()
+    expected = "mid:" + hashlib.sha256(b"<big@b.test>\0" + whole.encode()).hexdigest()
+    assert dedupe_key(raw, digest) == expected
+
+
+def test_a_large_message_is_spooled_whole_and_once(tmp_path):
+    """Written into its row a chunk at a time; sent again, it is a duplicate."""
+    import os as _os
+
+    from mailflow.intake.spool import LARGE, Envelope, commit_one
+
+    raw = make_mail(REPORTER, "conduct@example.org", "Video", "see below").replace(
+        b"see below", _os.urandom(3 * LARGE).hex().encode())
+    env = Envelope("pipe", REPORTER, ["conduct@example.org"])
+    db = tmp_path / "mailflow.db"
+    assert commit_one(db, raw, env) == (1, False)
+    assert commit_one(db, raw, env) == (1, True)
+    conn = sqlite3.connect(tmp_path / "spool.db")
+    assert conn.execute("SELECT raw, size, duplicates FROM spool").fetchall() == [
+        (raw, len(raw), 1)]

@@ -195,3 +195,44 @@ def test_deliveries_are_recorded_once_the_pipeline_lets_go_of_the_write_lock(tmp
             t.close()
     assert len(relay.received) == 30
     assert db.execute("SELECT count(*) FROM outbound_rcpt WHERE state = 'sent'").fetchone() == (30,)
+
+
+def report_with_attachment() -> bytes:
+    """A report whose attachment is larger than a delivery chunk, and whose text has
+    lines that SMTP must dot-stuff, with LF line ends as Postfix's pipe delivers it."""
+    import base64
+    import os
+
+    video = base64.encodebytes(os.urandom(1_200_000))
+    head = make_mail(REPORTER, "conduct@example.org", "Video", "x").split(b"Content-Type:")[0]
+    return (head.replace(b"\r\n", b"\n") + b"Content-Type: multipart/mixed; boundary=b1\n\n"
+            b"--b1\nContent-Type: text/plain\n\n.\n..hidden dots\nSee the video.\n"
+            b"--b1\nContent-Type: video/mp4\nContent-Transfer-Encoding: base64\n\n"
+            + video + b"--b1--\n")
+
+
+@pytest.mark.parametrize("through", ["relay", "maildir"])
+def test_committee_copies_carry_the_original_whole_streamed_from_the_spool(tmp_path, relay,
+                                                                         through):
+    original = report_with_attachment()
+    server = MailflowServer(tmp_path, relay.port if through == "relay" else None)
+    with server.start():
+        server.cli("ingest", "--sender", REPORTER, "conduct@example.org", input=original)
+        server.processed(1)
+        if through == "relay":
+            copies = [c.raw for c in relay.wait_for(lambda c: c.mail_from != "<>", count=3,
+                                                    what="the committee's copies")]
+        else:
+            new = server.archive / "outbox" / "new"
+            wait_until(lambda: len(list(new.iterdir())) == 4, what="four mails in the Maildir")
+            copies = [p.read_bytes() for p in new.iterdir() if b"original.eml" in p.read_bytes()]
+    # The original is stored once, in the spool, whatever the number of members.
+    assert server.query("SELECT count(*), sum(length(raw)) < 100000 FROM outbound WHERE "
+                        "attach_spool_id = 1") == [(3, 1)]
+    expected = original.replace(b"\n", b"\r\n")
+    assert len(copies) == 3
+    for raw in copies:
+        msg = message_from_bytes(raw, policy=policy.default)
+        [attached] = [p for p in msg.iter_attachments() if p.get_filename() == "original.eml"]
+        inner = attached.get_payload()[0].as_bytes(policy=policy.SMTP)
+        assert inner == expected

@@ -92,12 +92,14 @@ def test_verdicts_count_only_from_the_trusted_mta(tmp_path, relay):
     trusted.mkdir()
     # Without one, nothing is held (anyone can write X-Spam-Flag), and check says so.
     with start(untrusted, relay, extra="") as server:
-        assert "no spam verdicts to use" in server.cli("check").stdout.decode()
+        # (check also refuses the harness's example.org names: it exits 78.)
+        assert "no spam verdicts to use" in server.cli("check", check=False).stdout.decode()
         send(server, "spamassassin-forged-sender", "security@bank.test")
         server.processed(1)
         assert server.cli_json("held") == [] and len(server.cli_json("cases")) == 1
     behind_mta = MailflowServer(trusted, relay.port, extra=TRUSTED)
-    assert "no spam verdicts" not in behind_mta.cli("check").stdout.decode()
+    out = behind_mta.cli("check", check=False).stdout.decode()
+    assert "is a placeholder" in out and "no spam verdicts" not in out
 
 
 def test_a_dmarc_fail_from_another_authserv_id_holds_nothing(tmp_path, relay):

@@ -98,7 +98,9 @@ def test_a_deployment_overrides_a_template_and_check_renders_every_one(tmp_path,
                                      "{{ outcome }}\n-- \n{{ committee.name }}\n")
     config_extra = f'[paths]\ntemplates = "{own}"\n'
     with start_server(tmp_path, relay, extra=config_extra) as server:
-        assert "are valid" in server.cli("check").stdout.decode()
+        # The overrides are sound (the harness's example.org names are what check refuses).
+        out = server.cli("check", check=False).stdout.decode()
+        assert "is a placeholder" in out and str(own) not in out
         case = open_case(server, relay)
         [draft] = draft_ids(case.command(M1, "#send outcome to=reporter\noutcome: We decided "
                                              "on a private reprimand.\n#end\n"))

@@ -154,3 +154,38 @@ def cmd_queue(args: argparse.Namespace) -> int:
                      for r in rows) or "The outbound queue is empty."
     emit(args, rows, text)
     return EX_OK
+
+
+@command("queue flush", "retry deferred outbound mail now")
+def cmd_queue_flush(args: argparse.Namespace) -> int:
+    """Make every deferred recipient due now, as Postfix's `postqueue -f` does:
+    after the relay is back, say.  With `mailflow serve` running, its delivery
+    stage sends them within seconds; otherwise this command delivers them.
+    Recipients given up on (failed) stay as they are."""
+    from mailflow.archive.status import serve_state
+    from mailflow.outbound import delivery, queue
+
+    cfg = load_config(args)
+    db = open_db(cfg)
+    due = queue.retry_now(db)
+    if serve_state(cfg.archive_dir)["running"]:
+        print(f"{due} deferred recipient(s) due now; mailflow serve delivers them")
+        return EX_OK
+    delivered = delivery.deliver_once(db, cfg)
+    print(f"{due} deferred recipient(s) due now; delivered to {delivered} recipient(s)")
+    return EX_OK
+
+
+@command("status", "is serve running; backlog, queue, held, quarantine, next clock, errors",
+         json_out=True)
+def cmd_status(args: argparse.Namespace) -> int:
+    """What an administrator looks at first: whether `mailflow serve` runs on this
+    archive, mail waiting for the pipeline, the outbound queue (deferred and
+    failed recipients), held mail, quarantined mail, the next clock to fire,
+    and the latest error of each kind still standing."""
+    from mailflow.archive import status
+
+    cfg = load_config(args)
+    found = status.status(open_db(cfg), cfg.archive_dir)
+    emit(args, found, status.format_status(found))
+    return EX_OK

@@ -12,6 +12,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from mailflow import rules
 from mailflow.archive import transparency
 from mailflow.case import sanctions, severe
+from mailflow.cli import deployment
 from mailflow.clocks.policy import problems as clock_problems
 from mailflow.config import Config, ConfigError
 from mailflow.intake import imap
@@ -168,4 +169,5 @@ def notes(cfg: Config) -> list[str]:
 
 
 def run(cfg: Config) -> list[str]:
-    return check_rules(cfg) + check_templates(cfg) + imap.problems(cfg)
+    return (check_rules(cfg) + check_templates(cfg) + imap.problems(cfg)
+            + deployment.problems(cfg))

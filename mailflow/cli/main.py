@@ -9,11 +9,18 @@ message) starts fast.
 from __future__ import annotations
 
 import argparse
-import logging
+import os
 import sys
 
 from mailflow.cli import admin, cases, held, running, setup
-from mailflow.cli.options import EX_CONFIG, EX_USAGE, CommandSpec, Run
+from mailflow.cli.options import (
+    EX_CONFIG,
+    EX_USAGE,
+    CommandSpec,
+    Failed,
+    Run,
+    access_problem,
+)
 from mailflow.config import ConfigError
 
 DESCRIPTION = """\
@@ -35,9 +42,23 @@ COMMANDS: tuple[Run, ...] = (
     cases.cmd_cases, cases.cmd_case_show, cases.cmd_case_export, cases.cmd_search,
     admin.cmd_import, admin.cmd_reindex, admin.cmd_audit_verify, admin.cmd_purge,
     cases.cmd_bans, cases.cmd_report, cases.cmd_transparency, admin.cmd_quarantine,
-    admin.cmd_queue, held.cmd_held, setup.cmd_parts,
+    admin.cmd_queue, admin.cmd_queue_flush, admin.cmd_status, held.cmd_held, setup.cmd_parts,
 )
-GROUPS = {"case": "one case: show, export", "audit": "the tamper-evident audit log: verify"}
+# Subcommands of two words; `mailflow queue` alone is a command of its own too.
+GROUPS = {"case": "one case: show, export", "audit": "the tamper-evident audit log: verify",
+          "queue": "the outbound queue: list it, or flush"}
+
+
+class Help(argparse.RawDescriptionHelpFormatter):
+    """argparse's formatter, as wide as $COLUMNS says (else 80): argparse builds one for
+    every option it adds, and asking the terminal its width imports shutil (with bz2
+    and lzma), a tenth of `mailflow ingest`'s start."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None):
+        columns = os.environ.get("COLUMNS", "")
+        super().__init__(prog, indent_increment, max_help_position,
+                         width or (int(columns) - 2 if columns.isdigit() else 78))
 
 
 def spec(func: Run) -> CommandSpec:
@@ -45,36 +66,60 @@ def spec(func: Run) -> CommandSpec:
 
 
 def _global_options(parser: argparse.ArgumentParser, default: object) -> None:
-    """--config and -v, accepted before the subcommand and after it."""
+    """--config, -v and --debug-content, accepted before the subcommand and after it."""
     parser.add_argument("--config", metavar="FILE", default=default,
                         help="configuration file (TOML)")
     parser.add_argument("-v", "--verbose", action="store_true", default=default,
-                        help="log debugging detail")
+                        help="log debugging detail (never the content of mail)")
+    parser.add_argument("--debug-content", action="store_true", default=default,
+                        help="log the SMTP conversation, every message's text included: "
+                             "for debugging only, and said loudly in the log")
 
 
-def _add(sub: argparse._SubParsersAction, name: str, command: CommandSpec) -> None:
+def _add(sub: argparse._SubParsersAction, name: str, command: CommandSpec
+         ) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=command.summary, description=command.run.__doc__,
                        epilog=command.epilog or None,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=Help)
     _global_options(p, argparse.SUPPRESS)
     for a in command.args:
         p.add_argument(*a.flags, **a.options)
     if command.json:
         p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=command.run)
+    return p
 
 
-def build_parser() -> argparse.ArgumentParser:
+def named(argv: list[str]) -> str | None:
+    """The first word of the subcommand ``argv`` names, if any."""
+    words = iter(argv)
+    for word in words:
+        if word == "--config":
+            next(words, None)
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every subcommand, or (``only``: a subcommand's first word) of that
+    one alone: ``mailflow ingest`` runs once per message, and building the parsers of
+    all the others took longer than the rest of its start."""
     parser = argparse.ArgumentParser(prog="mailflow", description=DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=Help)
     _global_options(parser, None)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     groups: dict[str, argparse._SubParsersAction] = {}
+    known = {spec(func).name.split()[0] for func in COMMANDS}
     for func in COMMANDS:
         command = spec(func)
         group, _, action = command.name.partition(" ")
+        if only in known and group != only:
+            continue
         if not action:
-            _add(sub, group, command)
+            p = _add(sub, group, command)
+            if group in GROUPS:  # `mailflow queue`, and `mailflow queue flush`
+                groups[group] = p.add_subparsers(dest=f"{group}_command", metavar="ACTION")
             continue
         if group not in groups:
             p = sub.add_parser(group, help=GROUPS[group])
@@ -85,22 +130,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(named(argv))
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-    )
-    if not args.verbose:
-        # aiosmtpd logs every SMTP command at INFO: a line per command per message.
-        logging.getLogger("mail.log").setLevel(logging.WARNING)
     if not getattr(args, "func", None):
         parser.print_help()
         return EX_USAGE
+    command = spec(args.func)
+    if command.logs:
+        from mailflow import logs
+
+        args.log_settings = logs.settings(args.verbose, args.debug_content)
+        logs.setup(args.log_settings)
     try:
         return int(args.func(args))
     except ConfigError as e:
         print(e, file=sys.stderr)
+        return EX_CONFIG
+    except Failed as e:
+        print(f"mailflow {command.name}: {e}", file=sys.stderr)
+        return e.code
+    except Exception as e:
+        problem = access_problem(e)
+        if problem is None:
+            raise
+        print(f"mailflow {command.name}: {problem}", file=sys.stderr)
         return EX_CONFIG
 
 

@@ -8,15 +8,16 @@ it offers.  This module imports little, so that ``mailflow ingest`` starts fast.
 from __future__ import annotations
 
 import argparse
-import json
+import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
-
-import sqlite_utils
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from mailflow import config as config_mod
 from mailflow.config import Config, ConfigError
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 # sysexits.h: what an MTA and a shell script understand.
 EX_OK, EX_USAGE, EX_DATAERR, EX_TEMPFAIL, EX_CONFIG = 0, 64, 65, 75, 78
@@ -24,12 +25,12 @@ EX_OK, EX_USAGE, EX_DATAERR, EX_TEMPFAIL, EX_CONFIG = 0, 64, 65, 75, 78
 Run = Callable[[argparse.Namespace], int]
 
 
-@dataclass(frozen=True)
-class Arg:
-    """One argument or option, as ``argparse.add_argument`` takes it."""
+class Arg(NamedTuple):
+    """One argument or option, as ``argparse.add_argument`` takes it.  (NamedTuples,
+    not dataclasses, here: ``mailflow ingest`` must not import ``inspect``.)"""
 
     flags: tuple[str, ...]
-    options: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any]
 
 
 def arg(*flags: str, **options: Any) -> Arg:
@@ -41,8 +42,7 @@ AS_MEMBER = arg("--as", dest="as_member", metavar="MEMBER",
                      "from")
 
 
-@dataclass(frozen=True)
-class CommandSpec:
+class CommandSpec(NamedTuple):
     """A subcommand: ``name`` may have two words (``case show``); ``summary`` is its line
     in ``mailflow --help``, the function's docstring its ``--help``."""
 
@@ -52,16 +52,52 @@ class CommandSpec:
     json: bool
     run: Run
     epilog: str = ""
+    logs: bool = True
 
 
-def command(name: str, summary: str, *args: Arg, json_out: bool = False, epilog: str = ""
-            ) -> Callable[[Run], Run]:
-    """Mark ``cmd_*`` as the subcommand ``name``; ``epilog`` ends its ``--help``."""
+def command(name: str, summary: str, *args: Arg, json_out: bool = False, epilog: str = "",
+            logs: bool = True) -> Callable[[Run], Run]:
+    """Mark ``cmd_*`` as the subcommand ``name``; ``epilog`` ends its ``--help``;
+    ``logs=False``: the command sets no logging up (it starts faster)."""
     def mark(func: Run) -> Run:
         func.cli = CommandSpec(name, summary, args, json_out,  # type: ignore[attr-defined]
-                               func, epilog)
+                               func, epilog, logs)
         return func
     return mark
+
+
+class Failed(Exception):
+    """A command could not do its work for a reason the administrator can act on: the
+    message is printed on one line, and the command exits with ``code``."""
+
+    def __init__(self, message: str, code: int = 75):
+        super().__init__(message)
+        self.code = code
+
+
+def whoami() -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return f"uid {os.geteuid()}"
+
+
+def access_problem(e: BaseException, where: Path | None = None) -> str | None:
+    """One line for a file or directory this user may not use, or None if ``e`` is
+    something else.  ``where``: the file SQLite was opening (its errors name none)."""
+    if isinstance(e, PermissionError):
+        return f"{e.filename or where}: permission denied (running as {whoami()})"
+    import sqlite3
+
+    text = str(e)
+    if isinstance(e, sqlite3.OperationalError) and (
+            "unable to open database" in text or "readonly database" in text):
+        place = f"{where}" if where else "the archive"
+        return (f"{place}: cannot write it ({text}; running as {whoami()}): the archive "
+                "directory and its files must belong to the user mailflow runs as")
+    return None
 
 
 def load_config(args: argparse.Namespace) -> Config:
@@ -69,6 +105,8 @@ def load_config(args: argparse.Namespace) -> Config:
 
 
 def emit(args: argparse.Namespace, data: Any, text: str) -> None:
+    import json
+
     print(json.dumps(data, indent=2, ensure_ascii=False) if args.json else text)
 
 

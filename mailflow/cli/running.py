@@ -13,51 +13,74 @@ from mailflow.cli.options import (
     EX_OK,
     EX_TEMPFAIL,
     EX_USAGE,
+    Failed,
+    access_problem,
     arg,
     command,
     load_config,
     open_db,
 )
+from mailflow.config import Config, ConfigError
 
 
 @command("serve", "run the listener and the pipeline")
 def cmd_serve(args: argparse.Namespace) -> int:
     """Listen for mail (SMTP or LMTP), process it and deliver what it sends.
-    A message is answered 250 only once its bytes are committed to disk."""
-    from mailflow.cli.checks import check_rules
+    A message is answered 250 only once its bytes are committed to disk.
+    SIGHUP reloads mailflow.toml, rules/ and templates/ once they pass `mailflow
+    check` (if not, the log says why and the running configuration stays);
+    SIGTERM stops taking mail, finishes what was accepted, and exits."""
     from mailflow.cli.serve import serve
 
-    cfg = load_config(args)
-    problems = check_rules(cfg)  # fail at start, not on the first message
-    if problems:
-        print("\n".join(problems), file=sys.stderr)
-        return EX_CONFIG
-    serve(cfg)
+    def load() -> Config:
+        """The configuration with its rules and templates, checked: at the start, and
+        again on SIGHUP (a problem is a ConfigError naming each)."""
+        from mailflow.cli import checks
+
+        cfg = load_config(args)
+        problems = checks.check_rules(cfg) + checks.check_templates(cfg)
+        if problems:
+            raise ConfigError("\n".join(problems))
+        return cfg
+
+    serve(load(), args.log_settings, load)  # fail at start, not on the first message
     return EX_OK
 
 
 @command("ingest", "take one message on standard input (pipe transport)",
          arg("--sender", default=None, help="envelope sender (empty for <>)"),
-         arg("recipient", nargs="*", help="envelope recipients"))
+         arg("recipient", nargs="*", help="envelope recipients"), logs=False,
+         epilog="""\
+In Postfix's master.cf (docs/deploy.md has the whole set-up):
+  mailflow  unix  -  n  n  -  -  pipe
+    flags= user=mailflow null_sender=
+    argv=/opt/mailflow/venv/bin/mailflow --config /etc/mailflow/mailflow.toml
+         ingest --sender ${sender} -- ${recipient}
+The path is absolute (pipe runs no shell and has no PATH of yours), user= is the
+user that owns the archive, and null_sender= keeps a bounce's empty sender empty.""")
 def cmd_ingest(args: argparse.Namespace) -> int:
-    """For an MTA pipe transport, e.g. in Postfix master.cf:
-      mailflow unix - n n - - pipe
-        user=mailflow argv=mailflow ingest --sender ${sender} ${recipient}
-    Exits 0 once the message is committed, 75 (EX_TEMPFAIL) when the MTA
-    should retry.  `mailflow serve` (or `mailflow process`) handles it next."""
+    """For an MTA's pipe transport.  Exits 0 once the message is committed, 75
+    (EX_TEMPFAIL) when the MTA should retry, with the reason on one line, and 65
+    when the message is over intake.max_size.  `mailflow serve` (or `mailflow
+    process`) handles it next."""
+    where = None
     try:
         from mailflow.intake.spool import Envelope, commit_one
+        from mailflow.store.sqlite import spool_path
 
         cfg = load_config(args)
+        where = spool_path(cfg.db_path)
         raw = sys.stdin.buffer.read(cfg.intake.max_size + 1)
         if len(raw) > cfg.intake.max_size:
             print("mailflow ingest: message exceeds intake.max_size", file=sys.stderr)
             return EX_DATAERR  # permanent: the MTA bounces it
         env = Envelope("pipe", args.sender, args.recipient or [])
         spool_id, duplicate = commit_one(cfg.db_path, raw, env,
-                                                timeout=cfg.intake.commit_timeout)
+                                         timeout=cfg.intake.commit_timeout)
     except Exception as e:
-        print(f"mailflow ingest: temporary failure: {type(e).__name__}", file=sys.stderr)
+        why = access_problem(e, where) or (
+            str(e).splitlines()[0] if isinstance(e, ConfigError) else f"{type(e).__name__}: {e}")
+        print(f"mailflow ingest: temporary failure: {why}", file=sys.stderr)
         return EX_TEMPFAIL
     print(f"{'duplicate of' if duplicate else 'queued as'} {spool_id}", file=sys.stderr)
     return EX_OK
@@ -113,7 +136,11 @@ def cmd_process(args: argparse.Namespace) -> int:
 
     cfg = load_config(args)
     db = open_db(cfg)
-    settled = runner.drain(db, app.services(cfg))
+    try:
+        settled = runner.drain(db, app.services(cfg), lock_timeout=0)
+    except TimeoutError:
+        raise Failed("mailflow serve is running on this archive and processes the mail "
+                     "itself (it holds pipeline.lock)", EX_TEMPFAIL) from None
     delivered = delivery.deliver_once(db, cfg)
     print(f"processed {settled} message(s), delivered to {delivered} recipient(s)")
     return EX_OK

@@ -19,6 +19,8 @@ from mailflow.cli.options import (
 
 STARTER_CONFIG = """\
 # mailflow configuration.  Every key is optional; the values shown are examples.
+# The example.org names are placeholders: `mailflow check` refuses them until the
+# committee's own domain and addresses replace them.
 
 [committee]
 name = "Example Code of Conduct Committee"
@@ -40,6 +42,8 @@ listen = "127.0.0.1:8025"
 protocol = "smtp"                  # or "lmtp"
 # max_size = 26214400              # bytes; larger mail is refused with 552
 # stage_priority = "idle"          # or "low" (nice 10) on a host shared with busy programs
+# mta_routes = "addresses"         # the MTA sends mailflow only conduct@ and committee@
+                                   # (docs/deploy.md); "domain": all of committee.domain
 
 [outbound]
 # relay = "127.0.0.1:2525"         # absent: a Maildir under the archive (archive/outbox)
@@ -70,7 +74,9 @@ def cmd_init(args: argparse.Namespace) -> int:
 
     cfg = config.load(str(path))
     store.open_db(cfg.db_path).close()
-    print(f"wrote {path}; archive at {cfg.archive_dir}")
+    print(f"wrote {path}; archive at {cfg.archive_dir}\n"
+          "Put your domain and addresses in place of the example.org placeholders, then "
+          "run `mailflow check`.")
     return EX_OK
 
 

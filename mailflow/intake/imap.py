@@ -48,7 +48,8 @@ from imapclient.exceptions import LoginError
 
 from mailflow import store, timestamps
 from mailflow.config import Config
-from mailflow.intake.spool import commit_many, envelope_from_headers
+from mailflow.intake.mailbox import envelope_from_headers
+from mailflow.intake.spool import commit_many
 
 log = logging.getLogger("mailflow.imap")
 

@@ -18,14 +18,15 @@ from aiosmtpd.lmtp import LMTP
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from mailflow.config import Config
+from mailflow.intake.groupcommit import GroupCommit
 from mailflow.intake.spool import Envelope as IntakeEnvelope
-from mailflow.intake.spool import GroupCommit
 from mailflow.mail.tokens import split_address
 
 log = logging.getLogger("mailflow.listener")
 
 TEMPFAIL = "451 4.3.0 Temporary failure, please try again later"
 FLOW_POLL = 0.005  # seconds between looks at the pipeline's progress
+REPLY_GRACE = 0.1  # on stopping, for the last replies to be written
 
 
 class IntakeHandler:
@@ -38,6 +39,7 @@ class IntakeHandler:
         self.lmtp = cfg.intake.protocol == "lmtp"
         self.settled = settled
         self.committed = 0   # the highest spool id this listener committed
+        self.answering = 0   # messages whose DATA is being committed and answered
 
     async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, mail_options: list[str]) -> str:
@@ -61,6 +63,13 @@ class IntakeHandler:
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
         if split_address(address, self.cfg.committee.domain) is None:
+            if self.cfg.is_member(address) or self.cfg.is_board(address):
+                # The MTA routes the whole domain here: this person never gets mail.
+                log.error("refused mail for %s, a member's address: the MTA routes it to "
+                          "mailflow; route only conduct@ and committee@ here (docs/deploy.md)",
+                          address)
+                return (f"550 5.1.1 <{address}>: a committee member's address, routed to "
+                        "mailflow by mistake")
             return f"550 5.1.1 <{address}>: no such recipient here"
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 OK"
@@ -73,6 +82,7 @@ class IntakeHandler:
             envelope_from=(envelope.mail_from or "").strip("<>"),
             rcpts=list(envelope.rcpt_tos),
         )
+        self.answering += 1
         try:
             spool_id, duplicate = await self.spool.commit(raw, env)
         except Exception:
@@ -82,9 +92,20 @@ class IntakeHandler:
             self.committed = max(self.committed, spool_id)
             note = "duplicate of" if duplicate else "queued as"
             status = f"250 2.0.0 OK {note} {spool_id}"
+        finally:
+            self.answering -= 1
         if self.lmtp:
             return "\r\n".join([status] * len(envelope.rcpt_tos))
         return status
+
+    async def drained(self, timeout: float) -> None:
+        """Wait (at most ``timeout``) until every message being committed is answered:
+        on SIGTERM, what mailflow took is confirmed to its sender before it exits,
+        so that the sender's MTA does not send it again."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self.answering and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(FLOW_POLL)
+        await asyncio.sleep(REPLY_GRACE)  # the replies' writes
 
     async def handle_exception(self, error: Exception) -> str:
         log.error("listener error: %s: %s", type(error).__name__, error)
@@ -123,14 +144,15 @@ class LMTPServer(PlainPaths, LMTP):
     pass
 
 
-def protocol_factory(cfg: Config, handler: IntakeHandler):
-    cls = LMTPServer if cfg.intake.protocol == "lmtp" else Server
+def protocol_factory(handler: IntakeHandler):
+    """Sessions for ``handler``, on the configuration it has now (a reload changes it)."""
+    cls = LMTPServer if handler.lmtp else Server
 
     def make() -> SMTP:
         return cls(
             handler,
-            hostname=cfg.intake.hostname,
-            data_size_limit=cfg.intake.max_size,
+            hostname=handler.cfg.intake.hostname,
+            data_size_limit=handler.cfg.intake.max_size,
             decode_data=False,
             ident="mailflow",
         )

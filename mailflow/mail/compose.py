@@ -71,6 +71,10 @@ class Outgoing:
     headers: list[tuple[str, str]]
     text: str
     raw: bytes
+    # A copy that attaches an original from the spool holds its own bytes in raw, names
+    # the original (its spool id) and ends with tail: delivery streams the three.
+    attach_spool_id: int | None = None
+    tail: bytes = b""
 
     def __getitem__(self, name: str) -> str | None:
         return next((v for k, v in self.headers if k.lower() == name.lower()), None)
@@ -113,12 +117,13 @@ def compose(
     in_reply_to: str | None = None,
     references: Iterable[str] = (),
     headers: dict[str, str] | None = None,
-    attach: bytes | None = None,
+    attach_spool_id: int | None = None,
 ) -> Outgoing:
     """A message ready to queue.  Every header value is checked for line breaks.
 
     Written as bytes directly: the email package's header registry costs more than
-    the rest of processing a report put together."""
+    the rest of processing a report put together.  ``attach_spool_id``: the spool
+    row of an original to attach (as message/rfc822), by reference."""
     # Checked before formataddr, which would hide a line break inside an encoded word.
     fields: list[tuple[str, str]] = [
         ("From", formataddr((check_header("From", from_[0]), from_[1]))),
@@ -141,14 +146,12 @@ def compose(
     fields.append(("MIME-Version", "1.0"))
     head = "".join(f"{name}: {_encode_header(name, check_header(name, value))}\r\n"
                    for name, value in fields).encode("ascii")
-    if attach is None:
+    if attach_spool_id is None:
         return Outgoing(fields, body, head + _text_part(body))
     boundary = f"=_mailflow_{uuid.uuid4().hex}".encode()
-    original = attach.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
     raw = (head + b"Content-Type: multipart/mixed; boundary=\"" + boundary + b"\"\r\n\r\n"
            + b"--" + boundary + b"\r\n" + _text_part(body) + b"\r\n"
            + b"--" + boundary + b"\r\nContent-Type: message/rfc822\r\n"
            + b"Content-Disposition: attachment; filename=\"original.eml\"\r\n"
-           + b"Content-Transfer-Encoding: 8bit\r\n\r\n" + original + b"\r\n"
-           + b"--" + boundary + b"--\r\n")
-    return Outgoing(fields, body, raw)
+           + b"Content-Transfer-Encoding: 8bit\r\n\r\n")
+    return Outgoing(fields, body, raw, attach_spool_id, b"\r\n--" + boundary + b"--\r\n")

@@ -21,6 +21,7 @@ from mailflow.mail import msgids, quotes
 from mailflow.mail.flowed import unflow
 from mailflow.mail.forwards import attached_message, inline_block
 from mailflow.mail.htmltext import Rendered, html_to_text
+from mailflow.mail.sketch import elided_size, sketch
 
 ADDR_SPEC = re.compile(
     r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-]+@"
@@ -236,10 +237,10 @@ def _body_and_attachments(
         filename = part.get_filename()
         disposition = (part.get("Content-Disposition") or "").lower()
         if filename or disposition.startswith("attachment") or not ctype.startswith("text/"):
-            payload = part.get_payload(decode=True) or b""
-            attachments.append(
-                {"name": header_text(filename or ""), "type": ctype, "size": len(payload)}
-            )
+            size = elided_size(part)
+            if size is None:
+                size = len(part.get_payload(decode=True) or b"")
+            attachments.append({"name": header_text(filename or ""), "type": ctype, "size": size})
         elif ctype == "text/html":
             htmls.append(html_to_text(part_text(part, defects)))
         else:
@@ -290,7 +291,8 @@ def _message_ids(msg: Message, raw: bytes, defects: list[str]
 
 def parse(raw: bytes) -> Parsed:
     """Parse raw bytes; malformed input yields defects, never an exception."""
-    msg = BytesParser(policy=RAW_HEADERS).parsebytes(raw)
+    # A large report is parsed from its sketch: its large attachments' bodies cut.
+    msg = BytesParser(policy=RAW_HEADERS).parsebytes(sketch(raw))
     defects = [type(d).__name__ for d in msg.defects]
     for part in msg.walk():
         if part is not msg:

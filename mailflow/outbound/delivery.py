@@ -19,9 +19,11 @@ import sqlite_utils
 
 from mailflow import store, timestamps
 from mailflow.config import Config
+from mailflow.outbound.body import Body
 from mailflow.outbound.queue import next_due
 from mailflow.outbound.transports import Result, Transport, transport_for
 from mailflow.store import audit
+from mailflow.store.sqlite import spool_path
 from mailflow.wakeups import Doorbell
 
 log = logging.getLogger("mailflow.outbound")
@@ -73,7 +75,7 @@ def deliver_due(db: sqlite_utils.Database, cfg: Config, transports: Sequence[Tra
     return DeliveryPass(db, cfg, now, due, len(transports), new_mail).run(transports)
 
 
-Item = tuple[int, str | None, str, list[str], bytes, bool]
+Item = tuple[int, str | None, str, list[str], Body, bool]
 
 
 class DeliveryPass:
@@ -115,19 +117,21 @@ class DeliveryPass:
                     self.work.put(None)
                 return
             out_id, rcpts = self.upcoming.popleft()
-            case_id, created, envelope_from, raw = self.db.execute(
-                "SELECT case_id, created_at, envelope_from, raw FROM outbound WHERE id = ?",
-                [out_id]).fetchone()
+            case_id, created, envelope_from, raw, spool_id, tail = self.db.execute(
+                "SELECT case_id, created_at, envelope_from, raw, attach_spool_id, raw_tail "
+                "FROM outbound WHERE id = ?", [out_id]).fetchone()
             age = (self.now - timestamps.parse(created)).total_seconds()
-            self.work.put((out_id, case_id, envelope_from, rcpts, raw,
+            # An attached original is streamed from the spool by the session itself.
+            body = Body(raw, spool_path(self.cfg.db_path) if spool_id else None, spool_id, tail)
+            self.work.put((out_id, case_id, envelope_from, rcpts, body,
                            age > self.cfg.outbound.give_up_after))
-            self.size += len(raw)
+            self.size += len(raw) + len(tail)
 
     def session(self, transport: Transport) -> None:
         try:
             while (item := self.work.get()) is not None:
-                out_id, case_id, envelope_from, rcpts, raw, expired = item
-                self.results.put((out_id, case_id, transport.deliver(envelope_from, rcpts, raw),
+                out_id, case_id, envelope_from, rcpts, body, expired = item
+                self.results.put((out_id, case_id, transport.deliver(envelope_from, rcpts, body),
                                   expired))
         finally:
             self.results.put(None)

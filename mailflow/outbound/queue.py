@@ -47,7 +47,8 @@ def enqueue(
     now = timestamps.stamp()
     columns = {"case_id": case_id, "kind": kind, "created_at": now,
                "message_id": (msg["Message-ID"] or "").strip("<>"), "envelope_from": envelope_from,
-               "subject": msg["Subject"], "raw": msg.as_bytes(),
+               "subject": msg["Subject"], "raw": msg.raw,
+               "attach_spool_id": msg.attach_spool_id, "raw_tail": msg.tail,
                **(text_columns(msg) if searchable else {})}
     cur = db.execute(f"INSERT INTO outbound ({', '.join(columns)}) VALUES "
                      f"({', '.join('?' * len(columns))})", list(columns.values()))
@@ -69,3 +70,11 @@ def next_due(db: sqlite_utils.Database) -> float | None:
     if not row or row[0] is None:
         return None
     return max((timestamps.parse(row[0]) - timestamps.now()).total_seconds(), 0.0)
+
+
+def retry_now(db: sqlite_utils.Database) -> int:
+    """Make every deferred recipient due now (``mailflow queue flush``); how many."""
+    with store.transaction(db):
+        return db.execute("UPDATE outbound_rcpt SET next_attempt_at = ? WHERE state = 'queued' "
+                          "AND next_attempt_at > ?",
+                          [timestamps.stamp(), timestamps.stamp()]).rowcount

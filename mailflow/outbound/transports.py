@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Protocol
 
 from mailflow.config import Config, split_hostport
+from mailflow.outbound.body import CHUNK, Body, dot_stuffed
 
 
 @dataclass
@@ -24,7 +25,7 @@ class Result:
 
 
 class Transport(Protocol):
-    def deliver(self, envelope_from: str, rcpts: list[str], raw: bytes) -> dict[str, Result]: ...
+    def deliver(self, envelope_from: str, rcpts: list[str], body: Body) -> dict[str, Result]: ...
 
     def close(self) -> None: ...
 
@@ -58,9 +59,9 @@ class SMTPRelay:
             self.conn = conn
         return self.conn
 
-    def deliver(self, envelope_from: str, rcpts: list[str], raw: bytes) -> dict[str, Result]:
+    def deliver(self, envelope_from: str, rcpts: list[str], body: Body) -> dict[str, Result]:
         try:
-            refused = self._connect().sendmail(envelope_from, rcpts, raw)
+            refused = send(self._connect(), envelope_from, rcpts, body)
         except smtplib.SMTPRecipientsRefused as e:
             refused = e.recipients
         except smtplib.SMTPResponseException as e:
@@ -86,6 +87,42 @@ class SMTPRelay:
             self.conn = None
 
 
+def send(conn: smtplib.SMTP, envelope_from: str, rcpts: list[str], body: Body
+         ) -> dict[str, tuple[int, bytes]]:
+    """``smtplib.sendmail``, streaming the message: sendmail holds it whole, and two
+    copies more (dot-stuffed, terminated).  Returns the recipients refused."""
+    conn.ehlo_or_helo_if_needed()
+    code, text = conn.mail(envelope_from)
+    if code != 250:
+        conn.rset()
+        raise smtplib.SMTPSenderRefused(code, text, envelope_from)
+    refused = {}
+    for rcpt in rcpts:
+        code, text = conn.rcpt(rcpt)
+        if code not in (250, 251):
+            refused[rcpt] = (code, text)
+    if len(refused) == len(rcpts):
+        conn.rset()
+        raise smtplib.SMTPRecipientsRefused(refused)
+    code, text = conn.docmd("DATA")
+    if code != 354:
+        conn.rset()
+        raise smtplib.SMTPDataError(code, text)
+    # Whole writes of up to a chunk, the end marker in the last: one write per small
+    # message, as sendmail makes (small writes wait for the peer's delayed ACK).
+    pending = bytearray()
+    for chunk in dot_stuffed(body.chunks()):
+        pending += chunk
+        if len(pending) >= CHUNK:
+            conn.send(bytes(pending[:-2]))
+            del pending[:-2]  # the last two bytes say whether the text ends a line
+    conn.send(bytes(pending) + (b".\r\n" if pending.endswith(b"\r\n") else b"\r\n.\r\n"))
+    code, text = conn.getreply()
+    if code != 250:
+        raise smtplib.SMTPDataError(code, text)
+    return refused
+
+
 class MaildirOutbox:
     """No relay configured: each message becomes a file in a Maildir (tmp → new, fsynced)."""
 
@@ -94,13 +131,15 @@ class MaildirOutbox:
         for sub in ("tmp", "new", "cur"):
             (path / sub).mkdir(parents=True, exist_ok=True)
 
-    def deliver(self, envelope_from: str, rcpts: list[str], raw: bytes) -> dict[str, Result]:
+    def deliver(self, envelope_from: str, rcpts: list[str], body: Body) -> dict[str, Result]:
         name = f"{time.time():.6f}.{uuid.uuid4().hex}.{socket.gethostname()}"
         envelope = (f"Return-Path: <{envelope_from}>\r\n"
                     f"X-Mailflow-Envelope-To: {', '.join(rcpts)}\r\n").encode()
         tmp = self.path / "tmp" / name
         with open(tmp, "wb") as f:
-            f.write(envelope + raw)
+            f.write(envelope)
+            for chunk in body.chunks():
+                f.write(chunk)
             f.flush()
             os.fsync(f.fileno())
         os.rename(tmp, self.path / "new" / name)

@@ -12,16 +12,19 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import sqlite_utils
-from jinja2.sandbox import SandboxedEnvironment
 
 from mailflow import timestamps
 from mailflow.config import Config
-from mailflow.mail.parse import Parsed
 from mailflow.mail.tokens import Signer
 from mailflow.mail.verdicts import Verdict
+
+if TYPE_CHECKING:  # for annotations only: jinja2 and the parser are slow to import
+    from jinja2.sandbox import SandboxedEnvironment
+
+    from mailflow.mail.parse import Parsed
 
 HISTORY_STATUS = "closed"
 

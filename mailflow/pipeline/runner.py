@@ -19,6 +19,7 @@ import sqlite_utils
 from mailflow import store, timestamps
 from mailflow.config import Config
 from mailflow.mail.parse import Parsed, parse
+from mailflow.pipeline import outcome
 from mailflow.pipeline.context import Context, Services
 from mailflow.store import audit
 from mailflow.wakeups import Doorbell
@@ -109,9 +110,12 @@ def _process_one(db, svc: Services, spool_id, envelope_from, rcpts, raw, attempt
                           parsed if parsed is not None else parse(raw))
             ctx.quiet = db.execute("SELECT source FROM spool WHERE id = ?",
                                    [spool_id]).fetchone()[0] == "import"
+            queued_after = outcome.last_outbound(db)
             run_chain(ctx)
             db.execute("UPDATE spool_state SET state='done', processed_at=?, last_error=NULL "
                        "WHERE spool_id=?", [timestamps.stamp(), spool_id])
+            if not ctx.quiet:  # an import reports its own summary
+                log.info("%s", outcome.line(ctx, queued_after))
     except Exception as e:
         error = f"{type(e).__name__}: {e}"
         log.exception("processing spool message %s failed (attempt %s)", spool_id, attempts)
@@ -146,9 +150,10 @@ def release(db: sqlite_utils.Database, spool_id: int) -> bool:
     return bool(cur.rowcount)
 
 
-def drain(db: sqlite_utils.Database, svc: Services) -> int:
-    """Process until nothing is pending; returns the number of rows settled."""
-    with store.exclusive(svc.cfg.archive_dir / "pipeline.lock"):
+def drain(db: sqlite_utils.Database, svc: Services, lock_timeout: float = 30.0) -> int:
+    """Process until nothing is pending; returns the number of rows settled.
+    TimeoutError if another pipeline (``mailflow serve``) holds the lock that long."""
+    with store.exclusive(svc.cfg.archive_dir / "pipeline.lock", timeout=lock_timeout):
         quarantine_stragglers(db, svc.cfg)
         total = 0
         while n := process_pending(db, svc):
@@ -169,7 +174,7 @@ def run_forever(svc: Services, stop: Event, wake: Doorbell, on_output: Callable[
             wake.clear()
             try:
                 on_progress(settled_up_to(db))
-                while process_pending(db, svc):
+                while not stop.is_set() and process_pending(db, svc):
                     on_output()
                     on_progress(settled_up_to(db))
             except Exception:

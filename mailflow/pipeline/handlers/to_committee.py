@@ -85,8 +85,9 @@ def copy_to_committee(ctx: Context) -> None:
     display = header_safe(display)
     refs = [case_root_id(cfg, ctx.case_id)] if ctx.case_id else []
     # The original goes along when it has attachments the text cannot show, or carries
-    # a forwarded mail (whose own attachments, screenshots say, are inside it).
-    attach = ctx.raw if ctx.parsed.attachments or any(
+    # a forwarded mail (whose own attachments, screenshots say, are inside it): by
+    # reference to its spool row, which delivery streams (it may be 25 MB).
+    attach = ctx.spool_id if ctx.parsed.attachments or any(
         f.attached for f in ctx.parsed.forwarded) else None
     for member in recipients:
         text = render.render(ctx.svc.templates, "committee-copy", **fields, history=(
@@ -96,7 +97,7 @@ def copy_to_committee(ctx: Context) -> None:
             cfg, from_=(f"{display} via {cfg.committee.name}", cfg.committee.committee_address),
             to=[cfg.committee.committee_address], subject=text.subject, body=text.body,
             reply_to=member_reply_address(ctx.svc, ctx.case_id, member),
-            references=refs, headers=list_headers(cfg, ctx.case_id), attach=attach,
+            references=refs, headers=list_headers(cfg, ctx.case_id), attach_spool_id=attach,
         )
         enqueue(ctx.db, msg, kind="relay", rcpts=[member],
                          envelope_from=cfg.committee.committee_address, case_id=ctx.case_id,

@@ -21,6 +21,7 @@ from mailflow.store.migrations import (
     due_process,
     held,
     imap,
+    outbound,
     responses,
     search,
     workflow,
@@ -39,6 +40,7 @@ ALL: list[Migration] = [
     *responses.MIGRATIONS,
     *held.MIGRATIONS,
     *due_process.MIGRATIONS,
+    *outbound.MIGRATIONS,
 ]
 
 

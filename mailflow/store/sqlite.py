@@ -1,0 +1,170 @@
+"""The SQLite side of the store that needs nothing but ``sqlite3``: opening a file
+with the durable settings, the spool's schema, transactions that wait for the write
+lock in short steps, savepoints and a cross-process lock.
+
+``mailflow ingest`` (an MTA runs it for every message) commits through this module
+alone: it never loads sqlite-utils, the migrations or the search index.  Everything
+here takes a ``sqlite3.Connection`` or sqlite-utils' ``Database`` alike (both have
+``execute``).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Protocol, TypeVar
+
+from mailflow import timestamps
+
+
+class Executes(Protocol):
+    """A connection: ``sqlite3.Connection`` or ``sqlite_utils.Database``."""
+
+    def execute(self, sql: str, parameters: list | tuple = ..., /) -> sqlite3.Cursor: ...
+
+
+DB = TypeVar("DB", bound=Executes)
+
+# spool.db: raw bytes exactly as received, committed before the MTA hears 250.
+# Written by intake only; created on connect (IF NOT EXISTS), so it has no migrations.
+SPOOL_SCHEMA = """
+CREATE TABLE IF NOT EXISTS spool (
+    id INTEGER PRIMARY KEY,
+    received_at TEXT NOT NULL,
+    source TEXT NOT NULL,            -- smtp, lmtp, pipe, imap, import
+    envelope_from TEXT,
+    rcpts TEXT NOT NULL,             -- JSON list of envelope recipients
+    size INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    dedupe_key TEXT NOT NULL UNIQUE, -- Message-ID + body hash, else sha256
+    raw BLOB NOT NULL,
+    duplicates INTEGER NOT NULL DEFAULT 0
+);
+"""
+
+
+def spool_path(db_path: Path) -> Path:
+    return db_path.with_name("spool.db")
+
+
+def _durable(conn: sqlite3.Connection) -> None:
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA secure_delete=ON")
+
+
+def open_sqlite(path: Path, timeout: float) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # isolation_level=None: we issue BEGIN/COMMIT ourselves, so nothing commits by surprise.
+    conn = sqlite3.connect(str(path), timeout=timeout, isolation_level=None,
+                           check_same_thread=False, uri=True)
+    _durable(conn)
+    return conn
+
+
+def open_spool(db_path: Path, timeout: float = 10.0) -> sqlite3.Connection:
+    """The spool alone, created if need be: what intake writes to."""
+    conn = open_sqlite(spool_path(db_path), timeout)
+    conn.executescript(SPOOL_SCHEMA)
+    return conn
+
+
+class Busy(sqlite3.OperationalError):
+    """Another connection kept the write lock for longer than we would wait."""
+
+
+def begin(db: Executes, timeout: float | None = None) -> None:
+    """BEGIN IMMEDIATE, waiting for the write lock in short steps, for ``timeout``
+    seconds (None: the connection's busy timeout; 0: one try); :class:`Busy` if it
+    stays taken.
+
+    SQLite's own busy handler backs off to 100 ms sleeps, so under steady contention a
+    waiter sleeps long after the lock is free; intake latency is what pays for that."""
+    busy_ms = db.execute("PRAGMA busy_timeout").fetchone()[0]
+    deadline = timestamps.monotonic() + (busy_ms / 1000 if timeout is None else timeout)
+    if busy_ms:
+        db.execute("PRAGMA busy_timeout = 0")
+    try:
+        while True:
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) and "busy" not in str(e):
+                    raise
+                if timestamps.monotonic() >= deadline:
+                    raise Busy(str(e)) from e
+                timestamps.sleep(0.0005)
+    finally:
+        if busy_ms:
+            db.execute(f"PRAGMA busy_timeout = {busy_ms}")
+
+
+@contextmanager
+def transaction(db: DB, timeout: float | None = None) -> Iterator[DB]:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception.  ``timeout``: how long
+    to wait for the write lock, if not the connection's busy timeout.  A connection
+    with a ``before_commit`` method (``mailflow.db``: the search index) has it called
+    just before the commit."""
+    begin(db, timeout)
+    try:
+        yield db
+        before_commit = getattr(db, "before_commit", None)
+        if before_commit is not None:
+            before_commit()
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+@contextmanager
+def savepoint(db: Executes, name: str = "step") -> Iterator[None]:
+    """A nested unit inside a transaction: undone alone if it fails."""
+    db.execute(f"SAVEPOINT {name}")
+    try:
+        yield
+    except BaseException:
+        db.execute(f"ROLLBACK TO {name}")
+        db.execute(f"RELEASE {name}")
+        raise
+    db.execute(f"RELEASE {name}")
+
+
+@contextmanager
+def exclusive(lock_path: Path, timeout: float = 30.0) -> Iterator[None]:
+    """One holder at a time across processes (one pipeline per archive, say).
+    The kernel drops the lock when its holder dies, however it dies."""
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        deadline = timestamps.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if timestamps.monotonic() > deadline:
+                    raise TimeoutError(f"{lock_path} is held by another process") from None
+                timestamps.sleep(0.1)
+        yield
+    finally:
+        os.close(fd)
+
+
+def held(lock_path: Path) -> bool:
+    """Whether a process holds :func:`exclusive` on ``lock_path`` now."""
+    try:
+        fd = os.open(lock_path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
