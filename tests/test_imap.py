@@ -4,7 +4,6 @@ poll`` and ``mailflow serve`` processes, acknowledgements caught by a real SMTP 
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,9 +18,6 @@ from mailflow import config
 from mailflow.intake import imap
 from mailflow.intake.imap import CRASH_AFTER_COMMIT
 from mailflow.testing import MEMBERS, CaptureRelay, MailflowServer, make_mail, wait_until
-
-pytestmark = pytest.mark.skipif(shutil.which("dovecot") is None,
-                                reason="Dovecot is not installed (apt-get install dovecot-imapd)")
 
 PASSWORD_ENV = "MAILFLOW_TEST_IMAP_PASSWORD"
 EX_TEMPFAIL, EX_CONFIG = 75, 78
