@@ -45,6 +45,15 @@ class Committee(Section):
     # "codename": committee subjects name nobody; "original": keep the reporter's subject.
     subject: str = "codename"
     emergency_contact: str = "your local emergency number"
+    # [committee.encryption]: how mail to each member is protected, by address, with
+    # "default" for the rest: "if-key", "required" or "never" (ENCRYPTION_POLICIES).
+    encryption: dict[str, str] = field(default_factory=dict)
+
+    def encryption_policy(self, member: str) -> str:
+        """How mail to ``member`` is protected (OpenPGP): "if-key" (encrypted when
+        they have a key), "required" (a notice instead, without one) or "never"."""
+        by_address = {k.lower(): v for k, v in self.encryption.items()}
+        return by_address.get(member.lower(), by_address.get("default", "if-key"))
 
     @property
     def conduct_address(self) -> str:
@@ -53,6 +62,9 @@ class Committee(Section):
     @property
     def committee_address(self) -> str:
         return f"committee@{self.domain}"
+
+
+ENCRYPTION_POLICIES = ("if-key", "required", "never")
 
 
 class Imap(Section):
@@ -181,6 +193,16 @@ class Config(Section):
         return self.archive_dir / "outbox"
 
     @property
+    def keyring_dir(self) -> Path:
+        """The GnuPG homes (mode 0700): the committee's and the correspondents'."""
+        return self.archive_dir / "keyring"
+
+    @property
+    def wkd_dir(self) -> Path:
+        """The Web Key Directory tree ``mailflow keys export`` writes for publication."""
+        return self.archive_dir / "wkd"
+
+    @property
     def secret_path(self) -> Path:
         return self.resolve(self.security.secret_file or str(self.archive_dir / "secret.key"))
 
@@ -307,6 +329,7 @@ def validate(cfg: Config) -> list[str]:
     for member in c.aliases:
         if not cfg.is_member(member):
             problems.append(f"committee.aliases: {member} is not a member")
+    problems += validate_encryption(cfg)
     if not re.fullmatch(r"[A-Za-z0-9\-]{1,20}", c.tag):
         problems.append("committee.tag: use 1-20 letters, digits or dashes")
     if c.subject not in ("codename", "original"):
@@ -339,6 +362,20 @@ def validate(cfg: Config) -> list[str]:
         problems.append("outbound: set password_env or password_file, not both")
     if cfg.intake.imap:
         problems += validate_imap(cfg.intake.imap)
+    return problems
+
+
+def validate_encryption(cfg: Config) -> list[str]:
+    """``[committee.encryption]``: a known policy for "default" and for members only."""
+    problems = []
+    for key, policy in cfg.committee.encryption.items():
+        name = f"committee.encryption.{key}" if key.isidentifier() else \
+            f'committee.encryption."{key}"'
+        if key != "default" and not cfg.is_member(key):
+            problems.append(f"{name}: not a member (use a member's address, or \"default\")")
+        if policy not in ENCRYPTION_POLICIES:
+            problems.append(f"{name}: {policy!r} is not one of "
+                            f"{', '.join(ENCRYPTION_POLICIES)}")
     return problems
 
 

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pgpkit import GnuPG
 
 from mailflow.testing import CaptureRelay, MailflowServer, free_port
 
@@ -25,3 +26,11 @@ def server(tmp_path: Path, relay: CaptureRelay) -> Iterator[MailflowServer]:
     s = MailflowServer(tmp_path, relay.port).start()
     yield s
     s.stop()
+
+
+@pytest.fixture
+def gnupg_homes() -> Iterator[GnuPG]:
+    """GnuPG homes for people and the committee's keyrings; no agent outlives the test."""
+    homes = GnuPG()
+    yield homes
+    homes.close()

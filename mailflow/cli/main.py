@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 
-from mailflow.cli import admin, cases, held, running, setup
+from mailflow.cli import admin, cases, held, keys, running, setup
 from mailflow.cli.options import (
     EX_CONFIG,
     EX_USAGE,
@@ -42,11 +42,13 @@ COMMANDS: tuple[Run, ...] = (
     cases.cmd_cases, cases.cmd_case_show, cases.cmd_case_export, cases.cmd_search,
     admin.cmd_import, admin.cmd_reindex, admin.cmd_audit_verify, admin.cmd_purge,
     cases.cmd_bans, cases.cmd_report, cases.cmd_transparency, admin.cmd_quarantine,
-    admin.cmd_queue, admin.cmd_queue_flush, admin.cmd_status, held.cmd_held, setup.cmd_parts,
+    admin.cmd_queue, admin.cmd_queue_flush, admin.cmd_status, held.cmd_held, keys.cmd_keys,
+    keys.cmd_keys_import, keys.cmd_keys_generate, keys.cmd_keys_export, setup.cmd_parts,
 )
-# Subcommands of two words; `mailflow queue` alone is a command of its own too.
+# Subcommands of two words; `mailflow queue` and `mailflow keys` alone are commands too.
 GROUPS = {"case": "one case: show, export", "audit": "the tamper-evident audit log: verify",
-          "queue": "the outbound queue: list it, or flush"}
+          "queue": "the outbound queue: list it, or flush",
+          "keys": "the OpenPGP keys: list them, or import, generate, export"}
 
 
 class Help(argparse.RawDescriptionHelpFormatter):

@@ -37,6 +37,11 @@ board = ["board@example.org"]     # the alternative contact for reporters
 # subject = "codename"            # or "original": what committee subjects show
 # emergency_contact = "112 (EU) / 911 (US)"
 
+# [committee.encryption]            # OpenPGP to members with a key (`mailflow keys`)
+# default = "if-key"                # encrypted when the member has a key, else in clear
+# "m1@example.org" = "required"     # no key: a notice instead of the mail
+# "m2@example.org" = "never"        # always in clear
+
 [intake]
 listen = "127.0.0.1:8025"
 protocol = "smtp"                  # or "lmtp"
@@ -62,21 +67,29 @@ path = "archive"
 
 @command("init", "write a commented starter configuration",
          arg("path", nargs="?", default="mailflow.toml"),
-         arg("--force", action="store_true", help="overwrite an existing file"))
+         arg("--force", action="store_true", help="overwrite an existing file"),
+         arg("--with-key", action="store_true",
+             help="also make the committee's OpenPGP key (as `mailflow keys generate`)"))
 def cmd_init(args: argparse.Namespace) -> int:
-    """Write a starter mailflow.toml (every key commented) and create the archive."""
+    """Write a starter mailflow.toml (every key commented) and create the archive.
+    With --with-key, also make the committee's OpenPGP key, so that reporters can
+    encrypt to it; without it, init says how to make one later."""
     path = Path(args.path)
     if path.exists() and not args.force:
         print(f"{path} exists; use --force to overwrite", file=sys.stderr)
         return EX_USAGE
     path.write_text(STARTER_CONFIG, encoding="utf-8")
     from mailflow import config, store
+    from mailflow.cli import keys
 
     cfg = config.load(str(path))
     store.open_db(cfg.db_path).close()
     print(f"wrote {path}; archive at {cfg.archive_dir}\n"
           "Put your domain and addresses in place of the example.org placeholders, then "
           "run `mailflow check`.")
+    if args.with_key:
+        return keys.generate(cfg)
+    print("encrypted reports: `mailflow keys generate` makes the committee's OpenPGP key")
     return EX_OK
 
 

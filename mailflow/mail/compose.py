@@ -66,7 +66,11 @@ def new_message_id(cfg: Config) -> str:
 
 @dataclass
 class Outgoing:
-    """A composed message: its headers as given, its text, and its bytes on the wire."""
+    """A composed message: its headers as given, its text, and its bytes on the wire.
+
+    ``entity_at`` is where the body's MIME entity (its Content-* headers, then the
+    content) begins in ``raw``: what encryption seals.  An encrypted message keeps
+    the clear headers and text here, for the archive; only ``raw`` is sealed."""
 
     headers: list[tuple[str, str]]
     text: str
@@ -75,12 +79,17 @@ class Outgoing:
     # the original (its spool id) and ends with tail: delivery streams the three.
     attach_spool_id: int | None = None
     tail: bytes = b""
+    entity_at: int = 0
 
     def __getitem__(self, name: str) -> str | None:
         return next((v for k, v in self.headers if k.lower() == name.lower()), None)
 
     def as_bytes(self) -> bytes:
         return self.raw
+
+    @property
+    def entity(self) -> bytes:
+        return self.raw[self.entity_at:]
 
 
 def _encode_header(name: str, value: str) -> str:
@@ -92,6 +101,12 @@ def _encode_header(name: str, value: str) -> str:
         return value  # within SMTP's line limit as it is
     charset = "us-ascii" if value.isascii() else "utf-8"
     return Header(value, charset, header_name=name).encode(linesep="\r\n")
+
+
+def encode_headers(fields: Iterable[tuple[str, str]]) -> bytes:
+    """Header fields on the wire, each value checked for line breaks first."""
+    return "".join(f"{name}: {_encode_header(name, check_header(name, value))}\r\n"
+                   for name, value in fields).encode("ascii")
 
 
 def _text_part(body: str) -> bytes:
@@ -144,14 +159,24 @@ def compose(
         fields.append(("References", " ".join(f"<{r}>" for r in refs)))
     fields.extend((headers or {}).items())
     fields.append(("MIME-Version", "1.0"))
-    head = "".join(f"{name}: {_encode_header(name, check_header(name, value))}\r\n"
-                   for name, value in fields).encode("ascii")
+    head = encode_headers(fields)
     if attach_spool_id is None:
-        return Outgoing(fields, body, head + _text_part(body))
+        return Outgoing(fields, body, head + _text_part(body), entity_at=len(head))
     boundary = f"=_mailflow_{uuid.uuid4().hex}".encode()
     raw = (head + b"Content-Type: multipart/mixed; boundary=\"" + boundary + b"\"\r\n\r\n"
            + b"--" + boundary + b"\r\n" + _text_part(body) + b"\r\n"
            + b"--" + boundary + b"\r\nContent-Type: message/rfc822\r\n"
            + b"Content-Disposition: attachment; filename=\"original.eml\"\r\n"
            + b"Content-Transfer-Encoding: 8bit\r\n\r\n")
-    return Outgoing(fields, body, raw, attach_spool_id, b"\r\n--" + boundary + b"--\r\n")
+    return Outgoing(fields, body, raw, attach_spool_id, b"\r\n--" + boundary + b"--\r\n",
+                    len(head))
+
+
+def with_original(out: Outgoing, original: bytes) -> Outgoing:
+    """A copy that attaches its original by reference, made whole with the original's
+    bytes: what encryption seals, and what a copy of a decrypted report attaches (the
+    spool holds it encrypted)."""
+    if out.attach_spool_id is None:
+        return out
+    data = original.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    return Outgoing(out.headers, out.text, out.raw + data + out.tail, entity_at=out.entity_at)
