@@ -11,7 +11,7 @@ from email.policy import compat32
 import pytest
 from pgpkit import mime_mail, pgp_mime, pgp_signed
 
-from mailflow.mail import openpgp, pgpmime
+from mailflow.mail import gpgoutput, openpgp, pgpmime
 from mailflow.mail.compose import compose
 from mailflow.mail.parse import parse
 from mailflow.testing import CHAIR, M1, M2, write_config
@@ -375,11 +375,11 @@ def test_a_signature_over_part_of_the_mail_proves_nothing(member):
 
 
 def test_blocks_signed_by_two_keys_or_signed_beside_unsigned_are_partial():
-    good_a = openpgp.Signature("good", "A" * 40)
-    good_b = openpgp.Signature("good", "B" * 40)
+    good_a = gpgoutput.Signature("good", "A" * 40)
+    good_b = gpgoutput.Signature("good", "B" * 40)
     assert pgpmime.combined([good_a, good_a]) == good_a
     assert pgpmime.combined([good_a, good_b]).status == "partial"
-    assert pgpmime.combined([good_a, openpgp.UNSIGNED]).status == "partial"
-    assert pgpmime.combined([good_a, openpgp.Signature("bad")]).status == "bad"
-    assert pgpmime.combined([openpgp.Signature("unknown"), good_a]).status == "unknown"
-    assert pgpmime.combined([]) == openpgp.UNSIGNED
+    assert pgpmime.combined([good_a, gpgoutput.UNSIGNED]).status == "partial"
+    assert pgpmime.combined([good_a, gpgoutput.Signature("bad")]).status == "bad"
+    assert pgpmime.combined([gpgoutput.Signature("unknown"), good_a]).status == "unknown"
+    assert pgpmime.combined([]) == gpgoutput.UNSIGNED

@@ -13,7 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mailflow.config import Config
-from mailflow.mail.openpgp import COMMITTEE, CORRESPONDENTS, Key, Keyrings, OpenPGPError
+from mailflow.mail.gpgoutput import Key
+from mailflow.mail.openpgp import COMMITTEE, CORRESPONDENTS, Keyrings, OpenPGPError
 
 
 @dataclass(frozen=True)

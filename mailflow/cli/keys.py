@@ -11,7 +11,7 @@ from mailflow.cli.options import EX_CONFIG, EX_DATAERR, EX_OK, arg, command, emi
 from mailflow.config import Config
 
 if TYPE_CHECKING:
-    from mailflow.mail.openpgp import Key
+    from mailflow.mail.gpgoutput import Key
 
 
 def _expiry(key: Key) -> str:
@@ -79,11 +79,14 @@ def cmd_keys_import(args: argparse.Namespace) -> int:
 
     cfg = load_config(args)
     data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    rings = keys.open_keyrings(cfg)
     try:
-        added = keys.add_keys(keys.open_keyrings(cfg), cfg, data)
+        added = keys.add_keys(rings, cfg, data)
     except OpenPGPError as e:
         print(f"{args.file}: {e}", file=sys.stderr)
         return EX_DATAERR
+    finally:
+        rings.stop_agents()  # importing asks the agent whether the secret half is held
     for a in added:
         where = (f"refused: {a.refused}" if a.refused else
                  f"imported for {a.member}" if a.member else

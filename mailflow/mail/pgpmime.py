@@ -26,7 +26,8 @@ from email.parser import BytesHeaderParser, BytesParser
 from itertools import pairwise
 
 from mailflow.mail.compose import Outgoing, encode_headers
-from mailflow.mail.openpgp import UNSIGNED, Keyring, Signature
+from mailflow.mail.gpgoutput import UNSIGNED, Signature
+from mailflow.mail.openpgp import Keyring
 from mailflow.mail.parse import html_to_text, part_text
 
 # Headers copied inside the encrypted part.  Reply-To stays outside only: it carries a
