@@ -24,6 +24,7 @@ from mailflow.case import (
     consensus,
     grievance,
     held,
+    keys,
     mediation,
     record,
     recusal,
@@ -99,6 +100,7 @@ COMMAND_MODULES = (
     casefile,        # #status
     search,          # #search
     held,            # #held, #release, #discard-held
+    keys,            # #key
     help,            # #help
 )
 COMMANDS = collect(COMMAND_MODULES)

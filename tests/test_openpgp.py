@@ -5,6 +5,7 @@ signature judged: good, bad, unknown, expired, or covering only part of the mail
 
 from __future__ import annotations
 
+import base64
 import email
 from email.policy import compat32
 
@@ -383,3 +384,34 @@ def test_blocks_signed_by_two_keys_or_signed_beside_unsigned_are_partial():
     assert pgpmime.combined([good_a, gpgoutput.Signature("bad")]).status == "bad"
     assert pgpmime.combined([gpgoutput.Signature("unknown"), good_a]).status == "unknown"
     assert pgpmime.combined([]) == gpgoutput.UNSIGNED
+
+
+# -- keys sent by mail -------------------------------------------------------------
+
+def test_a_key_is_found_attached_as_a_file_as_pgp_keys_or_pasted(gnupg_homes):
+    m1 = gnupg_homes.person("Em One", M1)
+    armored = m1.public()
+    binary = m1.gpg.export_keys(m1.fingerprint, armor=False)
+
+    def attached(ctype: str, name: str, data: bytes) -> bytes:
+        body = (b"--b\r\nContent-Type: text/plain\r\n\r\n#key\r\n--b\r\n"
+                + f"Content-Type: {ctype}; name=\"{name}\"\r\n"
+                  f"Content-Disposition: attachment; filename=\"{name}\"\r\n"
+                  "Content-Transfer-Encoding: base64\r\n\r\n".encode()
+                + base64.encodebytes(data) + b"--b--\r\n")
+        return mime_mail(M1, "committee@example.org", "my key",
+                         'multipart/mixed; boundary="b"', body)
+
+    ring = openpgp.Keyring(gnupg_homes.root / "reader")
+    gnupg_homes.homes.append(ring.home)
+    for raw in (attached("application/pgp-keys", "0xABCD.asc", armored),
+                attached("application/octet-stream", "m1.asc", armored),
+                attached("application/octet-stream", "m1.gpg", binary),
+                mime_mail(M1, "committee@example.org", "k", "text/plain",
+                          b"#key\r\n\r\n" + armored.replace(b"\n", b"\r\n"))):
+        found = pgpmime.attached_keys(raw)
+        assert found and m1.fingerprint in ring.import_keys(found)
+    # A photo or an encrypted file is not a key.
+    assert pgpmime.attached_keys(attached("image/png", "m1.png", b"\x89PNG....")) == b""
+    assert pgpmime.attached_keys(attached("application/octet-stream", "x.gpg",
+                                          b"\x85\x01\x0c...")) == b""

@@ -12,9 +12,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mailflow.commands.spec import CommandError, Invocation, command
 from mailflow.config import Config
 from mailflow.mail.gpgoutput import Key
 from mailflow.mail.openpgp import COMMITTEE, CORRESPONDENTS, Keyrings, OpenPGPError
+from mailflow.mail.pgpmime import attached_keys
+
+HELP_TOPIC = "Your OpenPGP key"
 
 
 @dataclass(frozen=True)
@@ -80,3 +84,34 @@ def add_keys(rings: Keyrings, cfg: Config, data: bytes, sender: str | None = Non
 def member_key(rings: Keyrings, member: str) -> Key | None:
     """The key mail to ``member`` is encrypted to, if they have a usable one."""
     return rings.committee.key_for(member)
+
+
+@command("key", needs_case=False,
+         summary="add your OpenPGP public key, attached to the mail (a .asc file) or pasted "
+         "below: mail to you is then encrypted to it, and a mail you sign with it proves "
+         "it is yours.  Only a key carrying your own address is taken.  It takes effect at "
+         "once, even if another command of the same mail fails",
+         usage="#key   (your public key attached, or pasted below)",
+         example="#key\n-----BEGIN PGP PUBLIC KEY BLOCK-----\n...")
+def _key(inv: Invocation) -> str:
+    data = attached_keys(inv.ctx.raw)
+    if not data:
+        raise CommandError("no public key found: attach it (a .asc file) or paste it below "
+                           "the #key line")
+    try:
+        added = add_keys(inv.svc.pgp(), inv.cfg, data, sender=inv.actor)
+    except OpenPGPError as e:
+        raise CommandError(str(e)) from None
+    taken = [a for a in added if a.ring]
+    refused = "; ".join(f"{a.key.fingerprint} refused: {a.refused}" for a in added if a.refused)
+    if not taken:
+        raise CommandError(refused)
+    for a in taken:
+        inv.log("key added", fingerprint=a.key.fingerprint)
+    said = ", ".join(f"{a.key.fingerprint} ({_until(a.key)})" for a in taken)
+    return f"key {said} added: mail to you is encrypted to it" + (f"; {refused}" if refused
+                                                                  else "")
+
+
+def _until(key: Key) -> str:
+    return f"expires {key.expires:%Y-%m-%d}" if key.expires else "does not expire"

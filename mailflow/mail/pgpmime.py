@@ -264,3 +264,36 @@ def replace_entity(raw: bytes, entity: bytes) -> bytes:
     content = [f for name, f in inner if name.startswith("content-")]
     return b"\r\n".join([*kept, *subject[:1], b"MIME-Version: 1.0", *content]) \
         + b"\r\n\r\n" + body
+
+
+KEY_BLOCK = re.compile(r"-----BEGIN PGP PUBLIC KEY BLOCK-----.*?-----END PGP PUBLIC KEY BLOCK-----",
+                       re.DOTALL)
+
+
+def attached_keys(raw: bytes) -> bytes:
+    """The public keys a mail carries: ``application/pgp-keys`` parts, key files
+    (armored or binary ``.asc``/``.gpg``/``.pgp``/``.key``), and armored blocks pasted
+    into the text, as one blob for GnuPG to import."""
+    found: list[bytes] = []
+    for part in BytesParser(policy=compat32).parsebytes(raw).walk():
+        if part.is_multipart():
+            continue
+        payload = part.get_payload(decode=True)
+        if not isinstance(payload, bytes) or not payload:
+            continue
+        name = (part.get_filename() or "").lower()
+        text = payload.decode("utf-8", "replace")
+        if part.get_content_type() == "application/pgp-keys" or (
+                name.endswith((".asc", ".gpg", ".pgp", ".key")) and _binary_key(payload)):
+            found.append(payload)
+        else:
+            found += [m.group(0).encode() for m in KEY_BLOCK.finditer(text)]
+    return b"\n".join(found)
+
+
+def _binary_key(data: bytes) -> bool:
+    """Armored, or a binary OpenPGP public key packet (tag 6) first."""
+    if b"-----BEGIN PGP PUBLIC KEY BLOCK-----" in data:
+        return True
+    tag = data[0]
+    return bool(tag & 0x80) and ((tag & 0x3F) == 6 if tag & 0x40 else (tag >> 2) & 0xF == 6)

@@ -24,6 +24,7 @@ from mailflow.mail.verdicts import Verdict
 if TYPE_CHECKING:  # for annotations only: jinja2 and the parser are slow to import
     from jinja2.sandbox import SandboxedEnvironment
 
+    from mailflow.mail.openpgp import Keyrings
     from mailflow.mail.parse import Parsed
 
 HISTORY_STATUS = "closed"
@@ -86,6 +87,15 @@ class Services:
     signer: Signer
     templates: SandboxedEnvironment
     parts: Parts = field(default_factory=Parts)
+    # The OpenPGP keyrings (archive/keyring), opened when first needed.
+    keyrings: Keyrings | None = None
+
+    def pgp(self) -> Keyrings:
+        if self.keyrings is None:
+            from mailflow.mail.openpgp import Keyrings  # GnuPG's binding: only when used
+
+            self.keyrings = Keyrings.open(self.cfg.keyring_dir)
+        return self.keyrings
 
 
 @dataclass
