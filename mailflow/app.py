@@ -47,6 +47,7 @@ from mailflow.pipeline.handlers import (
     authenticate,
     clocks,
     commands,
+    decrypt,
     file,
     recuse,
     route,
@@ -60,9 +61,11 @@ from mailflow.wakeups import Wakeups
 
 # The pipeline, in order: each handler reads what the ones before it decided.
 HANDLERS: tuple[Handler, ...] = (
+    decrypt.open_encrypted,        # before anything reads it: the clear message
     route.address,                 # conduct or committee side, and the token in the address
     screen.screen,                 # released held mail; bounces; the MTA's spam verdicts
     route.route,                   # which case; a new one?
+    decrypt.mark_case,             # a reporter's encrypted mail marks the case
     triage.assess,                 # urgent words in a new report
     authenticate.authenticate,     # before filing: unproven member mail is filed as a note
     recuse.recuse_named,           # before anything is relayed
@@ -79,8 +82,8 @@ HANDLERS: tuple[Handler, ...] = (
 
 # What imported history goes through: threaded and filed like live mail, but it sends
 # nothing, applies no #commands and starts no clocks; it happened long ago.
-HISTORY_HANDLERS: tuple[Handler, ...] = (route.address, screen.screen, route.route,
-                                         file.file_message)
+HISTORY_HANDLERS: tuple[Handler, ...] = (decrypt.open_encrypted, route.address, screen.screen,
+                                         route.route, file.file_message)
 
 # The modules that define #commands; `mailflow help` presents them in this order.
 COMMAND_MODULES = (

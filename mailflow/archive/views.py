@@ -86,7 +86,8 @@ def format_case_list(rows: list[dict[str, Any]]) -> str:
 def format_case(case: dict[str, Any]) -> str:
     lines = [
         f"Case {case['id']} ({case['codename']}) - {case['status']}, {case['kind']}",
-        f"Opened {case['opened_at']}; acknowledged {case['acknowledged_at'] or 'not yet'}",
+        f"Opened {case['opened_at']}; acknowledged {case['acknowledged_at'] or 'not yet'}"
+        + ("; arrived encrypted" if case.get("encrypted") else ""),
         f"Subject: {case['subject'] or ''}",
         "",
         casefile.format_record(case["file"]),

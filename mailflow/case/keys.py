@@ -81,6 +81,24 @@ def add_keys(rings: Keyrings, cfg: Config, data: bytes, sender: str | None = Non
     return results
 
 
+def add_reporter_key(rings: Keyrings, data: bytes, sender: str) -> str | None:
+    """Keep a key a reporter sent with their encrypted mail, for the replies to them:
+    the fingerprint of the newest usable one carrying their address, if any.  Such a
+    key goes to the correspondents' keyring only, so it can never speak for a member."""
+    if not data:
+        return None
+    with rings.scratch() as scratch:
+        try:
+            scratch.import_keys(data)
+        except OpenPGPError:
+            return None  # a broken or secret key: the reply goes without it
+        theirs = scratch.key_for(sender)
+        if theirs is None:
+            return None
+        rings.correspondents.import_keys(scratch.export(theirs.fingerprint, armor=False))
+    return theirs.fingerprint
+
+
 def member_key(rings: Keyrings, member: str) -> Key | None:
     """The key mail to ``member`` is encrypted to, if they have a usable one."""
     return rings.committee.key_for(member)

@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # for annotations only: jinja2 and the parser are slow to imp
 
     from mailflow.mail.openpgp import Keyrings
     from mailflow.mail.parse import Parsed
+    from mailflow.mail.pgpmime import Unwrapped
 
 HISTORY_STATUS = "closed"
 
@@ -119,6 +120,9 @@ class Context:
     actor: str | None = None
     proof: str | None = None
     auth_failure: str | None = None
+    # Set when the mail arrived encrypted or signed (handlers.decrypt): the clear
+    # message, and the verdict on its signature.  ``raw`` stays as received.
+    opened: Unwrapped | None = None
     # Imported history (spool source "import"): filed and indexed, nothing else.
     quiet: bool = False
     # Set by screening: what the trusted MTA said of it, and whether the chair released
@@ -143,6 +147,11 @@ class Context:
         """Imported history is mostly settled: its cases open closed (``mailflow import
         --status`` changes that afterwards; ``#reopen`` brings one back)."""
         return HISTORY_STATUS if self.quiet else "open"
+
+    @property
+    def readable(self) -> bytes:
+        """The message as the committee may read it: decrypted, if it could be."""
+        return self.opened.raw if self.opened else self.raw
 
     @property
     def sender(self) -> str | None:

@@ -22,6 +22,7 @@ from mailflow.store.migrations import (
     held,
     imap,
     outbound,
+    openpgp,
     responses,
     search,
     workflow,
@@ -41,6 +42,7 @@ ALL: list[Migration] = [
     *held.MIGRATIONS,
     *due_process.MIGRATIONS,
     *outbound.MIGRATIONS,
+    *openpgp.MIGRATIONS,
 ]
 
 

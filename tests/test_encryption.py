@@ -1,0 +1,111 @@
+"""OpenPGP end to end, over real SMTP with real GnuPG: encrypted reports become
+searchable cases, mail that cannot be decrypted is kept and shown, members' keys are
+added by #key."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from pgpkit import GnuPG, Person, mime_mail, pgp_mime
+
+from mailflow.testing import M1, M2, CaptureRelay, MailflowServer, make_mail
+
+REPORTER = "ada@example.net"
+INNER = (b'Content-Type: text/plain; charset=UTF-8; protected-headers="v1"\r\n'
+         b"Subject: Sam keeps messaging me after I said stop\r\n"
+         b"Content-Transfer-Encoding: 8bit\r\n\r\n"
+         b"Sam sent me forty private messages on the forum after I asked him to stop.\r\n"
+         b"Ada\r\n")
+
+
+@pytest.fixture
+def keyed_server(gnupg_homes: GnuPG, relay: CaptureRelay) -> Iterator[MailflowServer]:
+    """A server whose committee has its own key (its archive under a short path, for
+    gpg-agent's socket); the server's agent is stopped with the others."""
+    tmp = gnupg_homes.root / "srv"
+    tmp.mkdir()
+    server = MailflowServer(tmp, relay.port)
+    server.cli("keys", "generate")
+    gnupg_homes.homes += [server.archive / "keyring" / "committee",
+                          server.archive / "keyring" / "correspondents"]
+    server.start()
+    yield server
+    server.stop()
+
+
+def committee_key(server: MailflowServer) -> bytes:
+    return server.cli("keys", "export").stdout
+
+
+def reporter(gnupg_homes: GnuPG, server: MailflowServer) -> Person:
+    ada = gnupg_homes.person("Ada", REPORTER)
+    ada.learn(committee_key(server))
+    return ada
+
+
+def test_an_encrypted_report_becomes_a_searchable_case(gnupg_homes, keyed_server, relay):
+    server = keyed_server
+    ada = reporter(gnupg_homes, server)
+    fingerprint = server.cli_json("keys")["committee_key"]
+    ctype, body = pgp_mime(ada.encrypt(INNER, fingerprint))
+    raw = mime_mail(REPORTER, "conduct@example.org", "...", ctype, body, name="Ada")
+    server.send(raw, REPORTER, ["conduct@example.org"])
+    ack = relay.wait_for(lambda c: REPORTER in c.rcpts, what="acknowledgement")[0]
+    case_id = ack.msg["X-Mailflow-Case"]
+    copy = relay.wait_for(lambda c: c.rcpts == [M1], what="the committee's copy")[0]
+    assert "forty private messages" in copy.body()
+    # Searched, filed and shown as clear text; the case says how it came.
+    hits = server.cli_json("search", "forty private messages")
+    assert {h["case"] for h in hits["results"]} == {case_id}
+    case = server.cli_json("case", "show", case_id)
+    assert case["encrypted"] == 1
+    assert case["messages"][0]["subject"] == "Sam keeps messaging me after I said stop"
+    assert "arrived encrypted" in case["messages"][0]["flags"]
+    assert "arrived encrypted" in server.cli("case", "show", case_id).stdout.decode()
+    # The spool keeps the bytes as received.
+    assert server.query("SELECT raw FROM spool WHERE id = 1")[0][0] == raw
+
+
+def test_a_report_that_cannot_be_decrypted_is_kept_and_shown_as_such(gnupg_homes,
+                                                                    keyed_server, relay):
+    server = keyed_server
+    ada = gnupg_homes.person("Ada", REPORTER)
+    elsewhere = gnupg_homes.person("Old key", "conduct@example.org")  # not the committee's
+    ada.learn(elsewhere.public())
+    ctype, body = pgp_mime(ada.encrypt(INNER, elsewhere.fingerprint))
+    raw = mime_mail(REPORTER, "conduct@example.org", "Report", ctype, body)
+    server.send(raw, REPORTER, ["conduct@example.org"])
+    copy = relay.wait_for(lambda c: c.rcpts == [M2], what="the committee's copy")[0]
+    assert "could not be decrypted: not encrypted to a key the committee holds" in copy.body()
+    case_id = copy.msg["X-Mailflow-Case"]
+    case = server.cli_json("case", "show", case_id)
+    assert case["encrypted"] == 1 and "could not be decrypted" in \
+        " ".join(case["messages"][0]["flags"])
+    assert server.query("SELECT raw FROM spool WHERE id = 1")[0][0] == raw
+    assert server.query("SELECT state FROM spool_state WHERE spool_id = 1")[0][0] == "done"
+
+
+def test_a_member_adds_their_key_with_key(gnupg_homes, keyed_server, relay):
+    server = keyed_server
+    m1 = gnupg_homes.person("Em One", M1)
+    server.send(make_mail("ada@example.net", "conduct@example.org", "Report", "Sam was rude."),
+                "ada@example.net", ["conduct@example.org"])
+    copy = relay.wait_for(lambda c: c.rcpts == [M1], what="the copy")[0].msg
+    body = "#key\r\n\r\n" + m1.public().decode().replace("\n", "\r\n")
+    server.send(make_mail(M1, copy["Reply-To"], "Re: " + copy["Subject"], body), M1,
+                [copy["Reply-To"]])
+    transcript = relay.wait_for(lambda c: c.rcpts == [M1] and "Transcript" in c.msg["Subject"],
+                                what="the transcript")[0].body()
+    assert f"key {m1.fingerprint}" in transcript and "added" in transcript
+    keys = server.cli_json("keys")
+    assert next(m for m in keys["members"] if m["member"] == M1)["key"] == m1.fingerprint
+    # M2 sending M1's key: refused, and nothing changes.
+    copy2 = relay.wait_for(lambda c: c.rcpts == [M2], what="the copy")[0].msg
+    server.send(make_mail(M2, copy2["Reply-To"], "Re: " + copy2["Subject"], body), M2,
+                [copy2["Reply-To"]])
+    refused = relay.wait_for(lambda c: c.rcpts == [M2] and "Transcript" in c.msg["Subject"],
+                             what="the transcript")[0].body()
+    assert "m1@example.org's key, not yours" in refused
+    assert next(m for m in server.cli_json("keys")["members"] if m["member"] == M2)["key"] \
+        is None
