@@ -63,8 +63,12 @@ def test_an_encrypted_report_becomes_a_searchable_case(gnupg_homes, keyed_server
     assert case["messages"][0]["subject"] == "Sam keeps messaging me after I said stop"
     assert "arrived encrypted" in case["messages"][0]["flags"]
     assert "arrived encrypted" in server.cli("case", "show", case_id).stdout.decode()
-    # The spool keeps the bytes as received.
+    # The spool keeps the bytes as received; the archive rebuilt from it reads as clear.
     assert server.query("SELECT raw FROM spool WHERE id = 1")[0][0] == raw
+    server.stop()
+    server.cli("reindex", "--quiet")
+    assert {h["case"] for h in server.cli_json("search", "forty private messages")["results"]} \
+        == {case_id}
 
 
 def test_a_report_that_cannot_be_decrypted_is_kept_and_shown_as_such(gnupg_homes,

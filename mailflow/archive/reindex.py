@@ -5,16 +5,20 @@ from __future__ import annotations
 import sqlite_utils
 
 from mailflow import store
+from mailflow.mail import pgpmime
+from mailflow.mail.openpgp import Keyring
 from mailflow.mail.parse import parse
 from mailflow.pipeline.handlers.file import parsed_columns
 from mailflow.progress import Progress
 from mailflow.store import audit, fulltext
 
 
-def reindex(db: sqlite_utils.Database, show_progress: bool = True) -> dict[str, int]:
+def reindex(db: sqlite_utils.Database, show_progress: bool = True,
+            ring: Keyring | None = None) -> dict[str, int]:
     """``mailflow reindex``: recompute what derives from the raw bytes, in one
     transaction: the parsed columns of every message (:func:`parsed_columns`)
-    from ``spool.raw``, then the whole search index.  Which case a message belongs to,
+    from ``spool.raw`` (decrypted with ``ring``, the committee's keyring, as the
+    pipeline did), then the whole search index.  Which case a message belongs to,
     its kind and flags, people, decisions and the audit log are history, not derived,
     and stay as they are."""
     total = db.execute("SELECT count(*) FROM messages").fetchone()[0]
@@ -25,7 +29,8 @@ def reindex(db: sqlite_utils.Database, show_progress: bool = True) -> dict[str, 
         while rows := db.execute(
                 "SELECT m.id, s.raw FROM messages m JOIN spool s ON s.id = m.spool_id "
                 "WHERE m.id > ? ORDER BY m.id LIMIT 500", [last]).fetchall():
-            updates = [{**parsed_columns(parse(raw)), "id": mid} for mid, raw in rows]
+            updates = [{**parsed_columns(parse(pgpmime.unwrap(ring, raw).raw if ring else raw)),
+                        "id": mid} for mid, raw in rows]
             names = [k for k in updates[0] if k != "id"]
             db.conn.executemany(
                 f"UPDATE messages SET {', '.join(f'{n} = :{n}' for n in names)} WHERE id = :id",

@@ -82,16 +82,20 @@ def cmd_reindex(args: argparse.Namespace) -> int:
     Runs in one transaction: stop `mailflow serve` first."""
     from mailflow import store
     from mailflow.archive import reindex
+    from mailflow.case import keys
 
     cfg = load_config(args)
     db = open_db(cfg)
+    rings = keys.open_keyrings(cfg)  # encrypted mail is read as the pipeline read it
     try:
         with store.exclusive(cfg.archive_dir / "pipeline.lock", timeout=0):
-            counts = reindex.reindex(db, show_progress=not args.quiet)
+            counts = reindex.reindex(db, show_progress=not args.quiet, ring=rings.committee)
     except TimeoutError:
         print("mailflow reindex: stop `mailflow serve` first: reindexing rewrites the "
               "archive in one transaction", file=sys.stderr)
         return EX_TEMPFAIL
+    finally:
+        rings.stop_agents()
     print(f"reindexed {counts['messages']} message(s); {counts['documents']} searchable "
           "record(s)")
     return EX_OK
