@@ -113,3 +113,39 @@ def test_a_member_adds_their_key_with_key(gnupg_homes, keyed_server, relay):
     assert "m1@example.org's key, not yours" in refused
     assert next(m for m in server.cli_json("keys")["members"] if m["member"] == M2)["key"] \
         is None
+
+
+def test_the_digest_warns_of_a_key_running_out_thirty_days_before(gnupg_homes, relay):
+    from datetime import timedelta
+
+    from mailflow import timestamps
+    tmp = gnupg_homes.root / "srv"
+    tmp.mkdir()
+    server = MailflowServer(tmp, relay.port)
+    gnupg_homes.homes += [server.archive / "keyring" / "committee",
+                          server.archive / "keyring" / "correspondents"]
+    server.cli("keys", "generate", "--expires", "40d")
+    m1 = gnupg_homes.person("Em One", M1, expires="50d")
+    (tmp / "m1.asc").write_bytes(m1.public())
+    server.cli("keys", "import", str(tmp / "m1.asc"))
+    expires = timestamps.parse(next(k["expires"] for k in server.cli_json("keys")["keys"]
+                                    if k["fingerprint"] == m1.fingerprint))
+
+    def digest_at(day) -> dict[str, str]:
+        before = len(relay.received)
+        server.cli("tick", "--now", f"{day:%Y-%m-%d}T08:00:00Z")
+        return {c.rcpts[0]: c.body() for c in relay.received[before:]
+                if "Digest for" in c.msg["Subject"]}
+
+    assert digest_at(expires - timedelta(days=31)) == {}  # nothing due, nothing to warn of
+    warned = digest_at(expires - timedelta(days=20))
+    assert f"Your OpenPGP key {m1.fingerprint} expires on {expires:%Y-%m-%d}" in warned[M1]
+    assert M2 not in warned  # no key, nothing due: no digest
+    # The committee's key (40 days) is the chair's to renew, 30 days ahead.
+    assert "The committee's key" in warned["chair@example.org"] and "expires on" in \
+        warned["chair@example.org"]
+    assert "The committee's key" not in warned[M1]
+    lapsed = digest_at(expires + timedelta(days=3))
+    assert f"{m1.fingerprint} expired on {expires:%Y-%m-%d}, so mail to you is no longer " \
+           "encrypted" in lapsed[M1]
+    assert "so reporters cannot encrypt to it" in lapsed["chair@example.org"]

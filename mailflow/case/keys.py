@@ -11,6 +11,7 @@ correspondents' keyring (a reporter's key, for the replies to them) and prove no
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from mailflow.commands.spec import CommandError, Invocation, command
 from mailflow.config import Config
@@ -19,6 +20,8 @@ from mailflow.mail.openpgp import COMMITTEE, CORRESPONDENTS, Keyrings, OpenPGPEr
 from mailflow.mail.pgpmime import attached_keys
 
 HELP_TOPIC = "Your OpenPGP key"
+# The digest warns of a member's key running out this long before (and after) it does.
+WARN_BEFORE = timedelta(days=30)
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,35 @@ def add_reporter_key(rings: Keyrings, data: bytes, sender: str) -> str | None:
             return None
         rings.correspondents.import_keys(scratch.export(theirs.fingerprint, armor=False))
     return theirs.fingerprint
+
+
+def expiry_warnings(rings: Keyrings, cfg: Config, member: str, now: datetime) -> list[str]:
+    """What a member's digest says of keys running out: theirs, from WARN_BEFORE before
+    it expires until WARN_BEFORE after; and, to the chair, the committee's own."""
+    warnings = []
+    current = rings.committee.key_for(member, now)
+    if current is not None and current.expires and current.expires - now <= WARN_BEFORE:
+        warnings.append(f"Your OpenPGP key {current.fingerprint} expires on "
+                        f"{current.expires:%Y-%m-%d}: extend it (or make a new one) and send "
+                        "it with #key before then.")
+    elif current is None:
+        lapsed = [k for k in rings.committee.all_keys() if member in k.addresses and k.expires
+                  and not k.secret and timedelta(0) <= now - k.expires <= WARN_BEFORE]
+        if lapsed:
+            key = max(lapsed, key=lambda k: k.expires or now)
+            then = ("you get a notice instead of each mail"
+                    if cfg.committee.encryption_policy(member) == "required"
+                    else "mail to you is no longer encrypted")
+            warnings.append(f"Your OpenPGP key {key.fingerprint} expired on "
+                            f"{key.expires:%Y-%m-%d}, so {then}: send a new one with #key.")
+    own = committee_key(rings, cfg) if cfg.is_chair(member) else None
+    if own is not None and own.expires and own.expires - now <= WARN_BEFORE:
+        when = ("expired on {:%Y-%m-%d}, so reporters cannot encrypt to it" if own.expires <= now
+                else "expires on {:%Y-%m-%d}").format(own.expires)
+        warnings.append(f"The committee's key {own.fingerprint} {when}: make a new one "
+                        "(`mailflow keys generate --replace`) and publish it (`mailflow keys "
+                        "export`).")
+    return warnings
 
 
 def member_key(rings: Keyrings, member: str) -> Key | None:

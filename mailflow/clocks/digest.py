@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import sqlite_utils
 
 from mailflow import timestamps
-from mailflow.case import cases, consensus, held, severe
+from mailflow.case import cases, consensus, held, keys, severe
 from mailflow.case.notices import mail_members
 from mailflow.clocks import alarms
 from mailflow.clocks.policy import Policy
@@ -41,12 +41,14 @@ def send_all(db: sqlite_utils.Database, svc: Services, policy: Policy, now: date
     for member in cfg.committee.members:
         entries = for_member(db, cfg, board, member.lower())
         waiting = held.listing(db, hide_from=member)  # never what names them
-        busy = waiting or any(e["due"] or e["overdue"] or e["waiting"] for e in entries)
+        warnings = keys.expiry_warnings(svc.pgp(), cfg, member.lower(), now)
+        busy = waiting or warnings or any(e["due"] or e["overdue"] or e["waiting"]
+                                          for e in entries)
         if not busy and not policy.digest.send_empty:
             continue
         day = policy.local(now)
         text = render.render(svc.templates, "digest", committee=cfg.committee,
-                             member=member, cases=entries, late=late,
+                             member=member, cases=entries, late=late, keys=warnings,
                              day=f"{day:%A} {day.day} {day:%B %Y}",
                              held=[held.describe(r) for r in waiting[-HELD_LISTED:]],
                              held_count=len(waiting),

@@ -50,4 +50,4 @@ def mark_case(ctx: Context) -> None:
     ctx.db.execute("UPDATE cases SET encrypted = 1, reporter_key = coalesce(?, reporter_key) "
                    "WHERE id = ?", [key, ctx.case_id])
     audit.append(ctx.db, "mailflow", "arrived encrypted", ctx.case_id, spool_id=ctx.spool_id,
-                 decrypted=opened.decrypted, reporter_key=key or "")
+                 decrypted=opened.decrypted, reporter_key=key is not None)
