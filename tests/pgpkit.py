@@ -18,6 +18,7 @@ from pathlib import Path
 import gnupg
 
 from mailflow.mail.openpgp import Keyrings
+from mailflow.mail.pgpmime import crlf
 from mailflow.testing import wait_until
 
 KEY_PARAMS = dict(key_type="EDDSA", key_curve="ed25519", key_usage="sign",
@@ -162,7 +163,7 @@ def pgp_mime(ciphertext: bytes, boundary: str = "------------enc42") -> tuple[st
             f"--{boundary}\r\nContent-Type: application/octet-stream; name=\"encrypted.asc\"\r\n"
             f"Content-Description: OpenPGP encrypted message\r\n"
             f"Content-Disposition: inline; filename=\"encrypted.asc\"\r\n\r\n").encode() \
-        + ciphertext + f"\r\n--{boundary}--\r\n".encode()
+        + crlf(ciphertext) + f"\r\n--{boundary}--\r\n".encode()
     ctype = f'multipart/encrypted; protocol="application/pgp-encrypted"; boundary="{boundary}"'
     return ctype, body
 
@@ -176,7 +177,7 @@ def pgp_signed(person: Person, entity: bytes, boundary: str = "------------sig42
         f"\r\n--{boundary}\r\nContent-Type: application/pgp-signature; name=\"signature.asc\"\r\n"
         f"Content-Description: OpenPGP digital signature\r\n"
         f"Content-Disposition: attachment; filename=\"signature.asc\"\r\n\r\n").encode() \
-        + signature + f"\r\n--{boundary}--\r\n".encode()
+        + crlf(signature) + f"\r\n--{boundary}--\r\n".encode()
     ctype = (f'multipart/signed; micalg=pgp-sha256; protocol="application/pgp-signature"; '
              f'boundary="{boundary}"')
     return ctype, body

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 from pgpkit import GnuPG, Person, mime_mail, pgp_mime
 
+from mailflow.case.keys import grouped
 from mailflow.testing import M1, M2, CaptureRelay, MailflowServer, make_mail
 
 REPORTER = "ada@example.net"
@@ -55,6 +56,9 @@ def test_an_encrypted_report_becomes_a_searchable_case(gnupg_homes, keyed_server
     case_id = ack.msg["X-Mailflow-Case"]
     copy = relay.wait_for(lambda c: c.rcpts == [M1], what="the committee's copy")[0]
     assert "forty private messages" in copy.body()
+    # No key of Ada's: the answer is in clear, so it does not repeat her subject.
+    assert "Sam" not in ack.raw.decode() and "no OpenPGP key for you" in ack.body()
+    assert grouped(fingerprint) in ack.body()
     # Searched, filed and shown as clear text; the case says how it came.
     hits = server.cli_json("search", "forty private messages")
     assert {h["case"] for h in hits["results"]} == {case_id}
@@ -69,6 +73,32 @@ def test_an_encrypted_report_becomes_a_searchable_case(gnupg_homes, keyed_server
     server.cli("reindex", "--quiet")
     assert {h["case"] for h in server.cli_json("search", "forty private messages")["results"]} \
         == {case_id}
+
+
+def test_a_reporter_who_sends_their_key_gets_replies_encrypted_to_it(gnupg_homes,
+                                                                     keyed_server, relay):
+    server = keyed_server
+    ada = reporter(gnupg_homes, server)
+    fingerprint = server.cli_json("keys")["committee_key"]
+    # Thunderbird attaches the sender's public key inside the encrypted part.
+    inner = (b'Content-Type: multipart/mixed; boundary="in"; protected-headers="v1"\r\n'
+             b"Subject: Threats after the meetup\r\n\r\n--in\r\n"
+             b"Content-Type: text/plain; charset=utf-8\r\n\r\nHe threatened me.\r\n--in\r\n"
+             b'Content-Type: application/pgp-keys; name="OpenPGP_0xADA.asc"\r\n'
+             b'Content-Disposition: attachment; filename="OpenPGP_0xADA.asc"\r\n\r\n'
+             + ada.public().replace(b"\n", b"\r\n") + b"\r\n--in--\r\n")
+    ctype, body = pgp_mime(ada.encrypt(inner, fingerprint))
+    server.send(mime_mail(REPORTER, "conduct@example.org", "...", ctype, body), REPORTER,
+                ["conduct@example.org"])
+    ack = relay.wait_for(lambda c: REPORTER in c.rcpts, what="acknowledgement")[0]
+    assert ack.msg.get_content_type() == "multipart/encrypted"
+    assert b"Threats" not in ack.raw and ack.msg["Subject"].endswith("We have received your report")
+    opened = ada.decrypt(ack.msg.get_payload()[1].get_payload().encode())
+    assert opened.ok and b'"Threats after the meetup"' in opened.data
+    assert grouped(fingerprint).encode() in opened.data
+    # Her key is kept apart from the committee's: it proves nothing there.
+    assert server.cli_json("keys")["correspondents_keys"] == 1
+    assert all(k["fingerprint"] != ada.fingerprint for k in server.cli_json("keys")["keys"])
 
 
 def test_a_report_that_cannot_be_decrypted_is_kept_and_shown_as_such(gnupg_homes,
@@ -88,6 +118,8 @@ def test_a_report_that_cannot_be_decrypted_is_kept_and_shown_as_such(gnupg_homes
         " ".join(case["messages"][0]["flags"])
     assert server.query("SELECT raw FROM spool WHERE id = 1")[0][0] == raw
     assert server.query("SELECT state FROM spool_state WHERE spool_id = 1")[0][0] == "done"
+    ack = relay.wait_for(lambda c: REPORTER in c.rcpts, what="acknowledgement")[0]
+    assert "We could not decrypt your message" in ack.body()
 
 
 def test_a_member_adds_their_key_with_key(gnupg_homes, keyed_server, relay):

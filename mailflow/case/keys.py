@@ -12,12 +12,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from mailflow.commands.spec import CommandError, Invocation, command
 from mailflow.config import Config
+from mailflow.mail.compose import Outgoing
 from mailflow.mail.gpgoutput import Key
-from mailflow.mail.openpgp import COMMITTEE, CORRESPONDENTS, Keyrings, OpenPGPError
-from mailflow.mail.pgpmime import attached_keys
+from mailflow.mail.openpgp import COMMITTEE, CORRESPONDENTS, Keyring, Keyrings, OpenPGPError
+from mailflow.mail.pgpmime import attached_keys, seal
+from mailflow.pipeline.context import Services
 
 HELP_TOPIC = "Your OpenPGP key"
 # The digest warns of a member's key running out this long before (and after) it does.
@@ -129,6 +132,53 @@ def expiry_warnings(rings: Keyrings, cfg: Config, member: str, now: datetime) ->
                         "(`mailflow keys generate --replace`) and publish it (`mailflow keys "
                         "export`).")
     return warnings
+
+
+def committee_fingerprint(svc: Services) -> str | None:
+    """The committee key's fingerprint in groups, for the acknowledgements (None without one;
+    a deployment that never made a key never has its keyrings opened for this)."""
+    if not (svc.cfg.keyring_dir / COMMITTEE / "private-keys-v1.d").is_dir():
+        return None
+    key = committee_key(svc.pgp(), svc.cfg)
+    return grouped(key.fingerprint) if key else None
+
+
+def grouped(fingerprint: str) -> str:
+    """A fingerprint as people compare it (and GnuPG shows it): groups of four."""
+    groups = [fingerprint[i:i + 4] for i in range(0, len(fingerprint), 4)]
+    return " ".join(groups[:5]) + "  " + " ".join(groups[5:])
+
+
+def reporter_key(rings: Keyrings, case: dict[str, Any], address: str
+                 ) -> tuple[Keyring, Key] | None:
+    """The key to encrypt to a reporter who wrote encrypted, and the keyring holding
+    it: the one they sent on this case, else one the administrator imported, else one
+    sent on another case."""
+    sent = rings.correspondents.get(case.get("reporter_key") or "")
+    if sent is not None and sent.usable() and address.lower() in sent.addresses:
+        return rings.correspondents, sent
+    for ring in (rings.committee, rings.correspondents):
+        key = ring.key_for(address)
+        if key is not None:
+            return ring, key
+    return None
+
+
+def seal_for_reporter(svc: Services, case: dict[str, Any], address: str, out: Outgoing,
+                      outer_subject: str) -> Outgoing | None:
+    """``out`` encrypted to the reporter when their case arrived encrypted and there is
+    a key for them; ``out`` itself when the case did not; None when it did and there
+    is no key that works (the caller says so instead of sending the content in clear)."""
+    if not case.get("encrypted"):
+        return out
+    found = reporter_key(svc.pgp(), case, address)
+    if found is None:
+        return None
+    ring, key = found
+    try:
+        return seal(ring, out, [key.fingerprint], outer_subject)
+    except OpenPGPError:
+        return None  # expired since it was listed, say: as if there were no key
 
 
 def member_key(rings: Keyrings, member: str) -> Key | None:

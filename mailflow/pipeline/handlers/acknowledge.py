@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mailflow import timestamps
-from mailflow.case import cases, sanctions
+from mailflow.case import cases, keys, sanctions
 from mailflow.mail import render
-from mailflow.mail.compose import compose
+from mailflow.mail.compose import Outgoing, compose
 from mailflow.mail.tokens import split_address
 from mailflow.outbound.queue import enqueue
 from mailflow.pipeline.handlers.screen import return_path
@@ -89,26 +89,44 @@ def acknowledge(ctx: Context) -> None:
     # Only to a sender the trusted MTA verified does the answer repeat their words: an
     # envelope sender can be forged, and their words would then go to a stranger.
     verified = ctx.verdict is not None and ctx.verdict.sender_verified
-    text = render.render(
-        ctx.svc.templates, "acknowledgement",
-        committee=cfg.committee, case=case, tag=cases.case_tag(cfg, ctx.case_id),
-        reporter_name=ctx.parsed.from_name if verified else "",
-        subject=ctx.parsed.subject if verified else "",
-        reply_address=reply_address, urgent=bool(case["urgent"]), forwarded=ctx.kind == "forward",
-    )
-    msg = compose(
-        cfg, from_=(cfg.committee.name, cfg.committee.conduct_address), to=[recipient],
-        subject=text.subject, body=text.body, reply_to=reply_address,
-        in_reply_to=ctx.parsed.message_id,
-        references=[*ctx.parsed.references[-REFERENCES_KEPT:], ctx.parsed.message_id],
-        headers={"Auto-Submitted": "auto-replied", "X-Mailflow-Case": ctx.case_id},
-    )
+    msg = _acknowledgement(ctx, case, recipient, reply_address, repeat=verified)
+    # A report that came encrypted is answered encrypted; without a key for the
+    # reporter, the answer says so and leaves out what their report said.
+    sealed = keys.seal_for_reporter(ctx.svc, case, recipient, msg, msg["Subject"] or "")
+    if sealed is None:
+        sealed = _acknowledgement(ctx, case, recipient, reply_address, repeat=False,
+                                  unencrypted=True)
     # RFC 3834 advises the null sender; with a return path instead (a signed address
     # that takes bounces and answers nothing), a bounce tells the committee that the
     # reporter was not reached.  Bounces sent to conduct@ are matched by Message-ID.
     sender = (return_path(ctx, ctx.case_id)
               if cfg.outbound.acknowledgement_sender == "return-path" else "")
-    enqueue(ctx.db, msg, kind="ack", rcpts=[recipient], envelope_from=sender,
+    enqueue(ctx.db, sealed, kind="ack", rcpts=[recipient], envelope_from=sender,
             case_id=ctx.case_id)
     ctx.db.execute("UPDATE cases SET acknowledged_at = ? WHERE id = ?",
                    [timestamps.stamp(), ctx.case_id])
+
+
+def _acknowledgement(ctx: Context, case: dict[str, Any], recipient: str, reply_address: str,
+                     repeat: bool, unencrypted: bool = False) -> Outgoing:
+    """The acknowledgement; ``repeat``: whether it may repeat the reporter's words (their
+    name and subject); ``unencrypted``: they wrote encrypted, and there is no key for
+    them to answer the same way."""
+    cfg = ctx.cfg
+    text = render.render(
+        ctx.svc.templates, "acknowledgement",
+        committee=cfg.committee, case=case, tag=cases.case_tag(cfg, case["id"]),
+        reporter_name=ctx.parsed.from_name if repeat else "",
+        subject=ctx.parsed.subject if repeat else "",
+        reply_address=reply_address, urgent=bool(case["urgent"]), forwarded=ctx.kind == "forward",
+        committee_key=keys.committee_fingerprint(ctx.svc),
+        unencrypted=unencrypted,
+        unreadable=ctx.opened is not None and ctx.opened.encrypted and not ctx.opened.decrypted,
+    )
+    return compose(
+        cfg, from_=(cfg.committee.name, cfg.committee.conduct_address), to=[recipient],
+        subject=text.subject, body=text.body, reply_to=reply_address,
+        in_reply_to=ctx.parsed.message_id,
+        references=[*ctx.parsed.references[-REFERENCES_KEPT:], ctx.parsed.message_id],
+        headers={"Auto-Submitted": "auto-replied", "X-Mailflow-Case": case["id"]},
+    )
