@@ -4,7 +4,9 @@ added by #key."""
 
 from __future__ import annotations
 
+import email
 from collections.abc import Iterator
+from email.policy import compat32
 
 import pytest
 from pgpkit import GnuPG, Person, mime_mail, pgp_mime
@@ -33,6 +35,14 @@ def keyed_server(gnupg_homes: GnuPG, relay: CaptureRelay) -> Iterator[MailflowSe
     server.start()
     yield server
     server.stop()
+
+
+def opened(person: Person, mail) -> email.message.Message:
+    """What ``person``'s own GnuPG reads in a PGP/MIME mail they received."""
+    part = mail.msg.get_payload()[1].get_payload().encode()
+    result = person.decrypt(part)
+    assert result.ok, result.stderr
+    return email.message_from_bytes(result.data, policy=compat32)
 
 
 def committee_key(server: MailflowServer) -> bytes:
@@ -129,10 +139,17 @@ def test_a_member_adds_their_key_with_key(gnupg_homes, keyed_server, relay):
                 "ada@example.net", ["conduct@example.org"])
     copy = relay.wait_for(lambda c: c.rcpts == [M1], what="the copy")[0].msg
     body = "#key\r\n\r\n" + m1.public().decode().replace("\n", "\r\n")
+    before = len(relay.to(M1))
     server.send(make_mail(M1, copy["Reply-To"], "Re: " + copy["Subject"], body), M1,
                 [copy["Reply-To"]])
-    transcript = relay.wait_for(lambda c: c.rcpts == [M1] and "Transcript" in c.msg["Subject"],
-                                what="the transcript")[0].body()
+    # The transcript is the first mail encrypted to the key it added.
+    sealed = relay.wait_for(lambda c: c.rcpts == [M1], count=before + 1,
+                            what="the transcript")[-1]
+    assert sealed.msg.get_content_type() == "multipart/encrypted"
+    assert "Transcript" not in sealed.msg["Subject"]
+    inner = opened(m1, sealed)
+    assert inner["Subject"].startswith("[coc #") and "Transcript" in inner["Subject"]
+    transcript = inner.get_payload(decode=True).decode()
     assert f"key {m1.fingerprint}" in transcript and "added" in transcript
     keys = server.cli_json("keys")
     assert next(m for m in keys["members"] if m["member"] == M1)["key"] == m1.fingerprint
@@ -166,8 +183,11 @@ def test_the_digest_warns_of_a_key_running_out_thirty_days_before(gnupg_homes, r
     def digest_at(day) -> dict[str, str]:
         before = len(relay.received)
         server.cli("tick", "--now", f"{day:%Y-%m-%d}T08:00:00Z")
-        return {c.rcpts[0]: c.body() for c in relay.received[before:]
-                if "Digest for" in c.msg["Subject"]}
+        mails = {c.rcpts[0]: c for c in relay.received[before:]}
+        # M1's digest is encrypted to the key it warns of, while it works.
+        return {to: opened(m1, c).get_payload(decode=True).decode()
+                if c.msg.get_content_type() == "multipart/encrypted" else c.body()
+                for to, c in mails.items()}
 
     assert digest_at(expires - timedelta(days=31)) == {}  # nothing due, nothing to warn of
     warned = digest_at(expires - timedelta(days=20))

@@ -181,6 +181,15 @@ def seal_for_reporter(svc: Services, case: dict[str, Any], address: str, out: Ou
         return None  # expired since it was listed, say: as if there were no key
 
 
+def key_to_use(svc: Services, member: str) -> str | None:
+    """The fingerprint mail to ``member`` is encrypted to, by their policy: None for
+    "never", or when they have no usable key."""
+    if svc.cfg.committee.encryption_policy(member) == "never":
+        return None
+    key = member_key(svc.pgp(), member)
+    return key.fingerprint if key else None
+
+
 def member_key(rings: Keyrings, member: str) -> Key | None:
     """The key mail to ``member`` is encrypted to, if they have a usable one."""
     return rings.committee.key_for(member)

@@ -7,17 +7,25 @@ From is the committee's own address, so reply-all cannot reach the reporter.
 
 from __future__ import annotations
 
+import logging
 import re
+from collections.abc import Callable
 from datetime import timedelta
 
 import sqlite_utils
 
 from mailflow import timestamps
-from mailflow.case import cases
+from mailflow.case import cases, keys
 from mailflow.config import Config
-from mailflow.mail.compose import compose
+from mailflow.mail import render
+from mailflow.mail.compose import Outgoing, compose
+from mailflow.mail.openpgp import OpenPGPError
+from mailflow.mail.pgpmime import encrypted, protected_entity
 from mailflow.outbound.queue import enqueue
 from mailflow.pipeline.context import Context, Services
+from mailflow.store import audit
+
+log = logging.getLogger("mailflow.notices")
 
 # What mail clients and mailflow put before a subject: replies and forwards (English
 # and the common localised forms), "Transcript:", "Draft N to confirm:".
@@ -66,16 +74,88 @@ def mail_members(db: sqlite_utils.Database, svc: Services, case_id: str | None,
     cfg = svc.cfg
     tag = cases.case_tag(cfg, case_id) + " " if case_id else ""
     refs = [case_root_id(cfg, case_id)] if case_id else []
-    for member in members:
-        msg = compose(
+
+    def for_member(member: str) -> Outgoing:
+        return compose(
             cfg, from_=(f"{cfg.committee.name} (mailflow)", cfg.committee.committee_address),
             to=[member], subject=f"{tag}{subject}"[:200], body=body,
             reply_to=member_reply_address(svc, case_id, member), in_reply_to=in_reply_to,
             references=refs,
             headers={**list_headers(cfg, case_id), "Auto-Submitted": auto_submitted},
         )
-        enqueue(db, msg, kind=kind, rcpts=[member], envelope_from="",
-                         case_id=case_id)
+
+    deliver(db, svc, case_id, members, for_member, kind=kind)
+
+
+# What a member missed, in the notice sent instead of mail that could not be encrypted.
+WHAT = {"relay": "a copy of a message on the case", "transcript": "the transcript of your "
+        "commands", "digest": "your daily digest", "alarm": "a reminder of a clock",
+        "urgent": "an urgent alert", "draft": "a draft to confirm", "notice": "a notice"}
+
+
+def deliver(db: sqlite_utils.Database, svc: Services, case_id: str | None, members: list[str],
+            compose_for: Callable[[str], Outgoing], *, kind: str, envelope_from: str = "",
+            searchable: bool = True) -> None:
+    """The one way mailflow's mail reaches members: composed for each (with their own
+    Reply-To), protected as their ``[committee.encryption]`` policy says, and queued.
+
+    A member with a usable key gets it PGP/MIME-encrypted, with only the case's tag and
+    code name outside; copies that are the same inside share one encryption.  A member
+    whose policy is "required" and who has no usable key gets a notice instead, and
+    nothing else."""
+    outer = outer_subject(db, svc.cfg, case_id)
+    groups: dict[bytes, list[tuple[str, Outgoing, str]]] = {}
+    for member in members:
+        out = compose_for(member)
+        key = keys.key_to_use(svc, member)
+        if key is None:
+            _plain_or_notice(db, svc, case_id, member, out, kind, envelope_from, searchable)
+        else:
+            groups.setdefault(protected_entity(out), []).append((member, out, key))
+    for entity, copies in groups.items():
+        try:
+            sealed = svc.pgp().committee.encrypt(entity, [fpr for _, _, fpr in copies])
+        except OpenPGPError as e:
+            log.warning("case %s: could not encrypt %s for %s: %s", case_id, kind,
+                        ", ".join(m for m, _, _ in copies), e)
+            for member, out, _ in copies:  # as if they had no key
+                _plain_or_notice(db, svc, case_id, member, out, kind, envelope_from,
+                                 searchable, keyless=True)
+            continue
+        for member, out, _ in copies:
+            enqueue(db, encrypted(out, sealed, outer), kind=kind, rcpts=[member],
+                    envelope_from=envelope_from, case_id=case_id, searchable=searchable)
+
+
+def _plain_or_notice(db: sqlite_utils.Database, svc: Services, case_id: str | None,
+                     member: str, out: Outgoing, kind: str, envelope_from: str,
+                     searchable: bool, keyless: bool = False) -> None:
+    """Mail for a member without a usable key: in clear, unless their policy is
+    "required" (then a notice that says only that something could not be sent)."""
+    cfg = svc.cfg
+    if cfg.committee.encryption_policy(member) != "required":
+        enqueue(db, out, kind=kind, rcpts=[member], envelope_from=envelope_from,
+                case_id=case_id, searchable=searchable)
+        return
+    text = render.render(svc.templates, "not-encrypted", committee=cfg.committee,
+                         case_id=case_id, member=member, what=WHAT.get(kind, "a message"))
+    tag = cases.case_tag(cfg, case_id) + " " if case_id else ""
+    notice = compose(
+        cfg, from_=(f"{cfg.committee.name} (mailflow)", cfg.committee.committee_address),
+        to=[member], subject=f"{tag}{text.subject}", body=text.body,
+        reply_to=member_reply_address(svc, case_id, member),
+        headers={**list_headers(cfg, case_id), "Auto-Submitted": "auto-generated"})
+    enqueue(db, notice, kind="not-encrypted", rcpts=[member], case_id=case_id)
+    audit.append(db, "mailflow", "not encrypted: notice instead", case_id, to=[member],
+                 kind=kind, keyless=keyless)
+
+
+def outer_subject(db: sqlite_utils.Database, cfg: Config, case_id: str | None) -> str:
+    """What an encrypted mail shows outside: the case's tag and code name, no more."""
+    case = cases.get(db, case_id) if case_id else None
+    if case is None:
+        return "..."  # the placeholder protected-headers clients replace with the inner one
+    return f"{cases.case_tag(cfg, case['id'])} {case['codename']}"
 
 
 def notify_committee(ctx: Context, case_id: str, subject: str, body: str,

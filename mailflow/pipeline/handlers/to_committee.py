@@ -17,13 +17,12 @@ already and the archive keeps the whole message.
 from __future__ import annotations
 
 from mailflow.case import abuse, cases
-from mailflow.case.notices import case_root_id, list_headers, member_reply_address
+from mailflow.case.notices import case_root_id, deliver, list_headers, member_reply_address
 from mailflow.commands.language import parse
 from mailflow.mail import render
-from mailflow.mail.compose import compose, header_safe
+from mailflow.mail.compose import Outgoing, compose, header_safe
 from mailflow.mail.parse import Forwarded
 from mailflow.mail.tokens import split_address
-from mailflow.outbound.queue import enqueue
 from mailflow.pipeline.context import Context
 
 COPIED_KINDS = ("report", "forward", "reply", "member")
@@ -89,18 +88,20 @@ def copy_to_committee(ctx: Context) -> None:
     # reference to its spool row, which delivery streams (it may be 25 MB).
     attach = ctx.spool_id if ctx.parsed.attachments or any(
         f.attached for f in ctx.parsed.forwarded) else None
-    for member in recipients:
+
+    def copy_for(member: str) -> Outgoing:
         text = render.render(ctx.svc.templates, "committee-copy", **fields, history=(
             abuse.history(ctx.db, ctx.case_id, member)
             if ctx.kind in NEW_REPORT_KINDS and ctx.case_id else []))
-        msg = compose(
+        return compose(
             cfg, from_=(f"{display} via {cfg.committee.name}", cfg.committee.committee_address),
             to=[cfg.committee.committee_address], subject=text.subject, body=text.body,
             reply_to=member_reply_address(ctx.svc, ctx.case_id, member),
             references=refs, headers=list_headers(cfg, ctx.case_id), attach_spool_id=attach,
         )
-        enqueue(ctx.db, msg, kind="relay", rcpts=[member],
-                         envelope_from=cfg.committee.committee_address, case_id=ctx.case_id,
-                         searchable=False)  # the message it relays is indexed
+
+    deliver(ctx.db, ctx.svc, ctx.case_id, recipients, copy_for, kind="relay",
+            envelope_from=cfg.committee.committee_address,
+            searchable=False)  # the message it relays is indexed
 
 
