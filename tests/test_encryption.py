@@ -5,6 +5,8 @@ added by #key."""
 from __future__ import annotations
 
 import email
+import json
+import sqlite3
 from collections.abc import Iterator
 from email.policy import compat32
 
@@ -109,6 +111,17 @@ def test_a_reporter_who_sends_their_key_gets_replies_encrypted_to_it(gnupg_homes
     # Her key is kept apart from the committee's: it proves nothing there.
     assert server.cli_json("keys")["correspondents_keys"] == 1
     assert all(k["fingerprint"] != ada.fingerprint for k in server.cli_json("keys")["keys"])
+    # Years after the case closed, its purge takes her key too: it names her.
+    server.stop()
+    case_id = ack.msg["X-Mailflow-Case"]
+    with sqlite3.connect(server.archive / "mailflow.db") as db:
+        db.execute("UPDATE cases SET status = 'closed' WHERE id = ?", [case_id])
+    server.env["MAILFLOW_FAKE_NOW"] = "2040-01-01T00:00:00Z"
+    purged = json.loads(server.cli("purge", "--before", "2039-01-01", "--json").stdout)
+    assert purged["cases"][0]["action"] == "purged"
+    assert "1 reporter's key" in purged["cases"][0]["why"]
+    assert server.cli_json("keys")["correspondents_keys"] == 0
+    assert server.query("SELECT reporter_key, subject FROM cases") == [(None, None)]
 
 
 def test_a_report_that_cannot_be_decrypted_is_kept_and_shown_as_such(gnupg_homes,
@@ -201,3 +214,47 @@ def test_the_digest_warns_of_a_key_running_out_thirty_days_before(gnupg_homes, r
     assert f"{m1.fingerprint} expired on {expires:%Y-%m-%d}, so mail to you is no longer " \
            "encrypted" in lapsed[M1]
     assert "so reporters cannot encrypt to it" in lapsed["chair@example.org"]
+
+
+def test_members_read_their_copies_with_their_own_keys_and_the_keyless_get_a_notice(
+        gnupg_homes, relay):
+    tmp = gnupg_homes.root / "srv"
+    tmp.mkdir()
+    server = MailflowServer(tmp, relay.port, extra=(
+        '[committee.encryption]\ndefault = "required"\n"chair@example.org" = "never"\n'))
+    gnupg_homes.homes += [server.archive / "keyring" / "committee",
+                          server.archive / "keyring" / "correspondents"]
+    m1 = gnupg_homes.person("Em One", M1)
+    (tmp / "m1.asc").write_bytes(m1.public())
+    server.cli("keys", "import", str(tmp / "m1.asc"))
+    server.start()
+    try:
+        server.send(make_mail("rita@people.test", "conduct@example.org",
+                              "Sam Sharp insulted me", "Sam Sharp called me names in #general."),
+                    "rita@people.test", ["conduct@example.org"])
+        got = {to: relay.wait_for(lambda c, to=to: c.rcpts == [to], what=f"mail to {to}")[0]
+               for to in (M1, M2, "chair@example.org")}
+    finally:
+        server.stop()
+    case_id = got[M1].msg["X-Mailflow-Case"]
+    codename = server.cli_json("case", "show", case_id)["codename"]
+    # M1: encrypted; outside only the tag and the code name; inside the copy.
+    m1_copy = got[M1]
+    assert m1_copy.msg.get_content_type() == "multipart/encrypted"
+    assert m1_copy.msg["Subject"] == f"[coc #{case_id}] {codename}"
+    assert b"Sam" not in m1_copy.raw and b"insult" not in m1_copy.raw
+    inner = opened(m1, m1_copy)
+    assert "Sam Sharp called me names in #general." in inner.get_payload(decode=True).decode()
+    assert inner["Subject"].startswith(f"[coc #{case_id}] New report")
+    assert m1_copy.msg["Reply-To"].startswith("committee+")  # replying still proves M1
+    # M2 ("required", no key): the notice and nothing else, naming nothing of the case.
+    to_m2 = relay.to(M2)
+    assert len(to_m2) == 1
+    notice = to_m2[0]
+    assert "could not be encrypted" in notice.msg["Subject"]
+    assert "#key" in notice.body() and "Sam" not in notice.raw.decode()
+    assert "insult" not in notice.raw.decode().lower()
+    # The chair ("never"): in clear.
+    assert "Sam Sharp called me names" in got["chair@example.org"].body()
+    sent = {(r["kind"], r["rcpts"]) for r in server.cli_json("case", "show", case_id)["sent"]}
+    assert ("not-encrypted", M2) in sent and ("relay", M2) not in sent

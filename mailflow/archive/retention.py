@@ -34,6 +34,7 @@ import sqlite_utils
 from mailflow import store, timestamps
 from mailflow.archive import dossier
 from mailflow.case import held
+from mailflow.mail.openpgp import Keyring
 from mailflow.store import audit
 
 # Registries kept beyond a case's retention; the audit log is never rewritten.
@@ -79,7 +80,10 @@ def _purge_case(db: sqlite_utils.Database, case_id: str, before: str) -> dict[st
                 if n > 0:
                     removed[table] = removed.get(table, 0) + n
         removed["raw messages"] = len(spool_ids)  # from spool.db next, by _sweep_spool
-        db.execute("UPDATE cases SET subject = NULL, status = 'purged' WHERE id = ?", [case_id])
+        db.conn.executemany("DELETE FROM pgp_signatures WHERE spool_id = ?",
+                            [(i,) for i in spool_ids])
+        db.execute("UPDATE cases SET subject = NULL, reporter_key = NULL, status = 'purged' "
+                   "WHERE id = ?", [case_id])
         audit.append(db, "admin", "purged", case_id, before=before, removed=removed)
     return removed
 
@@ -118,9 +122,11 @@ def _scrub(db: sqlite_utils.Database, spool: sqlite_utils.Database) -> list[str]
 
 
 def purge(db: sqlite_utils.Database, spool: sqlite_utils.Database, rules: dict[str, Any],
-          before: datetime, dry_run: bool = False) -> tuple[list[Outcome], list[str]]:
+          before: datetime, dry_run: bool = False, correspondents: Keyring | None = None
+          ) -> tuple[list[Outcome], list[str]]:
     """Purge the expired cases last active before ``before``; (outcomes, problems).
-    ``spool`` is a writable connection to spool.db (``store.connect_spool``)."""
+    ``spool`` is a writable connection to spool.db (``store.connect_spool``);
+    ``correspondents``: the keyring whose reporters' keys go with their cases."""
     table = rules.get("retention", {})
     days = table.get("closed_days", 1825)
     statuses = table.get("closed_statuses", ["closed"])
@@ -141,7 +147,11 @@ def purge(db: sqlite_utils.Database, spool: sqlite_utils.Database, rules: dict[s
         if dry_run:
             outcomes.append(Outcome(case_id, last, "would purge"))
             continue
+        key = _reporter_key(db, case_id)
         removed = _purge_case(db, case_id, stamp)
+        if key and correspondents and not _reporter_key_used(db, key):
+            correspondents.delete(key)  # the reporter's key names them: it goes too
+            removed["reporter's key"] = 1
         outcomes.append(Outcome(case_id, last, "purged",
                                 ", ".join(f"{n} {t}" for t, n in sorted(removed.items()))))
     outcomes += _purge_held(db, cutoff, stamp, dry_run)
@@ -161,6 +171,16 @@ def _purge_held(db: sqlite_utils.Database, cutoff: str, before: str, dry_run: bo
     with store.transaction(db):
         n = held.purge(db, until)
     return [Outcome("held mail", until, "purged", f"{n} message(s)")] if n else []
+
+
+def _reporter_key(db: sqlite_utils.Database, case_id: str) -> str | None:
+    row = db.execute("SELECT reporter_key FROM cases WHERE id = ?", [case_id]).fetchone()
+    return row[0] if row else None
+
+
+def _reporter_key_used(db: sqlite_utils.Database, key: str) -> bool:
+    """Whether a case not purged still encrypts to this reporter's key."""
+    return db.execute("SELECT 1 FROM cases WHERE reporter_key = ?", [key]).fetchone() is not None
 
 
 def format_outcomes(outcomes: list[Outcome], problems: list[str]) -> str:

@@ -126,10 +126,12 @@ def cmd_purge(args: argparse.Namespace) -> int:
     (rules/retention.toml closed_days) is over and that were last active before
     DATE: from the database, its WAL and the search index (secure delete, index
     rewrite, WAL checkpoint).  The case id, the ban and warning registries and
-    the audit log stay, with an entry for the purge.  A case with an ongoing ban
+    the audit log stay, with an entry for the purge; the OpenPGP key a reporter sent
+    goes too, unless another case still uses it.  A case with an ongoing ban
     is refused.  Exits 75 if a WAL could not be emptied (run it again)."""
     from mailflow import rules, store, timestamps
     from mailflow.archive import retention
+    from mailflow.case import keys
 
     cfg = load_config(args)
     try:
@@ -138,8 +140,13 @@ def cmd_purge(args: argparse.Namespace) -> int:
         print(f"mailflow purge: --before {args.before!r}: use a date, YYYY-MM-DD",
               file=sys.stderr)
         return EX_USAGE
-    outcomes, problems = retention.purge(open_db(cfg), store.connect_spool(cfg.db_path),
-                                         rules.load(cfg), before, dry_run=args.dry_run)
+    rings = keys.open_keyrings(cfg)
+    try:
+        outcomes, problems = retention.purge(
+            open_db(cfg), store.connect_spool(cfg.db_path), rules.load(cfg), before,
+            dry_run=args.dry_run, correspondents=rings.correspondents)
+    finally:
+        rings.stop_agents()
     emit(args, {"cases": [o.__dict__ for o in outcomes], "problems": problems},
          retention.format_outcomes(outcomes, problems))
     return EX_TEMPFAIL if problems else EX_OK

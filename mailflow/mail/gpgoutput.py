@@ -51,11 +51,15 @@ class Signature:
     """What a signature proves.  ``status``: "good", "bad" (the data was changed or
     the signature forged), "unknown" (no key here to check it), "expired" (the key or
     the signature has expired), "revoked", or "none" (nothing was signed).
-    ``fingerprint`` is the signer's primary key, when the key is here."""
+    ``fingerprint`` is the signer's primary key, when the key is here; ``signed_at``
+    when the signature says it was made; ``sig_id`` names this very signature (GnuPG's
+    SIG_ID), so that a copy of a signed mail can be told from a new one."""
 
     status: str
     fingerprint: str | None = None
     key_id: str | None = None
+    signed_at: datetime | None = None
+    sig_id: str | None = None
 
     @property
     def good(self) -> bool:
@@ -100,8 +104,11 @@ def signature_of(status: list[tuple[str, list[str]]]) -> Signature:
             return Signature(verdict, key_id=first(keyword))
     if "GOODSIG" in words and "VALIDSIG" in words:
         valid = words["VALIDSIG"]
-        return Signature("good", fingerprint=valid[9] if len(valid) > 9 else valid[0],
-                         key_id=first("GOODSIG"))
+        fingerprint = valid[9] if len(valid) > 9 else valid[0]
+        made = valid[2] if len(valid) > 2 and valid[2].isdigit() else ""
+        return Signature("good", fingerprint=fingerprint, key_id=first("GOODSIG"),
+                         signed_at=_when(made),
+                         sig_id=first("SIG_ID") or f"{fingerprint}:{made}")
     if "ERRSIG" in words or "NO_PUBKEY" in words:
         return Signature("unknown", key_id=first("ERRSIG") or first("NO_PUBKEY"))
     return UNSIGNED

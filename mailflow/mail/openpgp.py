@@ -113,6 +113,10 @@ class Keyring:
             raise OpenPGPError("no OpenPGP public key found")
         return list(dict.fromkeys(f for f in result.fingerprints if f))
 
+    def delete(self, fingerprint: str) -> None:
+        """Remove a public key (a purged case's reporter's, say)."""
+        self.gpg.delete_keys(fingerprint)
+
     # -- encryption ------------------------------------------------------------
     def encrypt(self, data: bytes, fingerprints: Sequence[str]) -> bytes:
         """``data`` encrypted to every key in ``fingerprints``, ASCII-armored."""

@@ -5,6 +5,9 @@ Sender or the display name), and only with proof:
 
 - ``token``: the mail was sent to ``committee+<token>@`` and the token is this
   member's, unexpired, and for this case (or for no case);
+- ``pgp``: a good OpenPGP signature over the whole mail by the member's key in the
+  committee's keyring, made in the last week, on text naming the case, and not seen
+  on any other mail (:func:`pgp_proof`); a bad, unknown or expired one proves nothing;
 - ``dkim`` / ``dmarc``: an ``Authentication-Results`` header stamped by the trusted
   MTA (``security.trusted_authserv_id``) shows a pass aligned with the From domain.
   Only the topmost header with that authserv-id counts: anything below it was
@@ -21,6 +24,7 @@ and nothing in it applies (``commands`` tells the member whose address it used).
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from mailflow import timestamps
@@ -75,6 +79,52 @@ def token_proof(ctx: Context, member: str) -> tuple[str | None, str]:
     return "token", ""
 
 
+# A signed mail proves its sender for this long after it was signed; and only once.
+SIGNATURE_FRESH = timedelta(days=7)
+VERDICTS = {"bad": "its OpenPGP signature is bad (the mail was changed after signing, or "
+            "the signature is forged)",
+            "unknown": "it is signed by a key the committee's keyring does not hold",
+            "expired": "it is signed by an expired key",
+            "revoked": "it is signed by a revoked key",
+            "partial": "its OpenPGP signature covers only part of it"}
+
+
+def pgp_proof(ctx: Context, member: str) -> tuple[str | None, str]:
+    """A good OpenPGP signature over the whole mail by one of ``member``'s keys in the
+    committee's keyring: made in the last week, used once, and, on a case, over text
+    that names the case (a reply quoting the member's copy does), so that a signed
+    mail cannot be sent again, or to another case, by someone else."""
+    signature = ctx.opened.signature if ctx.opened else None
+    if signature is None or signature.status == "none":
+        return None, ""
+    if not signature.good:
+        return None, VERDICTS.get(signature.status, f"its signature is {signature.status}")
+    key = ctx.svc.pgp().committee.get(signature.fingerprint or "")
+    if key is None or member not in key.addresses:
+        return None, f"it is signed by a key that is not {member}'s"
+    if not _first_use(ctx, signature.sig_id or ""):
+        return None, "its OpenPGP signature was already used on another mail (a replay)"
+    now = timestamps.now()
+    if signature.signed_at is None or not (
+            timedelta(minutes=-15) <= now - signature.signed_at <= SIGNATURE_FRESH):
+        return None, "its OpenPGP signature was not made in the last week"
+    if ctx.case_id and ctx.case_id not in ctx.parsed.body_text:
+        return None, f"the text it signs does not name case {ctx.case_id}"
+    return "pgp", ""
+
+
+def _first_use(ctx: Context, sig_id: str) -> bool:
+    """Record that this mail carries the signature; whether no other mail did before.
+    (Every signed member mail is recorded, whatever proved it, so a copy of it proves
+    nothing later.)"""
+    used = ctx.db.execute("SELECT spool_id FROM pgp_signatures WHERE sig_id = ?",
+                          [sig_id]).fetchone()
+    if used is None:
+        ctx.db.execute("INSERT INTO pgp_signatures (sig_id, spool_id, used_at) VALUES (?, ?, ?)",
+                       [sig_id, ctx.spool_id, timestamps.stamp()])
+    return used is None or used[0] == ctx.spool_id
+
+
 def authenticate(ctx: Context) -> None:
     """Prove which member wrote committee mail (their token, or a trusted DKIM/DMARC
     pass): set ``ctx.actor`` and ``ctx.proof``; unproven mail becomes a note."""
@@ -84,10 +134,12 @@ def authenticate(ctx: Context) -> None:
     if member is not None and not ctx.cfg.is_member(member):
         member, problem = None, f"{member} is not a committee member"
     proof, why = token_proof(ctx, member) if member else (None, "")
+    signed, signed_why = pgp_proof(ctx, member) if member else (None, "")
+    proof, why = proof or signed, "; ".join(filter(None, (why, signed_why)))
     proof = proof or (header_proof(ctx, member.split("@", 1)[1]) if member else None)
     if member is None or proof is None:
-        ctx.auth_failure = (problem or why
-                            or "no signed token in the address and no trusted DKIM/DMARC pass")
+        ctx.auth_failure = (problem or why or "no signed token in the address, no good "
+                            "OpenPGP signature and no trusted DKIM/DMARC pass")
         ctx.kind = "note"
         ctx.flags.append(f"not accepted as a member's mail: {ctx.auth_failure}")
         return

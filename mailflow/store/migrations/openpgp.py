@@ -13,4 +13,16 @@ def encrypted_cases(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE cases ADD COLUMN reporter_key TEXT")
 
 
-MIGRATIONS = [("openpgp_0001_encrypted_cases", encrypted_cases)]
+def used_signatures(db: sqlite_utils.Database) -> None:
+    # Each OpenPGP signature proves a member once: a copy of a signed mail sent again
+    # (a replay) proves nothing.  Ids only: no text, no name.
+    db.execute("""
+        CREATE TABLE pgp_signatures (
+            sig_id TEXT PRIMARY KEY,         -- GnuPG's SIG_ID of the signature
+            spool_id INTEGER NOT NULL,       -- the mail it proved
+            used_at TEXT NOT NULL
+        )""")
+
+
+MIGRATIONS = [("openpgp_0001_encrypted_cases", encrypted_cases),
+              ("openpgp_0002_used_signatures", used_signatures)]
