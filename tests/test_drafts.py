@@ -55,8 +55,13 @@ def test_a_draft_leaves_only_on_the_chairs_confirm_cc_the_committee(server, rela
     sent = case.confirm(draft)
     assert f"draft {draft} sent to the originator" in sent and "cc the committee" in sent
     [mail] = relay.wait_for(lambda c: ORIGINATOR in c.rcpts, what="the reprimand")
-    # The reprimand goes to the originator, with the committee in copy, from conduct@.
-    assert sorted(mail.rcpts) == sorted([ORIGINATOR, CHAIR, M1, M2])
+    # The reprimand goes to the originator, with the committee in copy, from conduct@:
+    # the same message to each member, each by the member's way (encrypted, if keyed).
+    assert mail.rcpts == [ORIGINATOR]
+    copies = relay.wait_for(lambda c: c.msg["Message-ID"] == mail.msg["Message-ID"]
+                            and c.rcpts != [ORIGINATOR], count=3, what="the members' copies")
+    assert sorted(r for c in copies for r in c.rcpts) == sorted([CHAIR, M1, M2])
+    assert {c.raw for c in copies} == {mail.raw}
     assert mail.msg["To"] == f"Sam Sharp <{ORIGINATOR}>"
     assert mail.msg["Cc"] == "committee@example.org"
     assert mail.msg["From"].endswith("<conduct@example.org>")

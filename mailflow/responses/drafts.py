@@ -20,6 +20,7 @@ the configured addresses of a group role.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import formataddr
 from typing import Any
@@ -30,12 +31,12 @@ import sqlite_utils
 from jinja2.sandbox import SandboxedEnvironment
 
 from mailflow import store, timestamps
-from mailflow.case import cases, consensus, sanctions
+from mailflow.case import cases, consensus, keys, sanctions
 from mailflow.case.grievance import review_address
-from mailflow.case.notices import mail_members
+from mailflow.case.notices import deliver, mail_members, outer_subject
 from mailflow.commands.spec import CommandError
 from mailflow.mail import render
-from mailflow.mail.compose import HeaderInjection, check_header, compose
+from mailflow.mail.compose import HeaderInjection, Outgoing, check_header, compose
 from mailflow.mail.parse import ADDR_SPEC
 from mailflow.outbound.queue import enqueue
 from mailflow.responses import redaction
@@ -340,6 +341,10 @@ def decide(db: sqlite_utils.Database, draft_id: int, state: str, actor: str) -> 
                [state, actor, timestamps.stamp(), draft_id])
 
 
+def _same(msg: Outgoing) -> Callable[[str], Outgoing]:
+    return lambda _member: msg
+
+
 def send(db: sqlite_utils.Database, svc, draft: dict[str, Any], actor: str) -> list[int]:
     """Queue the mail of a pending draft; returns the outbound ids."""
     cfg = svc.cfg
@@ -350,6 +355,7 @@ def send(db: sqlite_utils.Database, svc, draft: dict[str, Any], actor: str) -> l
     groups = ([draft["recipients"]] if draft["to_role"] in GROUP_ROLES
               else [[r] for r in draft["recipients"]])
     sent = []
+    case = cases.get(db, draft["case_id"]) or {}
     for group in groups:
         msg = compose(
             cfg, from_=(cfg.committee.name, cfg.committee.conduct_address),
@@ -357,9 +363,14 @@ def send(db: sqlite_utils.Database, svc, draft: dict[str, Any], actor: str) -> l
             cc=[cfg.committee.committee_address] if cc else [],
             subject=draft["subject"], body=draft["body"], reply_to=draft["reply_to"],
             headers={"X-Mailflow-Case": draft["case_id"]})
-        sent.append(enqueue(db, msg, kind="response", rcpts=group + cc,
-                                     envelope_from=cfg.committee.conduct_address,
-                                     case_id=draft["case_id"]))
+        # A reporter who wrote encrypted is answered encrypted, when there is a key.
+        out = (keys.seal_for_reporter(svc, case, group[0], msg, outer_subject(db, cfg, case["id"]))
+               if draft["to_role"] == "reporter" else msg)
+        sent.append(enqueue(db, out or msg, kind="response", rcpts=group,
+                            envelope_from=cfg.committee.conduct_address, case_id=case["id"]))
+        # The members' copies go the members' way: encrypted as each one's policy says.
+        deliver(db, svc, case["id"], cc, _same(msg), kind="response",
+                envelope_from=cfg.committee.conduct_address, searchable=False)
     decide(db, draft["id"], "sent", actor)
     audit.append(db, actor, "draft sent", draft["case_id"], draft=draft["id"],
                  template=draft["template"], to=draft["recipients"], cc=cc)
