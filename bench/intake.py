@@ -33,6 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from mailflow.mail.openpgp import Keyring
 from mailflow.testing import MEMBERS, MailflowServer, free_port
 
 SINK = r"""
@@ -48,7 +49,9 @@ class Handler:
             content = envelope.original_content
             found = IRT.search(content, 0, content.find(b"\r\n\r\n"))
             irt = found.group(1).decode() if found else ""
-            kind = "ack" if envelope.mail_from in ("", "<>") else "relay"
+            sealed = b"multipart/encrypted" in content[:content.find(b"\r\n\r\n")]
+            kind = "ack" if envelope.mail_from in ("", "<>") else (
+                "sealed" if sealed else "relay")
             log.write(f"{time.monotonic()} {kind} {irt}\n")
         return "250 OK"
 if loop == "uvloop":
@@ -163,14 +166,28 @@ def run(n: int, connections: int, paced: int, paced_rate: float) -> dict:
     return results
 
 
+def key_members(server: MailflowServer, tmp: Path) -> None:
+    """Give every member an OpenPGP key (Ed25519/Curve25519), as `mailflow keys import`
+    would: each committee copy is then encrypted."""
+    maker = Keyring(tmp / "members")
+    try:
+        made = [maker.generate(m, m) for m in MEMBERS]
+        (tmp / "members.asc").write_bytes(b"".join(maker.export(k.fingerprint) for k in made))
+    finally:
+        maker.stop_agent()
+    server.cli("keys", "import", str(tmp / "members.asc"))
+
+
 def run_mailflow(n: int, connections: int, paced: int, paced_rate: float,
-                 flow_delay: float) -> dict:
+                 flow_delay: float, keyed: bool = False) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         relay_port = free_port()
         capture_log = f"{tmp}/captured.log"
         Path(capture_log).touch()
         server = MailflowServer(Path(tmp), relay_port, intake_extra=(
             f"commit_timeout = 10.0\nflow_delay = {flow_delay}"))
+        if keyed:
+            key_members(server, Path(tmp))
         capture = start_sink(relay_port, capture_log)
         mails = 1 + len(MEMBERS)  # an acknowledgement and a copy for each member
         try:
@@ -191,21 +208,23 @@ def run_mailflow(n: int, connections: int, paced: int, paced_rate: float,
             lines = captured(capture_log, lines_at_burst + paced * mails, 120)
         finally:
             server.stop(timeout=60)
+            Keyring.stop_agent_of(server.archive / "keyring" / "committee")
             stop(capture)
         acks = {}
-        relays = 0
+        relays = sealed = 0
         for n_line, line in enumerate(lines):
             at, kind, irt = [*line.split(" ", 2), ""][:3]
             if kind == "ack":
                 acks[irt.strip()] = float(at)
             elif warm <= n_line < lines_at_burst:
                 relays += 1
+                sealed += kind == "sealed"
         latencies = [(acks[mid] - end) * 1000 for mid, end in ends.items() if mid in acks]
         paced_latencies = [(acks[mid] - end) * 1000 for mid, end in paced_ends.items()
                            if mid in acks]
         return {
             "flow_delay": flow_delay, "mailflow_rate": n / seconds,
-            "acks": len(acks), "relays": relays,
+            "acks": len(acks), "relays": relays, "encrypted_relays": sealed,
             "all_delivered_seconds": finished - start,
             "processed_rate": n / (finished - start),
             "ack_p50_ms": percentile(latencies, 50), "ack_p99_ms": percentile(latencies, 99),
@@ -215,6 +234,33 @@ def run_mailflow(n: int, connections: int, paced: int, paced_rate: float,
         }
 
 
+def run_keyed(n: int, connections: int, paced: int, paced_rate: float) -> dict:
+    """The cost of encryption: the same burst with no member keyed, then every member
+    keyed (each committee copy encrypted), side by side, with default settings."""
+    return {"messages": n, "connections": connections,
+            "plain": run_mailflow(n, connections, paced, paced_rate, 1.0),
+            "keyed": run_mailflow(n, connections, paced, paced_rate, 1.0, keyed=True)}
+
+
+def print_keyed(r: dict) -> None:
+    plain, keyed = r["plain"], r["keyed"]
+    print(json.dumps(r, indent=2))
+    print("\n| measure | no member keyed | every member keyed | target |\n|---|---|---|---|")
+    for name, fmt, target in (
+            ("committee copies encrypted", lambda x: f"{x['encrypted_relays']} of "
+             f"{x['relays']}", ""),
+            ("mailflow serve intake", lambda x: f"{x['mailflow_rate']:.0f} msg/s", ""),
+            ("reports fully processed", lambda x: f"{x['processed_rate']:.0f} reports/s",
+             ">= 100 keyed"),
+            ("ack latency p50 / p99, saturated",
+             lambda x: f"{x['ack_p50_ms']:.0f} / {x['ack_p99_ms']:.0f} ms", ""),
+            ("ack latency p50 / p99, paced",
+             lambda x: f"{x['paced_p50_ms']:.0f} / {x['paced_p99_ms']:.0f} ms", "")):
+        print(f"| {name} | {fmt(plain)} | {fmt(keyed)} | {target} |")
+    print(f"\nkeyed / plain, reports fully processed: "
+          f"{keyed['processed_rate'] / plain['processed_rate']:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -222,7 +268,12 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--paced", type=int, default=1000, help="messages in the paced run")
     parser.add_argument("--paced-rate", type=float, default=50.0, help="messages/s, paced run")
+    parser.add_argument("--keyed", action="store_true",
+                        help="compare no member keyed with every member keyed (OpenPGP)")
     args = parser.parse_args()
+    if args.keyed:
+        print_keyed(run_keyed(args.messages, args.connections, args.paced, args.paced_rate))
+        return
     r = run(args.messages, args.connections, args.paced, args.paced_rate)
     print(json.dumps(r, indent=2))
     on, off = r["flow_control"], r["no_flow_control"]

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 
 import sqlite_utils
@@ -113,11 +115,15 @@ def deliver(db: sqlite_utils.Database, svc: Services, case_id: str | None, membe
         else:
             groups.setdefault(protected_entity(out), []).append((member, out, key))
     for entity, copies in groups.items():
+        fingerprints = tuple(fpr for _, _, fpr in copies)
+        if svc.sealing is not None:  # the pipeline seals and queues its batch at once
+            svc.sealing += [Pending(out, entity, fingerprints, outer, member, kind, case_id,
+                                    envelope_from, searchable) for member, out, _ in copies]
+            continue
         try:
-            sealed = svc.pgp().committee.encrypt(entity, [fpr for _, _, fpr in copies])
+            sealed = svc.pgp().committee.encrypt(entity, fingerprints)
         except OpenPGPError as e:
-            log.warning("case %s: could not encrypt %s for %s: %s", case_id, kind,
-                        ", ".join(m for m, _, _ in copies), e)
+            log.warning("case %s: could not encrypt %s: %s", case_id, kind, e)
             for member, out, _ in copies:  # as if they had no key
                 _plain_or_notice(db, svc, case_id, member, out, kind, envelope_from,
                                  searchable, keyless=True)
@@ -125,6 +131,52 @@ def deliver(db: sqlite_utils.Database, svc: Services, case_id: str | None, membe
         for member, out, _ in copies:
             enqueue(db, encrypted(out, sealed, outer), kind=kind, rcpts=[member],
                     envelope_from=envelope_from, case_id=case_id, searchable=searchable)
+
+
+@dataclass(frozen=True)
+class Pending:
+    """A member's copy to encrypt and queue when the pipeline's batch is sealed."""
+
+    out: Outgoing
+    entity: bytes
+    fingerprints: tuple[str, ...]
+    outer: str
+    member: str
+    kind: str
+    case_id: str | None
+    envelope_from: str
+    searchable: bool
+
+
+@contextmanager
+def sealed_in_batches(db: sqlite_utils.Database, svc: Services) -> Iterator[None]:
+    """Around a batch of the pipeline, inside its transaction: members' copies to
+    encrypt wait in ``svc.sealing``, and at the end one gpg run per set of recipients
+    seals them all and they are queued, before the transaction commits.  (Starting gpg
+    costs more than encrypting a report: bench/README.md.)  The runner drops the copies
+    of a message whose handlers failed, as its savepoint drops the rest."""
+    svc.sealing = []
+    try:
+        yield
+        _seal(db, svc, svc.sealing)
+    finally:
+        svc.sealing = None
+
+
+def _seal(db: sqlite_utils.Database, svc: Services, pending: list[Pending]) -> None:
+    if not pending:
+        return
+    unique = list(dict.fromkeys((p.entity, p.fingerprints) for p in pending))
+    sealed = dict(zip(unique, svc.pgp().committee.encrypt_many(unique), strict=True))
+    for p in pending:
+        ciphertext = sealed[(p.entity, p.fingerprints)]
+        if ciphertext is None:
+            log.warning("case %s: could not encrypt %s for %s", p.case_id, p.kind, p.member)
+            _plain_or_notice(db, svc, p.case_id, p.member, p.out, p.kind, p.envelope_from,
+                             p.searchable, keyless=True)
+        else:
+            enqueue(db, encrypted(p.out, ciphertext, p.outer), kind=p.kind, rcpts=[p.member],
+                    envelope_from=p.envelope_from, case_id=p.case_id, searchable=p.searchable)
 
 
 def _plain_or_notice(db: sqlite_utils.Database, svc: Services, case_id: str | None,

@@ -17,6 +17,7 @@ always``), never because of web-of-trust signatures nobody here checks.
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import shutil
@@ -126,6 +127,27 @@ class Keyring:
         if not result.ok:
             raise OpenPGPError(f"could not encrypt: {result.status or 'gpg failed'}")
         return bytes(result.data)
+
+    def encrypt_many(self, items: Sequence[tuple[bytes, Sequence[str]]]) -> list[bytes | None]:
+        """Each ``(data, fingerprints)`` encrypted, in one gpg run for each set of
+        recipients (``--multifile``): starting gpg costs more than encrypting a report,
+        so the pipeline seals a whole batch at once.  None where one failed."""
+        out: list[bytes | None] = [None] * len(items)
+        groups: dict[tuple[str, ...], list[int]] = {}
+        for n, (_, fingerprints) in enumerate(items):
+            groups.setdefault(tuple(fingerprints), []).append(n)
+        for fingerprints, indexes in groups.items():
+            with tempfile.TemporaryDirectory(dir=self.home, prefix="seal-") as tmp:
+                files = [Path(tmp) / str(n) for n in indexes]
+                for n, path in zip(indexes, files, strict=True):
+                    path.write_bytes(items[n][0])
+                self.gpg.encrypt_file(io.BytesIO(), list(fingerprints), armor=True,
+                                      always_trust=True,
+                                      extra_args=["--multifile", *map(str, files)])
+                for n, path in zip(indexes, files, strict=True):
+                    sealed = path.with_name(path.name + ".asc")
+                    out[n] = sealed.read_bytes() if sealed.exists() else None
+        return out
 
     def decrypt(self, data: bytes) -> Decrypted:
         """Decrypt an OpenPGP message (or read a clearsigned one), checking any

@@ -90,6 +90,9 @@ class Services:
     parts: Parts = field(default_factory=Parts)
     # The OpenPGP keyrings (archive/keyring), opened when first needed.
     keyrings: Keyrings | None = None
+    # While the pipeline seals a batch at once: the members' copies waiting for their
+    # ciphertext (case.notices.sealed_in_batches).
+    sealing: list[Any] | None = None
 
     def pgp(self) -> Keyrings:
         if self.keyrings is None:

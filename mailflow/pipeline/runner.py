@@ -17,6 +17,7 @@ from multiprocessing.synchronize import Event
 import sqlite_utils
 
 from mailflow import store, timestamps
+from mailflow.case.notices import sealed_in_batches
 from mailflow.config import Config
 from mailflow.mail.parse import Parsed, parse
 from mailflow.pipeline import outcome
@@ -89,7 +90,7 @@ def process_pending(db: sqlite_utils.Database, svc: Services, batch: int = BATCH
     if not rows:
         return 0
     done = 0
-    with store.transaction(db):
+    with store.transaction(db), sealed_in_batches(db, svc):
         started = timestamps.monotonic()
         for spool_id, envelope_from, rcpts, raw, attempts in rows:
             if done and timestamps.monotonic() - started > seconds:
@@ -104,6 +105,7 @@ def process_pending(db: sqlite_utils.Database, svc: Services, batch: int = BATCH
 
 def _process_one(db, svc: Services, spool_id, envelope_from, rcpts, raw, attempts,
                  parsed: Parsed | None) -> None:
+    waiting = len(svc.sealing or [])  # members' copies of the batch still to encrypt
     try:
         with store.savepoint(db, "message"):
             ctx = Context(db, svc, spool_id, envelope_from, rcpts, raw,
@@ -117,6 +119,8 @@ def _process_one(db, svc: Services, spool_id, envelope_from, rcpts, raw, attempt
             if not ctx.quiet:  # an import reports its own summary
                 log.info("%s", outcome.line(ctx, queued_after))
     except Exception as e:
+        if svc.sealing is not None:
+            del svc.sealing[waiting:]  # this message's copies go with its savepoint
         error = f"{type(e).__name__}: {e}"
         log.exception("processing spool message %s failed (attempt %s)", spool_id, attempts)
         state = "quarantined" if attempts >= svc.cfg.intake.max_attempts else "new"
