@@ -258,3 +258,44 @@ def test_members_read_their_copies_with_their_own_keys_and_the_keyless_get_a_not
     assert "Sam Sharp called me names" in got["chair@example.org"].body()
     sent = {(r["kind"], r["rcpts"]) for r in server.cli_json("case", "show", case_id)["sent"]}
     assert ("not-encrypted", M2) in sent and ("relay", M2) not in sent
+
+
+def test_a_message_that_fails_sends_none_of_its_encrypted_mail(gnupg_homes, monkeypatch):
+    """Copies wait for their batch to be sealed; a message whose handlers fail after
+    queueing some (a transcript, say) takes them back with its savepoint."""
+    from dataclasses import replace
+
+    from mailflow import app, config, store
+    from mailflow.intake.spool import Envelope, commit_one
+    from mailflow.pipeline import runner
+    from mailflow.testing import write_config
+
+    tmp = gnupg_homes.root / "inproc"
+    tmp.mkdir()
+    cfg = config.load(str(write_config(tmp / "mailflow.toml", listen_port=2, relay_port=None,
+                                       archive=tmp / "archive")))
+    db = store.open_db(cfg.db_path)
+    svc = app.services(cfg)
+    gnupg_homes.homes += [cfg.keyring_dir / "committee", cfg.keyring_dir / "correspondents"]
+    for member in (M1, M2, "chair@example.org"):
+        person = gnupg_homes.person(member, member)
+        svc.pgp().committee.import_keys(person.public())
+
+    def broken(ctx):
+        """Fails on the second report, after the copies of both were handed over."""
+        if ctx.kind == "report" and "second" in ctx.parsed.subject:
+            raise RuntimeError("a bug")
+
+    svc.parts = replace(svc.parts, handlers=(*app.HANDLERS, broken))
+    for n, subject in enumerate(("first report", "second report")):
+        commit_one(cfg.db_path, make_mail(f"r{n}@people.test", "conduct@example.org", subject,
+                                          "He was rude."),
+                   Envelope("smtp", f"r{n}@people.test", ["conduct@example.org"]))
+    runner.drain(db, svc)  # the second fails each time, until it is quarantined
+    rows = db.execute("SELECT kind, case_id, raw FROM outbound").fetchall()
+    cases = {case for _, case, _ in rows}
+    assert len(cases) == 1  # the first report's mail only
+    relays = [raw for kind, _, raw in rows if kind == "relay"]
+    assert len(relays) == 3 and all(b"multipart/encrypted" in r for r in relays)
+    assert db.execute("SELECT state FROM spool_state ORDER BY spool_id").fetchall() == [
+        ("done",), ("quarantined",)]
