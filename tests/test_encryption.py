@@ -106,7 +106,8 @@ def test_a_reporter_who_sends_their_key_gets_replies_encrypted_to_it(gnupg_homes
     assert ack.msg.get_content_type() == "multipart/encrypted"
     assert b"Threats" not in ack.raw and ack.msg["Subject"].endswith("We have received your report")
     opened = ada.decrypt(ack.msg.get_payload()[1].get_payload().encode())
-    assert opened.ok and b'"Threats after the meetup"' in opened.data
+    assert opened.ok and f"filed as case {ack.msg['X-Mailflow-Case']}".encode() in opened.data
+    assert b"no OpenPGP key for you" not in opened.data
     assert grouped(fingerprint).encode() in opened.data
     # Her key is kept apart from the committee's: it proves nothing there.
     assert server.cli_json("keys")["correspondents_keys"] == 1
