@@ -19,7 +19,7 @@ import gnupg
 
 from mailflow.mail.openpgp import Keyrings
 from mailflow.mail.pgpmime import crlf
-from mailflow.testing import wait_until
+from mailflow.testing import MailflowServer, wait_until
 
 KEY_PARAMS = dict(key_type="EDDSA", key_curve="ed25519", key_usage="sign",
                   subkey_type="ECDH", subkey_curve="cv25519", subkey_usage="encrypt",
@@ -138,6 +138,16 @@ class GnuPG:
         rings = Keyrings.open(self.root / "archive" / "keyring")
         self.homes += [rings.committee.home, rings.correspondents.home]
         return rings
+
+    def server(self, relay_port: int, extra: str = "") -> MailflowServer:
+        """A ``mailflow serve`` (not started) whose archive is under this short root, so
+        that its gpg-agent can listen; its agent is stopped with the others."""
+        tmp = self.root / "srv"
+        tmp.mkdir()
+        server = MailflowServer(tmp, relay_port, extra=extra)
+        self.homes += [server.archive / "keyring" / "committee",
+                       server.archive / "keyring" / "correspondents"]
+        return server
 
     def close(self) -> None:
         left = {str(h): agents_of(h) for h in self.homes if not stop_agents(h)}

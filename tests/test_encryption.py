@@ -28,12 +28,8 @@ INNER = (b'Content-Type: text/plain; charset=UTF-8; protected-headers="v1"\r\n'
 def keyed_server(gnupg_homes: GnuPG, relay: CaptureRelay) -> Iterator[MailflowServer]:
     """A server whose committee has its own key (its archive under a short path, for
     gpg-agent's socket); the server's agent is stopped with the others."""
-    tmp = gnupg_homes.root / "srv"
-    tmp.mkdir()
-    server = MailflowServer(tmp, relay.port)
+    server = gnupg_homes.server(relay.port)
     server.cli("keys", "generate")
-    gnupg_homes.homes += [server.archive / "keyring" / "committee",
-                          server.archive / "keyring" / "correspondents"]
     server.start()
     yield server
     server.stop()
@@ -182,11 +178,8 @@ def test_the_digest_warns_of_a_key_running_out_thirty_days_before(gnupg_homes, r
     from datetime import timedelta
 
     from mailflow import timestamps
-    tmp = gnupg_homes.root / "srv"
-    tmp.mkdir()
-    server = MailflowServer(tmp, relay.port)
-    gnupg_homes.homes += [server.archive / "keyring" / "committee",
-                          server.archive / "keyring" / "correspondents"]
+    server = gnupg_homes.server(relay.port)
+    tmp = server.tmp
     server.cli("keys", "generate", "--expires", "40d")
     m1 = gnupg_homes.person("Em One", M1, expires="50d")
     (tmp / "m1.asc").write_bytes(m1.public())
@@ -219,12 +212,9 @@ def test_the_digest_warns_of_a_key_running_out_thirty_days_before(gnupg_homes, r
 
 def test_members_read_their_copies_with_their_own_keys_and_the_keyless_get_a_notice(
         gnupg_homes, relay):
-    tmp = gnupg_homes.root / "srv"
-    tmp.mkdir()
-    server = MailflowServer(tmp, relay.port, extra=(
+    server = gnupg_homes.server(relay.port, extra=(
         '[committee.encryption]\ndefault = "required"\n"chair@example.org" = "never"\n'))
-    gnupg_homes.homes += [server.archive / "keyring" / "committee",
-                          server.archive / "keyring" / "correspondents"]
+    tmp = server.tmp
     m1 = gnupg_homes.person("Em One", M1)
     (tmp / "m1.asc").write_bytes(m1.public())
     server.cli("keys", "import", str(tmp / "m1.asc"))

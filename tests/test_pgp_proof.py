@@ -45,11 +45,8 @@ class Setup:
 
 @pytest.fixture
 def setup(gnupg_homes: GnuPG, relay: CaptureRelay) -> Iterator[Setup]:
-    tmp = gnupg_homes.root / "srv"
-    tmp.mkdir()
-    server = MailflowServer(tmp, relay.port, extra='[committee.encryption]\ndefault = "never"\n')
-    gnupg_homes.homes += [server.archive / "keyring" / "committee",
-                          server.archive / "keyring" / "correspondents"]
+    server = gnupg_homes.server(relay.port, extra='[committee.encryption]\ndefault = "never"\n')
+    tmp = server.tmp
     m1 = gnupg_homes.person("Em One", M1, at="20250101T000000")  # so it can sign in the past
     (tmp / "m1.asc").write_bytes(m1.public())
     server.cli("keys", "import", str(tmp / "m1.asc"))
