@@ -45,8 +45,7 @@ class Committee(Section):
     # "codename": committee subjects name nobody; "original": keep the reporter's subject.
     subject: str = "codename"
     emergency_contact: str = "your local emergency number"
-    # [committee.encryption]: how mail to each member is protected, by address, with
-    # "default" for the rest: "if-key", "required" or "never" (ENCRYPTION_POLICIES).
+    # [committee.encryption]: each member's ENCRYPTION_POLICIES, by address; "default".
     encryption: dict[str, str] = field(default_factory=dict)
 
     def encryption_policy(self, member: str) -> str:
@@ -196,11 +195,6 @@ class Config(Section):
     def keyring_dir(self) -> Path:
         """The GnuPG homes (mode 0700): the committee's and the correspondents'."""
         return self.archive_dir / "keyring"
-
-    @property
-    def wkd_dir(self) -> Path:
-        """The Web Key Directory tree ``mailflow keys export`` writes for publication."""
-        return self.archive_dir / "wkd"
 
     @property
     def secret_path(self) -> Path:
@@ -369,8 +363,7 @@ def validate_encryption(cfg: Config) -> list[str]:
     """``[committee.encryption]``: a known policy for "default" and for members only."""
     problems = []
     for key, policy in cfg.committee.encryption.items():
-        name = f"committee.encryption.{key}" if key.isidentifier() else \
-            f'committee.encryption."{key}"'
+        name = f'committee.encryption."{key}"'
         if key != "default" and not cfg.is_member(key):
             problems.append(f"{name}: not a member (use a member's address, or \"default\")")
         if policy not in ENCRYPTION_POLICIES:

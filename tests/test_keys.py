@@ -211,7 +211,7 @@ def test_the_keys_commands_make_list_import_and_export(gnupg_homes, cfg):
     assert exported.stdout.startswith(b"-----BEGIN PGP PUBLIC KEY BLOCK-----")
     assert b"Web Key Directory" in exported.stderr
     hashed = wkd.local_part_hash("conduct@example.org")
-    assert (cfg.wkd_dir / ".well-known" / "openpgpkey" / "hu" / hashed).exists()
+    assert (cfg.archive_dir / "wkd" / ".well-known" / "openpgpkey" / "hu" / hashed).exists()
     # The keyring is the owner's alone, and no command leaves an agent running.
     assert cfg.keyring_dir.stat().st_mode & 0o777 == 0o700
     assert (cfg.keyring_dir / "committee").stat().st_mode & 0o777 == 0o700

@@ -154,8 +154,9 @@ def cmd_keys_export(args: argparse.Namespace) -> int:
         Path(args.output).write_bytes(armored)
     else:
         sys.stdout.write(armored.decode("ascii"))
-    written = wkd.write_tree(cfg.wkd_dir, cfg.committee.conduct_address,
+    tree = cfg.archive_dir / "wkd"
+    written = wkd.write_tree(tree, cfg.committee.conduct_address,
                              rings.committee.export(own.fingerprint, armor=False))
-    print(f"Web Key Directory for {cfg.committee.conduct_address}: {cfg.wkd_dir} "
+    print(f"Web Key Directory for {cfg.committee.conduct_address}: {tree} "
           f"({len(written)} files)", file=sys.stderr)
     return EX_OK
