@@ -225,6 +225,7 @@ def test_members_read_their_copies_with_their_own_keys_and_the_keyless_get_a_not
                     "rita@people.test", ["conduct@example.org"])
         got = {to: relay.wait_for(lambda c, to=to: c.rcpts == [to], what=f"mail to {to}")[0]
                for to in (M1, M2, "chair@example.org")}
+        server.quiet()  # everything it will send has been sent
     finally:
         server.stop()
     case_id = got[M1].msg["X-Mailflow-Case"]
