@@ -24,6 +24,7 @@ import argparse
 import json
 import multiprocessing as mp
 import os
+import resource
 import signal
 import smtplib
 import statistics
@@ -137,6 +138,11 @@ def stop(proc: subprocess.Popen) -> None:
     proc.wait(timeout=30)
 
 
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def percentile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100)[int(q) - 1] if len(values) > 1 else values[0]
 
@@ -188,6 +194,7 @@ def run_mailflow(n: int, connections: int, paced: int, paced_rate: float,
             f"commit_timeout = 10.0\nflow_delay = {flow_delay}"))
         if keyed:
             key_members(server, Path(tmp))
+        cpu_before = children_cpu()
         capture = start_sink(relay_port, capture_log)
         mails = 1 + len(MEMBERS)  # an acknowledgement and a copy for each member
         try:
@@ -210,6 +217,8 @@ def run_mailflow(n: int, connections: int, paced: int, paced_rate: float,
             server.stop(timeout=60)
             Keyring.stop_agent_of(server.archive / "keyring" / "committee")
             stop(capture)
+        # Every process of the run, reaped: server, stages, gpg, load and capture alike.
+        cpu_ms = (children_cpu() - cpu_before) * 1000 / (1 + n + paced)
         acks = {}
         relays = sealed = 0
         for n_line, line in enumerate(lines):
@@ -225,6 +234,7 @@ def run_mailflow(n: int, connections: int, paced: int, paced_rate: float,
         return {
             "flow_delay": flow_delay, "mailflow_rate": n / seconds,
             "acks": len(acks), "relays": relays, "encrypted_relays": sealed,
+            "cpu_ms_per_report": cpu_ms,
             "all_delivered_seconds": finished - start,
             "processed_rate": n / (finished - start),
             "ack_p50_ms": percentile(latencies, 50), "ack_p99_ms": percentile(latencies, 99),
@@ -249,6 +259,8 @@ def print_keyed(r: dict) -> None:
     for name, fmt, target in (
             ("committee copies encrypted", lambda x: f"{x['encrypted_relays']} of "
              f"{x['relays']}", ""),
+            ("CPU a report, every process (server, stages, gpg, load, capture)",
+             lambda x: f"{x['cpu_ms_per_report']:.1f} ms", ""),
             ("mailflow serve intake", lambda x: f"{x['mailflow_rate']:.0f} msg/s", ""),
             ("reports fully processed", lambda x: f"{x['processed_rate']:.0f} reports/s",
              ">= 100 keyed"),
@@ -258,7 +270,8 @@ def print_keyed(r: dict) -> None:
              lambda x: f"{x['paced_p50_ms']:.0f} / {x['paced_p99_ms']:.0f} ms", "")):
         print(f"| {name} | {fmt(plain)} | {fmt(keyed)} | {target} |")
     print(f"\nkeyed / plain, reports fully processed: "
-          f"{keyed['processed_rate'] / plain['processed_rate']:.2f}")
+          f"{keyed['processed_rate'] / plain['processed_rate']:.2f}; CPU a report: "
+          f"{keyed['cpu_ms_per_report'] / plain['cpu_ms_per_report']:.2f}")
 
 
 def main() -> None:
