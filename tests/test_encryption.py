@@ -291,3 +291,18 @@ def test_a_message_that_fails_sends_none_of_its_encrypted_mail(gnupg_homes, monk
     assert len(relays) == 3 and all(b"multipart/encrypted" in r for r in relays)
     assert db.execute("SELECT state FROM spool_state ORDER BY spool_id").fetchall() == [
         ("done",), ("quarantined",)]
+
+
+def test_a_committee_without_keys_never_runs_gnupg(gnupg_homes, server, relay):
+    """No key was ever made or imported: mail flows as before, GnuPG is not run (nor
+    needed), and an encrypted report is kept and flagged as one nobody can read."""
+    ada = gnupg_homes.person("Ada", REPORTER)
+    elsewhere = gnupg_homes.person("Someone", "someone@example.net")
+    ada.learn(elsewhere.public())
+    ctype, body = pgp_mime(ada.encrypt(INNER, elsewhere.fingerprint))
+    server.send(mime_mail(REPORTER, "conduct@example.org", "...", ctype, body), REPORTER,
+                ["conduct@example.org"])
+    copy = relay.wait_for(lambda c: c.rcpts == [M1], what="the copy")[0]
+    assert "arrived encrypted, and the committee has no key to decrypt it" in copy.body()
+    assert copy.msg.get_content_type() != "multipart/encrypted"
+    assert not (server.archive / "keyring").exists()

@@ -105,9 +105,12 @@ def add_reporter_key(rings: Keyrings, data: bytes, sender: str) -> str | None:
     return theirs.fingerprint
 
 
-def expiry_warnings(rings: Keyrings, cfg: Config, member: str, now: datetime) -> list[str]:
+def expiry_warnings(rings: Keyrings | None, cfg: Config, member: str, now: datetime
+                    ) -> list[str]:
     """What a member's digest says of keys running out: theirs, from WARN_BEFORE before
     it expires until WARN_BEFORE after; and, to the chair, the committee's own."""
+    if rings is None:
+        return []
     warnings = []
     current = rings.committee.key_for(member, now)
     if current is not None and current.expires and current.expires - now <= WARN_BEFORE:
@@ -137,9 +140,8 @@ def expiry_warnings(rings: Keyrings, cfg: Config, member: str, now: datetime) ->
 def committee_fingerprint(svc: Services) -> str | None:
     """The committee key's fingerprint in groups, for the acknowledgements (None without one;
     a deployment that never made a key never has its keyrings opened for this)."""
-    if not (svc.cfg.keyring_dir / COMMITTEE / "private-keys-v1.d").is_dir():
-        return None
-    key = committee_key(svc.pgp(), svc.cfg)
+    rings = svc.pgp_in_use()
+    key = committee_key(rings, svc.cfg) if rings else None
     return grouped(key.fingerprint) if key else None
 
 
@@ -184,9 +186,10 @@ def seal_for_reporter(svc: Services, case: dict[str, Any], address: str, out: Ou
 def key_to_use(svc: Services, member: str) -> str | None:
     """The fingerprint mail to ``member`` is encrypted to, by their policy: None for
     "never", or when they have no usable key."""
-    if svc.cfg.committee.encryption_policy(member) == "never":
+    rings = svc.pgp_in_use()
+    if rings is None or svc.cfg.committee.encryption_policy(member) == "never":
         return None
-    key = member_key(svc.pgp(), member)
+    key = member_key(rings, member)
     return key.fingerprint if key else None
 
 

@@ -41,7 +41,7 @@ def send_all(db: sqlite_utils.Database, svc: Services, policy: Policy, now: date
     for member in cfg.committee.members:
         entries = for_member(db, cfg, board, member.lower())
         waiting = held.listing(db, hide_from=member)  # never what names them
-        warnings = keys.expiry_warnings(svc.pgp(), cfg, member.lower(), now)
+        warnings = keys.expiry_warnings(svc.pgp_in_use(), cfg, member.lower(), now)
         busy = waiting or warnings or any(e["due"] or e["overdue"] or e["waiting"]
                                           for e in entries)
         if not busy and not policy.digest.send_empty:

@@ -35,6 +35,7 @@ from mailflow.mail.parse import html_to_text, part_text
 PROTECTED = ("From", "To", "Cc", "Subject", "Date")
 PREAMBLE = b"This is an OpenPGP/MIME encrypted message (RFC 4880 and 3156)\r\n"
 LOOKS_PGP = re.compile(rb"(?i)multipart/(?:encrypted|signed)|-----BEGIN PGP ")
+ENCRYPTED = re.compile(rb"(?i)multipart/encrypted|-----BEGIN PGP MESSAGE-----")
 ARMOR = re.compile(r"-----BEGIN PGP (MESSAGE|SIGNED MESSAGE)-----\r?\n.*?"
                    r"-----END PGP (?:MESSAGE|SIGNATURE)-----", re.DOTALL)
 HEAD_END = re.compile(rb"\r?\n\r?\n")

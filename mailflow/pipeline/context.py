@@ -101,6 +101,14 @@ class Services:
             self.keyrings = Keyrings.open(self.cfg.keyring_dir)
         return self.keyrings
 
+    def pgp_in_use(self) -> Keyrings | None:
+        """The keyrings, once a key was ever made or imported; else None, and a
+        deployment that uses no OpenPGP never runs GnuPG (nor needs it installed)."""
+        if self.keyrings is None and not (
+                self.cfg.keyring_dir / "committee" / "pubring.kbx").exists():
+            return None
+        return self.pgp()
+
 
 @dataclass
 class Context:

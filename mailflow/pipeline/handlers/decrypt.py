@@ -28,7 +28,12 @@ def open_encrypted(ctx: Context) -> None:
     from here on the pipeline reads the clear message."""
     if not pgpmime.LOOKS_PGP.search(ctx.raw):
         return  # most mail: one scan, and the keyrings are never opened
-    opened = pgpmime.unwrap(ctx.svc.pgp().committee, ctx.raw)
+    rings = ctx.svc.pgp_in_use()
+    if rings is None:  # no key was ever made or imported: nothing to decrypt or check with
+        if pgpmime.ENCRYPTED.search(ctx.raw):
+            ctx.flags.append(f"{ENCRYPTED}, and the committee has no key to decrypt it")
+        return
+    opened = pgpmime.unwrap(rings.committee, ctx.raw)
     ctx.opened = opened
     if opened.raw != ctx.raw:
         ctx.parsed = parse(opened.raw)
