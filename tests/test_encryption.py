@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import email
 import json
+import re
 import sqlite3
 from collections.abc import Iterator
 from email.policy import compat32
 
 import pytest
+from casekit import Case
 from pgpkit import GnuPG, Person, mime_mail, pgp_mime
 
 from mailflow.case.keys import grouped
@@ -119,6 +121,33 @@ def test_a_reporter_who_sends_their_key_gets_replies_encrypted_to_it(gnupg_homes
     assert "1 reporter's key" in purged["cases"][0]["why"]
     assert server.cli_json("keys")["correspondents_keys"] == 0
     assert server.query("SELECT reporter_key, subject FROM cases") == [(None, None)]
+
+
+def test_a_response_the_chair_confirms_goes_encrypted_to_the_reporter(gnupg_homes,
+                                                                      keyed_server, relay):
+    server = keyed_server
+    ada = reporter(gnupg_homes, server)
+    inner = (b'Content-Type: multipart/mixed; boundary="in"; protected-headers="v1"\r\n'
+             b"Subject: Threats after the meetup\r\n\r\n--in\r\n"
+             b"Content-Type: text/plain; charset=utf-8\r\n\r\nHe threatened me.\r\n--in\r\n"
+             b'Content-Type: application/pgp-keys\r\n\r\n'
+             + ada.public().replace(b"\n", b"\r\n") + b"\r\n--in--\r\n")
+    ctype, body = pgp_mime(ada.encrypt(inner, server.cli_json("keys")["committee_key"]))
+    server.send(mime_mail(REPORTER, "conduct@example.org", "...", ctype, body), REPORTER,
+                ["conduct@example.org"])
+    ack = relay.wait_for(lambda c: REPORTER in c.rcpts, what="acknowledgement")[0]
+    case = Case(server, relay, ack.msg["X-Mailflow-Case"])
+    transcript = case.command(M1, "#reply\nCould you tell us when it happened?\n#end")
+    case.confirm(int(re.search(r"\(draft (\d+)\)", transcript).group(1)))
+    reply = relay.wait_for(lambda c: c.rcpts == [REPORTER], count=2, what="the reply")[-1]
+    assert reply.msg.get_content_type() == "multipart/encrypted"
+    assert b"when it happened" not in reply.raw
+    opened = ada.decrypt(reply.msg.get_payload()[1].get_payload().encode())
+    assert opened.ok and b"Could you tell us when it happened?" in opened.data
+    # The members' copies of it go each member's way (no keys here: in clear).
+    [copy] = relay.wait_for(lambda c: c.rcpts == [M2] and c.msg["Message-ID"] ==
+                            reply.msg["Message-ID"], what="M2's copy of the reply")
+    assert "Could you tell us when it happened?" in copy.body()
 
 
 def test_a_report_that_cannot_be_decrypted_is_kept_and_shown_as_such(gnupg_homes,
