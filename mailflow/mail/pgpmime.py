@@ -27,8 +27,9 @@ from itertools import pairwise
 
 from mailflow.mail.compose import Outgoing, encode_headers
 from mailflow.mail.gpgoutput import UNSIGNED, Signature
+from mailflow.mail.htmltext import html_to_text
 from mailflow.mail.openpgp import Keyring
-from mailflow.mail.parse import html_to_text, part_text
+from mailflow.mail.parse import part_text
 
 # Headers copied inside the encrypted part.  Reply-To stays outside only: it carries a
 # member's own token, and leaving it out lets one sealed body serve every member.
@@ -180,7 +181,7 @@ def _inline(ring: Keyring, raw: bytes) -> Unwrapped:
     for part in texts:
         text = part_text(part, [])
         if part.get_content_type() == "text/html":
-            text = html_to_text(text)
+            text = html_to_text(text).text
         if "-----BEGIN PGP " not in text:
             reading.outside.append(text)
             continue
