@@ -49,8 +49,7 @@ class Committee(Section):
     encryption: dict[str, str] = field(default_factory=dict)
 
     def encryption_policy(self, member: str) -> str:
-        """How mail to ``member`` is protected (OpenPGP): "if-key" (encrypted when
-        they have a key), "required" (a notice instead, without one) or "never"."""
+        """How mail to ``member`` is protected (OpenPGP): if-key, required or never."""
         by_address = {k.lower(): v for k, v in self.encryption.items()}
         return by_address.get(member.lower(), by_address.get("default", "if-key"))
 
@@ -361,15 +360,11 @@ def validate(cfg: Config) -> list[str]:
 
 def validate_encryption(cfg: Config) -> list[str]:
     """``[committee.encryption]``: a known policy for "default" and for members only."""
-    problems = []
-    for key, policy in cfg.committee.encryption.items():
-        name = f'committee.encryption."{key}"'
-        if key != "default" and not cfg.is_member(key):
-            problems.append(f"{name}: not a member (use a member's address, or \"default\")")
-        if policy not in ENCRYPTION_POLICIES:
-            problems.append(f"{name}: {policy!r} is not one of "
-                            f"{', '.join(ENCRYPTION_POLICIES)}")
-    return problems
+    table, known = cfg.committee.encryption, ", ".join(ENCRYPTION_POLICIES)
+    return ([f'committee.encryption."{k}": not a member (use an address, or "default")'
+             for k in table if k != "default" and not cfg.is_member(k)]
+            + [f'committee.encryption."{k}": {p!r} is not one of {known}'
+               for k, p in table.items() if p not in ENCRYPTION_POLICIES])
 
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")

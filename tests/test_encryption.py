@@ -335,3 +335,35 @@ def test_a_committee_without_keys_never_runs_gnupg(gnupg_homes, server, relay):
     assert "arrived encrypted, and the committee has no key to decrypt it" in copy.body()
     assert copy.msg.get_content_type() != "multipart/encrypted"
     assert not (server.archive / "keyring").exists()
+
+
+SCREENSHOT = (b'Content-Type: multipart/mixed; boundary="att"\r\n\r\n--att\r\n'
+              b"Content-Type: text/plain; charset=utf-8\r\n\r\nSee the screenshot.\r\n--att\r\n"
+              b'Content-Type: image/png; name="chat.png"\r\n'
+              b'Content-Disposition: attachment; filename="chat.png"\r\n'
+              b"Content-Transfer-Encoding: base64\r\n\r\niVBORw0KGgoAAAANSUhEUg==\r\n--att--\r\n")
+
+
+def test_the_original_with_its_attachments_goes_inside_and_decrypted(gnupg_homes, relay):
+    """A keyed member's copy carries the attached original inside the encryption; a copy
+    in clear of a report that came encrypted attaches it decrypted."""
+    server = gnupg_homes.server(relay.port)
+    server.cli("keys", "generate")
+    m1 = gnupg_homes.person("Em One", M1)
+    (server.tmp / "m1.asc").write_bytes(m1.public())
+    server.cli("keys", "import", str(server.tmp / "m1.asc"))
+    server.start()
+    try:
+        ada = reporter(gnupg_homes, server)
+        ctype, body = pgp_mime(ada.encrypt(b"Subject: Screenshot\r\n" + SCREENSHOT,
+                                           server.cli_json("keys")["committee_key"]))
+        server.send(mime_mail(REPORTER, "conduct@example.org", "...", ctype, body), REPORTER,
+                    ["conduct@example.org"])
+        sealed = relay.wait_for(lambda c: c.rcpts == [M1], what="M1's copy")[0]
+        clear = relay.wait_for(lambda c: c.rcpts == [M2], what="M2's copy")[0]
+    finally:
+        server.stop()
+    inner = opened(m1, sealed)
+    attached = [p for p in inner.walk() if p.get_content_type() == "message/rfc822"]
+    assert attached and b"chat.png" in attached[0].as_bytes()
+    assert b"iVBORw0KGgo" in clear.raw and b"BEGIN PGP MESSAGE" not in clear.raw

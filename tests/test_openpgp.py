@@ -13,7 +13,7 @@ import pytest
 from pgpkit import mime_mail, pgp_mime, pgp_signed
 
 from mailflow.mail import gpgoutput, openpgp, pgpmime
-from mailflow.mail.compose import compose
+from mailflow.mail.compose import compose, with_original
 from mailflow.mail.parse import parse
 from mailflow.testing import CHAIR, M1, M2, write_config
 
@@ -140,8 +140,12 @@ def test_a_sealed_copy_with_the_original_attached_keeps_it_inside(gnupg_homes, t
     rings.committee.import_keys(m1.public())
     original = b"From: ada@example.net\r\nSubject: screenshot\r\n\r\nsee attached\r\n"
     out = compose(cfg, from_=("x", "committee@example.org"), to=[M1], subject="S",
-                  body="text\n", attach=original)
-    sealed = pgpmime.seal(rings.committee, out, [m1.fingerprint], "[coc #2026-0002] Blue Owl")
+                  body="text\n", attach_spool_id=7)  # by reference: delivery streams it
+    with pytest.raises(ValueError, match="by reference"):
+        pgpmime.seal(rings.committee, out, [m1.fingerprint], "x")
+    whole = with_original(out, original)
+    assert whole.attach_spool_id is None and whole.raw.endswith(out.tail)
+    sealed = pgpmime.seal(rings.committee, whole, [m1.fingerprint], "[coc #2026-0002] Blue Owl")
     data = email.message_from_bytes(sealed.raw, policy=compat32).get_payload()[1]
     inner = email.message_from_bytes(m1.decrypt(data.get_payload().encode()).data,
                                      policy=compat32)

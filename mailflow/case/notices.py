@@ -20,7 +20,7 @@ from mailflow import timestamps
 from mailflow.case import cases, keys
 from mailflow.config import Config
 from mailflow.mail import render
-from mailflow.mail.compose import Outgoing, compose
+from mailflow.mail.compose import Outgoing, compose, with_original
 from mailflow.mail.openpgp import OpenPGPError
 from mailflow.mail.pgpmime import encrypted, protected_entity
 from mailflow.outbound.queue import enqueue
@@ -112,7 +112,8 @@ def deliver(db: sqlite_utils.Database, svc: Services, case_id: str | None, membe
         key = keys.key_to_use(svc, member)
         if key is None:
             _plain_or_notice(db, svc, case_id, member, out, kind, envelope_from, searchable)
-        else:
+        else:  # sealed whole: the original it attaches by reference goes inside
+            out = with_original(out, _spooled(db, out.attach_spool_id))
             groups.setdefault(protected_entity(out), []).append((member, out, key))
     for entity, copies in groups.items():
         fingerprints = tuple(fpr for _, _, fpr in copies)
@@ -177,6 +178,13 @@ def _seal(db: sqlite_utils.Database, svc: Services, pending: list[Pending]) -> N
         else:
             enqueue(db, encrypted(p.out, ciphertext, p.outer), kind=p.kind, rcpts=[p.member],
                     envelope_from=p.envelope_from, case_id=p.case_id, searchable=p.searchable)
+
+
+def _spooled(db: sqlite_utils.Database, spool_id: int | None) -> bytes:
+    if spool_id is None:
+        return b""
+    row = db.execute("SELECT raw FROM spool WHERE id = ?", [spool_id]).fetchone()
+    return row[0] if row else b""
 
 
 def _plain_or_notice(db: sqlite_utils.Database, svc: Services, case_id: str | None,

@@ -49,7 +49,10 @@ def seal(ring: Keyring, out: Outgoing, fingerprints: Sequence[str], outer_subjec
 
 
 def protected_entity(out: Outgoing) -> bytes:
-    """The body's MIME entity with the :data:`PROTECTED` headers copied into it."""
+    """The body's MIME entity with the :data:`PROTECTED` headers copied into it (of a
+    whole message: see :func:`~mailflow.mail.compose.with_original`)."""
+    if out.attach_spool_id is not None:
+        raise ValueError("an original attached by reference cannot be sealed: attach it")
     entity = out.entity
     first = entity.index(b"\r\n")  # compose writes Content-Type first, on one line
     inner = [(k, v) for k, v in out.headers if k in PROTECTED]
@@ -75,7 +78,7 @@ def encrypted(out: Outgoing, ciphertext: bytes, outer_subject: str) -> Outgoing:
             b'Content-Disposition: inline; filename="encrypted.asc"\r\n\r\n'
             + crlf(ciphertext).rstrip(b"\r\n") + b"\r\n"
             b"--" + boundary + b"--\r\n")
-    return Outgoing(out.headers, out.text, head + body, len(head))
+    return Outgoing(out.headers, out.text, head + body, entity_at=len(head))
 
 
 @dataclass(frozen=True)

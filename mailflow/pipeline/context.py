@@ -104,8 +104,10 @@ class Services:
     def pgp_in_use(self) -> Keyrings | None:
         """The keyrings, once a key was ever made or imported; else None, and a
         deployment that uses no OpenPGP never runs GnuPG (nor needs it installed)."""
+        from mailflow.mail.openpgp import COMMITTEE
+
         if self.keyrings is None and not (
-                self.cfg.keyring_dir / "committee" / "pubring.kbx").exists():
+                self.cfg.keyring_dir / COMMITTEE / "pubring.kbx").exists():
             return None
         return self.pgp()
 

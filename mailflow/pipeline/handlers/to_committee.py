@@ -20,7 +20,7 @@ from mailflow.case import abuse, cases
 from mailflow.case.notices import case_root_id, deliver, list_headers, member_reply_address
 from mailflow.commands.language import parse
 from mailflow.mail import render
-from mailflow.mail.compose import Outgoing, compose, header_safe
+from mailflow.mail.compose import Outgoing, compose, header_safe, with_original
 from mailflow.mail.parse import Forwarded
 from mailflow.mail.tokens import split_address
 from mailflow.pipeline.context import Context
@@ -93,12 +93,15 @@ def copy_to_committee(ctx: Context) -> None:
         text = render.render(ctx.svc.templates, "committee-copy", **fields, history=(
             abuse.history(ctx.db, ctx.case_id, member)
             if ctx.kind in NEW_REPORT_KINDS and ctx.case_id else []))
-        return compose(
+        out = compose(
             cfg, from_=(f"{display} via {cfg.committee.name}", cfg.committee.committee_address),
             to=[cfg.committee.committee_address], subject=text.subject, body=text.body,
             reply_to=member_reply_address(ctx.svc, ctx.case_id, member),
             references=refs, headers=list_headers(cfg, ctx.case_id), attach_spool_id=attach,
         )
+        # A report that came encrypted is attached as the committee reads it: decrypted
+        # (the spool keeps it as it came).
+        return with_original(out, ctx.readable) if ctx.opened and ctx.opened.decrypted else out
 
     deliver(ctx.db, ctx.svc, ctx.case_id, recipients, copy_for, kind="relay",
             envelope_from=cfg.committee.committee_address,
