@@ -4,7 +4,8 @@ A ``committee+<token>@`` address proves a member; a ``conduct+<token>@`` address
 its holder write into a case.  Members' mail carries them (in To, in a quoted
 header, in a signature), so whatever mailflow passes on to someone else, the committee's
 copies of a member's mail, their attached original, search results, exports, has
-every such address rewritten to the bare ``committee@`` / ``conduct@``.
+every such address rewritten to the bare ``committee@`` / ``conduct@``; a #confirm
+code quoted from the chair's draft mail is left out of what the others get.
 
 An attached file that is not text and still holds a token address (a mail saved
 as an attachment of another type, say) cannot be rewritten: it is replaced by a note
@@ -24,6 +25,8 @@ from mailflow.mail.parse import header_text
 
 TOKEN_ADDRESS = re.compile(r"\b(conduct|committee)\+[A-Za-z0-9.\-=]+@", re.IGNORECASE)
 TOKEN_BYTES = re.compile(rb"(conduct|committee)\+[A-Za-z0-9.\-=]+@", re.IGNORECASE)
+# The code of a #confirm line (mailed to the chair only) in a reply quoting that mail.
+CONFIRM_CODE = re.compile(r"(#confirm[ \t]+\d+)[ \t]+[a-z0-9]{6,}", re.IGNORECASE)
 REMOVED = ("[an attachment was removed here: it carried a committee reply address, which "
            "belongs to the member it was sent to]\n")
 
@@ -31,6 +34,12 @@ REMOVED = ("[an attachment was removed here: it carried a committee reply addres
 def scrub_text(text: str) -> str:
     """``text`` with every token address made the bare address."""
     return TOKEN_ADDRESS.sub(r"\1@", text)
+
+
+def scrub_relayed(text: str) -> str:
+    """Text written by one member, for the others: token addresses made bare, and the
+    codes of #confirm lines (quoted from the chair's draft mail) left out."""
+    return CONFIRM_CODE.sub(r"\1 <code>", scrub_text(text))
 
 
 def has_token(text: str) -> bool:
