@@ -148,9 +148,16 @@ class Security(Section):
     # HMAC key for case and member tokens; created on first use, mode 0600.
     secret_file: str = ""
     # authserv-id of the MTA whose Authentication-Results we trust (empty: trust none).
+    # Only once that MTA removes incoming headers claiming it (docs/mta-authentication.md).
     trusted_authserv_id: str = ""
     # Per-member command tokens expire (days).
     member_token_days: int = 90
+    # Check members' DKIM signatures ourselves (dkimpy), looking keys up in DNS through
+    # dns_server ("host:port"; empty: the system's resolver), each lookup at most
+    # dns_timeout seconds.
+    verify_dkim: bool = True
+    dns_server: str = ""
+    dns_timeout: float = 5.0
 
 
 class Paths(Section):
@@ -339,6 +346,20 @@ def validate(cfg: Config) -> list[str]:
         problems.append("outbound: set password_env or password_file, not both")
     if cfg.intake.imap:
         problems += validate_imap(cfg.intake.imap)
+    return problems + validate_security(cfg.security)
+
+
+def validate_security(sec: Security) -> list[str]:
+    problems = []
+    if sec.dns_server:
+        try:
+            split_hostport(sec.dns_server)
+        except ValueError as e:
+            problems.append(f"security.dns_server: {e}")
+    if not 0 < sec.dns_timeout <= 60:
+        problems.append("security.dns_timeout: must be between 0 and 60 seconds")
+    if sec.member_token_days < 1:
+        problems.append("security.member_token_days: must be at least 1")
     return problems
 
 

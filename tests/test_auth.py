@@ -108,7 +108,7 @@ def test_forged_commands_apply_nothing_and_the_real_member_is_told(tmp_path, rel
         assert "violation: yes" in transcript.body()
         assert server.query("SELECT case_id, violation FROM case_record") == [(case.id, "yes")]
         assert server.query("SELECT proof FROM audit WHERE action = 'command #violation'") == \
-               [("dkim",)]
+               [("mta-dkim",)]
         # So does a reply to the member's own copy: their signed token.
         case.command(CHAIR, "#ongoing no")
         assert server.query("SELECT proof FROM audit WHERE action = 'command #ongoing'") == \

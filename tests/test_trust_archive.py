@@ -15,7 +15,8 @@ import stat
 from pathlib import Path
 
 from casekit import Case, draft_ids, start_server
-from conftest import CHAIR, M1, M2, MailflowServer, make_mail, wait_until
+
+from mailflow.testing import CHAIR, M1, M2, MailflowServer, make_mail, wait_until
 
 REPORTER, REPORTER_NAME = "xanthe.quill@people.test", "Xanthe Quillfeather"
 ORIGINATOR = "orrin.vantablack@people.test"

@@ -6,8 +6,9 @@ alignment, using the Public Suffix List."""
 from __future__ import annotations
 
 from casekit import open_case
-from conftest import M1, MailflowServer
 from dnskit import Signer, TxtServer
+
+from mailflow.testing import M1, MailflowServer
 
 MTA = "mx.example.org"
 

@@ -8,10 +8,9 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from conftest import CHAIR, M1, M2, MailflowServer, make_mail, wait_until
-
 from mailflow import timestamps
 from mailflow.mail import tokens
+from mailflow.testing import CHAIR, M1, M2, MailflowServer, make_mail, wait_until
 
 ALIASES = f'aliases = {{ "{M2}" = ["Sam Jones"] }}\n'
 YEAR = timestamps.now().year

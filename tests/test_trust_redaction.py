@@ -7,7 +7,8 @@ letters, look-alike letters of another script."""
 from __future__ import annotations
 
 from casekit import ORIGINATOR, Case, draft_ids, start_server
-from conftest import M1, make_mail
+
+from mailflow.testing import M1, make_mail
 
 REPORTER, NAME = "zoe.liddell@people.test", "Zoë Liddell"
 DRAFT = f"""#originator Sam Sharp <{ORIGINATOR}>

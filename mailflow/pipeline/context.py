@@ -24,6 +24,7 @@ from mailflow.mail.verdicts import Verdict
 if TYPE_CHECKING:  # for annotations only: jinja2 and the parser are slow to import
     from jinja2.sandbox import SandboxedEnvironment
 
+    from mailflow.mail.domainauth import TxtLookup
     from mailflow.mail.parse import Parsed
 
 HISTORY_STATUS = "closed"
@@ -86,6 +87,14 @@ class Services:
     signer: Signer
     templates: SandboxedEnvironment
     parts: Parts = field(default_factory=Parts)
+    # DNS TXT lookups for DKIM keys (None: the system's resolver, built when needed).
+    dns: TxtLookup | None = None
+
+    def txt_lookup(self) -> TxtLookup:
+        if self.dns is None:
+            from mailflow.mail.domainauth import resolver  # dnspython: only when needed
+            self.dns = resolver(self.cfg.security.dns_server, self.cfg.security.dns_timeout)
+        return self.dns
 
 
 @dataclass

@@ -288,20 +288,28 @@ def file_draft(db: sqlite_utils.Database, svc, p: Prepared, author: str,
     subject = p.subject.replace(cases.case_tag(svc.cfg, p.case_id), "").strip()
     mail_members(db, svc, p.case_id, [chair],
                        subject=f"Draft {draft_id} to confirm: {subject}",
-                       body=_chair_mail(svc.cfg, draft_id, p, author), kind="draft")
+                       body=_chair_mail(svc, draft_id, p, author, chair), kind="draft")
     return draft_id
 
 
-def _chair_mail(cfg, draft_id: int, p: Prepared, author: str) -> str:
+def confirm_code(svc, case_id: str, draft_id: int, chair: str) -> str:
+    """The code of a draft's ``#confirm`` line: only the chair it was mailed to has it,
+    so a reply address that leaked (which proves a member, nothing more) sends nothing."""
+    return svc.signer.code("confirm", case_id, str(draft_id), chair.lower())
+
+
+def _chair_mail(svc, draft_id: int, p: Prepared, author: str, chair: str) -> str:
+    cfg = svc.cfg
     separate = p.to_role not in GROUP_ROLES and len(p.recipients) > 1
     cc = f"Cc:        the committee ({cfg.committee.committee_address})\n" if p.cc_committee else ""
     return (
         f"Draft {draft_id} on case {p.case_id}, by {author}: template {p.template}.\n\n"
         f"To:        the {p.to_role}: {', '.join(to_headers(p.recipients, p.names))}"
         f"{' (one mail each)' if separate else ''}\n{cc}"
-        f"Reply-To:  {p.reply_to}\n\n"
-        "To send it exactly as below, reply with this line:\n\n"
-        f"#confirm {draft_id}\n\n"
+        "Reply-To:  the case's reply address for them (conduct+<case token>)\n\n"
+        "To send it exactly as below, reply with this line (its code is this draft's\n"
+        "and yours: keep it to yourself):\n\n"
+        f"#confirm {draft_id} {confirm_code(svc, p.case_id, draft_id, chair)}\n\n"
         f"To drop it, reply with #discard {draft_id}.  To change it, reply with\n"
         f"#edit {draft_id}, then the corrected text (a first line \"Subject: ...\" changes\n"
         "the subject), then #end; the changed draft comes back to you to confirm.\n"
