@@ -32,6 +32,7 @@ from mailflow import store, timestamps
 from mailflow.archive import narrative
 from mailflow.case import cases
 from mailflow.mail.parse import parse
+from mailflow.mail.scrub import scrub_message, scrub_text
 from mailflow.resources import builtin
 from mailflow.store import audit
 
@@ -192,13 +193,13 @@ def to_mbox(d: dict[str, Any]) -> bytes:
         box = mailbox.mbox(str(path))
         for e in d["timeline"]:
             if e.get("raw"):
-                box.add(e["raw"])
+                box.add(scrub_message(e["raw"]))
         record = EmailMessage()
         record["From"] = "mailflow <mailflow@localhost>"
         record["Subject"] = f"Case {c['id']} ({c['codename']}): the case record"
         record["Date"] = format_datetime(timestamps.now())
         record["X-Mailflow-Case"] = c["id"]
-        record.set_content(_record_text(d))
+        record.set_content(scrub_text(_record_text(d)))
         box.add(record)
         box.flush()
         box.close()
@@ -211,7 +212,11 @@ def export(db: sqlite_utils.Database, case_id: str, fmt: str, by: str | None = N
     d = collect(db, case_id)
     if d is None:
         return None
-    data = {"json": to_json, "html": lambda x: to_html(x, by), "mbox": to_mbox}[fmt](d)
+    if fmt == "mbox":
+        data = to_mbox(d)
+    else:  # no reply address with a token in it: each is its holder's alone
+        data = scrub_text({"json": to_json, "html": lambda x: to_html(x, by)}[fmt](d)
+                          .decode()).encode()
     with store.transaction(db):
         audit.append(db, by or "admin", "case exported", case_id, format=fmt)
     return data

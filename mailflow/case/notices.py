@@ -16,6 +16,7 @@ from mailflow import timestamps
 from mailflow.case import cases
 from mailflow.config import Config
 from mailflow.mail.compose import compose
+from mailflow.mail.scrub import scrub_text
 from mailflow.outbound.queue import enqueue
 from mailflow.pipeline.context import Context, Services
 
@@ -60,10 +61,16 @@ def member_reply_address(svc: Services, case_id: str | None, member: str) -> str
 def mail_members(db: sqlite_utils.Database, svc: Services, case_id: str | None,
                  members: list[str], *, subject: str,
                  body: str, kind: str, in_reply_to: str | None = None,
-                 auto_submitted: str = "auto-generated") -> None:
+                 auto_submitted: str = "auto-generated", filed: bool = True) -> None:
     """Mailflow's own mail to members (transcripts, notices): one copy each, with that
-    member's own Reply-To so that answering it is authenticated."""
+    member's own Reply-To so that answering it is authenticated.
+
+    It is not indexed for search: it is made of records indexed on their own, and a
+    digest or a search transcript quotes other cases than the one it is filed under.
+    ``filed``: False to keep it out of the case's record altogether (search results).
+    The text carries no token address: the recipient's own is in the Reply-To."""
     cfg = svc.cfg
+    body = scrub_text(body)
     tag = cases.case_tag(cfg, case_id) + " " if case_id else ""
     refs = [case_root_id(cfg, case_id)] if case_id else []
     for member in members:
@@ -75,7 +82,7 @@ def mail_members(db: sqlite_utils.Database, svc: Services, case_id: str | None,
             headers={**list_headers(cfg, case_id), "Auto-Submitted": auto_submitted},
         )
         enqueue(db, msg, kind=kind, rcpts=[member], envelope_from="",
-                         case_id=case_id)
+                case_id=case_id if filed else None, searchable=False)
 
 
 def notify_committee(ctx: Context, case_id: str, subject: str, body: str,

@@ -7,7 +7,7 @@ import quopri
 import re
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.header import Header, decode_header
 from email.utils import format_datetime, formataddr, getaddresses
 
@@ -81,6 +81,12 @@ class Outgoing:
 
     def as_bytes(self) -> bytes:
         return self.raw
+
+    def inlined(self, original: bytes) -> Outgoing:
+        """This copy carrying ``original`` itself instead of the spool's bytes (an
+        original that had to be rewritten: see :mod:`mailflow.mail.scrub`)."""
+        body = original.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        return replace(self, raw=self.raw + body + self.tail, attach_spool_id=None, tail=b"")
 
 
 def _encode_header(name: str, value: str) -> str:

@@ -62,17 +62,20 @@ def _scrub_headers(part: Message) -> bool:
 
 def _scrub_leaf(part: Message) -> bool:
     data = part.get_payload(decode=True) or b""
-    if not TOKEN_BYTES.search(data):
-        return False
     if part.get_content_maintype() == "text":
         charset = part.get_content_charset() or "utf-8"
         try:
             text = data.decode(charset, "replace")
         except LookupError:
             text = data.decode("utf-8", "replace")
-        part.set_payload(scrub_text(text).encode("utf-8"))
+        clean = scrub_relayed(text)
+        if clean == text:
+            return False
+        part.set_payload(clean.encode("utf-8"))
         del part["Content-Transfer-Encoding"]
         part.set_charset("utf-8")  # encodes the payload and sets the transfer encoding
+    elif not TOKEN_BYTES.search(data):
+        return False
     else:
         for name in ("Content-Type", "Content-Transfer-Encoding", "Content-Disposition"):
             del part[name]
@@ -82,8 +85,9 @@ def _scrub_leaf(part: Message) -> bool:
 
 
 def scrub_message(raw: bytes) -> bytes:
-    """The raw mail with every token address rewritten, in every header and every part,
-    attached messages included; the bytes unchanged if there was none."""
+    """The raw mail with every token address rewritten (and #confirm codes left out), in
+    every header and every part, attached messages included; the bytes unchanged if
+    there was none."""
     msg = BytesParser(policy=compat32).parsebytes(raw)
     changed = False
     for part in msg.walk():

@@ -52,6 +52,21 @@ def parts(msg: Message) -> list[str]:
     return found
 
 
+def _quoted(line: str) -> bool:
+    return line.lstrip().startswith(">")
+
+
+def _attribution(lines: list[str], i: int) -> bool:
+    """Whether line ``i`` is (part of) "On ..., X wrote:" just above quoted lines;
+    mail clients wrap it over two lines."""
+    line, at = lines[i], [*lines[i + 1:i + 3], "", ""]
+    if ATTRIBUTION.match(line):
+        return bool((WROTE.search(line) and _quoted(at[0]))
+                    or (WROTE.search(at[0]) and _quoted(at[1])))
+    return bool(WROTE.search(line) and i and ATTRIBUTION.match(lines[i - 1])
+                and _quoted(at[0]))
+
+
 def unquoted(text: str) -> str:
     """The lines of a reply its writer wrote, wherever they stand."""
     lines = text.splitlines()
@@ -59,15 +74,6 @@ def unquoted(text: str) -> str:
     for i, line in enumerate(lines):
         if ORIGINAL.match(line):
             break  # a quoted original without ">": everything below is quoted
-        if line.lstrip().startswith(">"):
-            continue
-        nxt = lines[i + 1] if i + 1 < len(lines) else ""
-        after = lines[i + 2] if i + 2 < len(lines) else ""
-        if ATTRIBUTION.match(line) and (WROTE.search(line) and nxt.lstrip().startswith(">")
-                                        or WROTE.search(nxt) and after.lstrip().startswith(">")):
-            continue  # "On ..., X wrote:" above a quote (also over two lines)
-        if WROTE.search(line) and i and ATTRIBUTION.match(lines[i - 1]) \
-                and nxt.lstrip().startswith(">"):
-            continue
-        kept.append(line)
+        if not _quoted(line) and not _attribution(lines, i):
+            kept.append(line)
     return "\n".join(kept).strip()

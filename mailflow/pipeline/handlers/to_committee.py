@@ -3,7 +3,9 @@ the members who are on the case, never to anyone else.
 
 Each member's copy has its own Reply-To, ``committee+<member token>@``: replying to it
 proves to mailflow which member wrote (the token is signed and expires), and the
-From is the committee's own address, so reply-all cannot reach the reporter.
+From is the committee's own address, so reply-all cannot reach the reporter.  Tokens
+in what it passes on (the text, the attached original) are made bare addresses:
+a member's token is theirs alone (:mod:`mailflow.mail.scrub`).
 
 Each copy is rendered for its member: a new report shows the reporter's earlier
 cases, less those that member is recused from (:func:`mailflow.case.abuse.history`).
@@ -22,6 +24,7 @@ from mailflow.commands.language import parse
 from mailflow.mail import render
 from mailflow.mail.compose import compose, header_safe
 from mailflow.mail.parse import Forwarded
+from mailflow.mail.scrub import scrub_message, scrub_relayed
 from mailflow.mail.tokens import split_address
 from mailflow.outbound.queue import enqueue
 from mailflow.pipeline.context import Context
@@ -86,19 +89,25 @@ def copy_to_committee(ctx: Context) -> None:
     refs = [case_root_id(cfg, ctx.case_id)] if ctx.case_id else []
     # The original goes along when it has attachments the text cannot show, or carries
     # a forwarded mail (whose own attachments, screenshots say, are inside it): by
-    # reference to its spool row, which delivery streams (it may be 25 MB).
-    attach = ctx.spool_id if ctx.parsed.attachments or any(
-        f.attached for f in ctx.parsed.forwarded) else None
+    # reference to its spool row, which delivery streams (it may be 25 MB).  Neither it
+    # nor the text carries the sender's token (or a #confirm code): those are theirs,
+    # so an original that holds one goes as a rewritten copy instead.
+    attached = ctx.parsed.attachments or any(f.attached for f in ctx.parsed.forwarded)
+    attach = ctx.spool_id if attached else None
+    rewritten = scrub_message(ctx.raw) if attached else ctx.raw
     for member in recipients:
         text = render.render(ctx.svc.templates, "committee-copy", **fields, history=(
             abuse.history(ctx.db, ctx.case_id, member)
             if ctx.kind in NEW_REPORT_KINDS and ctx.case_id else []))
         msg = compose(
             cfg, from_=(f"{display} via {cfg.committee.name}", cfg.committee.committee_address),
-            to=[cfg.committee.committee_address], subject=text.subject, body=text.body,
+            to=[cfg.committee.committee_address], subject=scrub_relayed(text.subject),
+            body=scrub_relayed(text.body),
             reply_to=member_reply_address(ctx.svc, ctx.case_id, member),
             references=refs, headers=list_headers(cfg, ctx.case_id), attach_spool_id=attach,
         )
+        if rewritten is not ctx.raw:
+            msg = msg.inlined(rewritten)
         enqueue(ctx.db, msg, kind="relay", rcpts=[member],
                          envelope_from=cfg.committee.committee_address, case_id=ctx.case_id,
                          searchable=False)  # the message it relays is indexed
