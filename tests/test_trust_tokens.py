@@ -6,6 +6,7 @@ the chair: #confirm needs the per-draft code that only the chair's draft mail ho
 from __future__ import annotations
 
 import json
+import mailbox
 import re
 from email import message_from_bytes
 from email.mime.application import MIMEApplication
@@ -27,6 +28,12 @@ change: Criticise code, not people.
 consequences: A further incident may lead to a temporary ban.
 #end
 """
+
+
+def decoded(raw: bytes) -> bytes:
+    """Every part of a mail, decoded."""
+    parts = [p.get_payload(decode=True) for p in message_from_bytes(raw).walk()]
+    return b"\n".join(p for p in parts if isinstance(p, bytes))
 
 
 def tokens_in(raw: bytes) -> set[str]:
@@ -67,7 +74,7 @@ def member_reply_with_attachments(member: str, to: str, subject: str) -> bytes:
     msg.attach(alternative)
     msg.attach(MIMEApplication(b"%PDF-1.4 chat log", "pdf", Name="chat.pdf"))
     msg.attach(MIMEMessage(earlier))
-    return msg.as_bytes()
+    return msg.as_bytes().replace(b"\n", b"\r\n")
 
 
 def test_a_members_token_reaches_no_other_member_by_any_route(tmp_path, relay):
@@ -76,9 +83,9 @@ def test_a_members_token_reaches_no_other_member_by_any_route(tmp_path, relay):
         case = open_case(server, relay)
         copy = case.copy_for(M1)
         m1_token = own_token(copy)
-        server.send(member_reply_with_attachments(M1, copy.msg["Reply-To"],
-                                                  "Re: " + copy.msg["Subject"]),
-                    M1, [copy.msg["Reply-To"]])
+        subject = "Re: " + header_text(copy.msg["Subject"])
+        server.send(member_reply_with_attachments(M1, header_text(copy.msg["Reply-To"]),
+                                                  subject), M1, [copy.msg["Reply-To"]])
         copies = relay.wait_for(lambda c: "Chatlogcanary" in c.raw.decode("utf-8", "replace")
                                 and c.rcpts != [M1], count=2, what="the others' copies")
         assert sorted(c.rcpts[0] for c in copies) == [CHAIR, M2]
@@ -93,12 +100,16 @@ def test_a_members_token_reaches_no_other_member_by_any_route(tmp_path, relay):
         # Search results and exports do not carry it either.
         results = case.command(M2, "#search chatlogcanary")
         assert "chatlogcanary" in results.lower() and m1_token not in results.lower()
-        for fmt in ("json", "html", "mbox"):
+        for fmt in ("json", "html"):
             export = server.cli("case", "export", case.id, "--as", M2, "--format", fmt,
                                 "-o", "-").stdout
             assert b"Chatlogcanary" in export, fmt
-            assert m1_token.encode() not in export.lower(), fmt
             assert tokens_in(export) == set(), fmt
+        server.cli("case", "export", case.id, "--as", M2, "--format", "mbox",
+                   "-o", str(tmp_path / "case.mbox"))
+        mails = [m.as_bytes() for m in mailbox.mbox(str(tmp_path / "case.mbox"))]
+        assert any(b"Chatlogcanary" in decoded(m) for m in mails)
+        assert [m for m in mails if tokens_in(m)] == []
         found = server.cli_json("search", "chatlogcanary", "--as", M2)
         assert found["results"] and m1_token not in json.dumps(found).lower()
     finally:

@@ -118,6 +118,9 @@ class Context:
     actor: str | None = None
     proof: str | None = None
     auth_failure: str | None = None
+    # Member mail naming a case its sender may not write to (recused) or that does not
+    # exist: filed as a note, answered neutrally, never relayed (see handlers.route).
+    withheld: bool = False
     # Imported history (spool source "import"): filed and indexed, nothing else.
     quiet: bool = False
     # Set by screening: what the trusted MTA said of it, and whether the chair released

@@ -2,7 +2,9 @@
 
 All commands of one mail apply together or not at all (one savepoint), and every
 command mail is answered with a transcript, debbugs style: each line echoed with what
-it did or why it failed.  A member recused from a case may use no command on it.
+it did or why it failed.  A member recused from a case may use no command on it:
+their mail naming it is withheld (see :mod:`.route`) and answered with the same words
+as mail naming a case that does not exist.
 Lines of the new text that start with a ``#word`` that is no command (a channel, a
 hashtag) are echoed as "not a command" and change nothing; a mail with only such lines
 gets no transcript.
@@ -22,6 +24,7 @@ from mailflow.case.notices import mail_members, thread_subject
 from mailflow.commands.language import Command, Parsed, parse
 from mailflow.commands.spec import CommandError, Invocation, permission
 from mailflow.mail.compose import header_safe
+from mailflow.mail.scrub import scrub_relayed
 from mailflow.pipeline.context import Context
 from mailflow.store import audit
 
@@ -37,6 +40,9 @@ def apply(ctx: Context) -> None:
     """Apply a proven member's #commands, together or not at all, and answer with a
     transcript."""
     if ctx.kind not in ("member", "note"):
+        return
+    if ctx.withheld:
+        _answer_withheld(ctx)
         return
     parsed = parse(ctx.parsed.new_text, ctx.svc.parts.commands, ctx.parsed.hard_wrapped)
     if ctx.actor is None:  # unproven: authentication filed it as a note
@@ -54,7 +60,9 @@ def apply(ctx: Context) -> None:
     # The other members' copy says whether the commands they read took effect.
     ctx.flags.append("its commands were not applied (see the transcript)" if failed
                      else "its commands were applied")
-    send_transcript(ctx, ctx.actor, outcomes, applied=not failed)
+    # Search results quote other cases: they are no part of this case's record.
+    send_transcript(ctx, ctx.actor, outcomes, applied=not failed,
+                    filed=not any(c.word == "search" for c in parsed.commands))
 
 
 def _run_all(ctx: Context, commands: list[Command], outcomes: list[Outcome]) -> bool:
@@ -84,7 +92,7 @@ def _run_one(ctx: Context, cmd: Command) -> str:
     if spec.needs_case and not ctx.case_id:
         raise CommandError(f"#{cmd.word} needs a case: reply to a case's mail")
     if ctx.case_id and actor in cases.recused(ctx.db, ctx.case_id) and cmd.word != "help":
-        raise CommandError(f"you are recused from case {ctx.case_id}")
+        raise CommandError("this mail names no case you can write to")  # see route
     if not allowed(ctx, actor, cmd.word):
         raise CommandError(f"only the chair may use #{cmd.word}")
     if spec.states and ctx.case_id:
@@ -105,8 +113,6 @@ def _refuse_unauthenticated(ctx: Context, parsed: Parsed) -> None:
                  reason=reason, commands=len(parsed.commands) + len(parsed.errors))
     if not ctx.cfg.is_member(claimed):
         return
-    if ctx.case_id and claimed in cases.recused(ctx.db, ctx.case_id):
-        return  # a recused member hears nothing more of the case, not even this
     lines = [Outcome(c.line, "not run", False) for c in parsed.commands]
     lines += [Outcome(line, why, False) for line, why in parsed.errors]
     send_transcript(ctx, claimed, lines, applied=False,
@@ -116,11 +122,34 @@ def _refuse_unauthenticated(ctx: Context, parsed: Parsed) -> None:
                             "your signed token) or send from a server that signs with DKIM.")
 
 
+WITHHELD_SUBJECT = "Your message to the committee was not accepted"
+WITHHELD = """\
+A message from your address to the committee was not accepted: it names a case
+(by its subject tag, the address it was sent to, or the mail it answers) that you
+cannot write to, or that does not exist.  Nothing in it was applied, and it was not
+relayed to anyone.
+
+To write to the whole committee, send to {address} without a case tag.
+"""
+
+
+def _answer_withheld(ctx: Context) -> None:
+    """The same answer whether the case does not exist or its sender is recused from
+    it, proven or not, so that it tells nothing about which cases exist or name them."""
+    member = (ctx.sender or "").lower()
+    audit.append(ctx.db, member, "not accepted: names a case its sender cannot write to",
+                 ctx.case_id)
+    mail_members(ctx.db, ctx.svc, None, [member], subject=WITHHELD_SUBJECT,
+                 body=WITHHELD.format(address=ctx.cfg.committee.committee_address),
+                 kind="notice", in_reply_to=ctx.parsed.message_id,
+                 auto_submitted="auto-replied", filed=False)
+
+
 def send_transcript(ctx: Context, to: str, outcomes: list[Outcome], applied: bool,
-                    preface: str = "") -> None:
+                    preface: str = "", filed: bool = True) -> None:
     lines = [preface, ""] if preface else []
     for o in outcomes:
-        lines += [f"> {o.line}", o.result, ""]
+        lines += [f"> {scrub_relayed(o.line)}", o.result, ""]  # no secret echoed
     if outcomes:
         lines.append("All commands were applied." if applied
                      else "Nothing in this message was applied.")
@@ -128,7 +157,7 @@ def send_transcript(ctx: Context, to: str, outcomes: list[Outcome], applied: boo
     mail_members(ctx.db, ctx.svc, ctx.case_id, [to], kind="transcript",
                  in_reply_to=ctx.parsed.message_id,
                  subject=header_safe(f"Transcript: {thread_subject(ctx.cfg, ctx.parsed.subject)}"),
-                 body="\n".join(lines) + "\n", auto_submitted="auto-replied")
+                 body="\n".join(lines) + "\n", auto_submitted="auto-replied", filed=filed)
 
 
 def allowed(ctx: Context, actor: str, word: str) -> bool:
