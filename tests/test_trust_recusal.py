@@ -29,7 +29,7 @@ def mime(subject: str, parts: list[tuple[str, str]], sender: str = "rep@people.t
     one another when there are several."""
     head = (f"From: Reporter <{sender}>\r\nTo: {to}\r\nSubject: {subject}\r\n"
             f"Date: Tue, 24 Nov 2026 10:00:00 +0000\r\n"
-            f"Message-ID: <{abs(hash((subject, tuple(parts))))}@people.test>\r\n"
+            f"Message-ID: <{abs(hash((subject, tuple(parts), sender)))}@people.test>\r\n"
             f"MIME-Version: 1.0\r\n{headers}")
     if len(parts) == 1:
         ctype, text = parts[0]
@@ -81,8 +81,11 @@ def test_recusal_matches_every_spelling_in_every_part(tmp_path, relay):
                 "Report", [("text/plain", "See the Comments header.")],
                 headers="Comments: =?utf-8?b?TTJARVhBTVBMRS5PUkc=?=\r\n"),
         }
-        for what, raw in spellings.items():
-            case_id = report(server, relay, raw)
+        for n, (what, raw) in enumerate(spellings.items()):
+            # One reporter each: acknowledgements are rate-limited per sender.
+            sender = f"rep{n}@people.test"
+            case_id = report(server, relay, raw.replace(b"rep@people.test", sender.encode()),
+                             sender=sender)
             wait_until(lambda case_id=case_id: copies(relay, case_id, CHAIR), what=what)
             assert recused(server, case_id) == [M2], what
             assert copies(relay, case_id, M2) == [], what
@@ -140,18 +143,23 @@ def test_a_recused_member_finds_nothing_of_the_case_by_any_route(tmp_path, relay
                                            sender="b@people.test"), sender="b@people.test")
         m1_copy = wait_until(lambda: copies(relay, other, M1))[-1]
         m2_copy = wait_until(lambda: copies(relay, other, M2))[-1]
-        # M1 may see case `named`: their search transcript quotes it.
-        assert "quokkacanary" in command(server, relay, M1, m1_copy, "#search quokkacanary")
-        for query in ("quokkacanary", "from:witness.a@people.test", "witness",
-                      f"case:{named}", "shouted"):
-            answer = command(server, relay, M2, m2_copy, f"#search {query}")
-            assert "Nothing matches" in answer and named not in answer, query
-            cli = server.cli_json("search", query, "--as", M2)
-            assert cli["results"] == [], query
+        # M1 may see case `named`: their search transcript, sent from case `other`,
+        # quotes it.  (Their query names no word of it: M1's own mail is no leak.)
+        assert "quokkacanary" in command(server, relay, M1, m1_copy, f"#search case:{named}")
+        # The export of `other` holds M1's search transcript no more than the index does.
         for fmt in ("json", "html", "mbox"):
             export = server.cli("case", "export", other, "--as", M2, "--format", fmt,
                                 "-o", "-").stdout
             assert b"quokkacanary" not in export.lower() and b"witness.a" not in export, fmt
+        for query in ("quokkacanary", "from:witness.a@people.test", "witness",
+                      f"case:{named}", "shouted"):
+            # Only M2's own #search mails (filed on `other`) may match their words.
+            answer = command(server, relay, M2, m2_copy, f"#search {query}")
+            assert named not in answer.replace(query, "") and "saw it" not in answer, query
+            assert "witness.a" not in answer.replace(query, ""), query
+            cli = server.cli_json("search", query, "--as", M2)
+            assert [r for r in cli["results"] if r["case"] != other
+                    or r["from"] != M2] == [], query
         listed = server.cli_json("cases", "--as", M2)
         assert named not in json.dumps(listed)
         # What mailflow writes to members is derived from indexed records, and is not
@@ -188,7 +196,7 @@ def test_a_recused_member_writing_into_the_case_learns_nothing(tmp_path, relay):
                                           what=f"answer to probe {n}")[-1])
         bodies = {a.body() for a in answers}
         assert len(bodies) == 1, bodies
-        body = bodies.pop()
+        body = " ".join(bodies.pop().split())
         assert "not accepted" in body and "not relayed" in body
         assert "recused" not in body.lower() and case_id not in body and missing not in body
         assert len({a.msg["Subject"] for a in answers}) == 1

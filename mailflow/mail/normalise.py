@@ -103,6 +103,15 @@ def fold(text: str, keep_case: bool = False) -> str:
     return SPACE.sub(" ", folded).strip()
 
 
+@cache
+def whole(value: str, keep_case: bool = False) -> re.Pattern[str]:
+    """A pattern finding ``value``, folded, as a whole word or address in folded text:
+    not inside a longer word, address or handle."""
+    flags = 0 if keep_case else re.IGNORECASE
+    return re.compile(rf"(?<![\w@.+\-]){re.escape(fold(value, keep_case))}(?![\w\-]|\.\w)",
+                      flags)
+
+
 def fold_mapped(text: str, keep_case: bool = False) -> tuple[str, list[int]]:
     """(folded text, for each folded character the index in ``text`` it came from).
 
