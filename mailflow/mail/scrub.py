@@ -61,7 +61,8 @@ def _scrub_headers(part: Message) -> bool:
 
 
 def _scrub_leaf(part: Message) -> bool:
-    data = part.get_payload(decode=True) or b""
+    payload = part.get_payload(decode=True)
+    data = payload if isinstance(payload, bytes) else b""
     if part.get_content_maintype() == "text":
         charset = part.get_content_charset() or "utf-8"
         try:

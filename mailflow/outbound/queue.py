@@ -61,7 +61,7 @@ def enqueue(
         "INSERT INTO outbound_rcpt (outbound_id, rcpt, next_attempt_at, priority) "
         "VALUES (?, ?, ?, ?)", [(out_id, r, now, priority) for r in rcpts],
     )
-    audit.append(db, "mailflow", f"queued {kind}", case_id, to=rcpts, message_id=msg["Message-ID"])
+    audit.append(db, "mailflow", f"queued {kind}", case_id, outbound=out_id, rcpts=len(rcpts))
     return out_id
 
 

@@ -149,3 +149,10 @@ class Context:
     @property
     def sender(self) -> str | None:
         return self.parsed.from_addr
+
+    @property
+    def audit_actor(self) -> str:
+        """The sender as the audit log names them: a member by address, anyone else by
+        the word "sender" (the log names no one outside the committee)."""
+        sender = (self.sender or "").lower()
+        return sender if sender and self.cfg.is_member(sender) else "sender"

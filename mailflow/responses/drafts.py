@@ -283,7 +283,7 @@ def file_draft(db: sqlite_utils.Database, svc, p: Prepared, author: str,
     fulltext.index_record(db, ref=f"draft:{draft_id}", kind="draft", case_id=p.case_id,
                         author=author, subject=p.subject, body=p.body)
     audit.append(db, author, "draft filed", p.case_id, draft=draft_id, template=p.template,
-                 to=p.recipients, replaces=replaces)
+                 rcpts=len(p.recipients), replaces=replaces)
     # mail_members tags the subject with the case already.
     subject = p.subject.replace(cases.case_tag(svc.cfg, p.case_id), "").strip()
     mail_members(db, svc, p.case_id, [chair],
@@ -370,7 +370,7 @@ def send(db: sqlite_utils.Database, svc, draft: dict[str, Any], actor: str) -> l
                                      case_id=draft["case_id"]))
     decide(db, draft["id"], "sent", actor)
     audit.append(db, actor, "draft sent", draft["case_id"], draft=draft["id"],
-                 template=draft["template"], to=draft["recipients"], cc=cc)
+                 template=draft["template"], rcpts=len(draft["recipients"]), cc=len(cc))
     return sent
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -22,37 +23,43 @@ ACKNOWLEDGED_KINDS = ("report", "forward")
 REFERENCES_KEPT = 20
 
 
+def _plain(value: str) -> str:
+    """A header's name or value as a code: no spaces, nothing long."""
+    return re.sub(r"[^\w.:\-]+", "-", value)[:40]
+
+
 def why_not_automatic_reply(ctx: Context) -> str | None:
-    """The reason RFC 3834 (or our rules) forbids an automatic reply, or None."""
+    """The reason RFC 3834 (or our rules) forbids an automatic reply, as a short code
+    for the audit log (naming no one), or None."""
     rules = ctx.svc.rules.get("autoreply", {})
     p = ctx.parsed
     recipient = (ctx.envelope_from or "").lower()
     if not recipient:
-        return "null or unknown envelope sender"
+        return "null-sender"
     if split_address(recipient, ctx.cfg.committee.domain):
-        return "mail from our own address"
+        return "our-own-address"
     local = recipient.split("@")[0]
     for word in rules.get("never_local_parts", []):
         if local == word:
-            return f"sender {local}@ is a robot address"
+            return "robot-address"
     for prefix in rules.get("never_local_prefixes", []):
         if local.startswith(prefix):
-            return f"sender {local}@ is a list or robot address"
+            return "list-or-robot-address"
     for suffix in rules.get("never_local_suffixes", []):
         if local.endswith(suffix):
-            return f"sender {local}@ is a list or robot address"
+            return "list-or-robot-address"
     auto = p.header("Auto-Submitted").lower()
     if auto and auto != "no":
-        return f"Auto-Submitted: {auto}"
+        return f"Auto-Submitted:{_plain(auto)}"
     precedence = p.header("Precedence").lower()
     if precedence in ("bulk", "junk", "list"):
-        return f"Precedence: {precedence}"
+        return f"Precedence:{precedence}"
     for name in p.msg:
         if name.lower().startswith("list-"):
-            return f"{name} header (list mail)"
+            return f"{_plain(name)}:list-mail"
     for name in rules.get("automatic_headers", []):
         if p.msg.get(name) is not None:
-            return f"{name} header (automatic mail)"
+            return f"{_plain(name)}:automatic-mail"
     return None
 
 
@@ -76,7 +83,7 @@ def acknowledge(ctx: Context) -> None:
     reason = why_not_automatic_reply(ctx)
     recipient = (ctx.envelope_from or "").lower()
     if reason is None and _rate_limited(ctx, recipient):
-        reason = f"rate limit for {recipient}"
+        reason = "rate-limit"
     if reason:
         audit.append(ctx.db, "mailflow", "no acknowledgement", ctx.case_id, reason=reason)
         # The committee must know that the reporter has heard nothing from us.

@@ -101,7 +101,9 @@ def _run_one(ctx: Context, cmd: Command) -> str:
             raise CommandError(f"#{cmd.word} is not possible while the case is {status}")
     inv = Invocation(ctx, cmd, actor)
     result = spec.run(inv)
-    inv.log(f"command #{cmd.word}", args=cmd.args)
+    inv.log(f"command #{cmd.word}",  # its words by fingerprint: the log holds no text
+            text=audit.fingerprint(ctx.db, f"{cmd.args}\n{cmd.text}") if cmd.args or cmd.text
+            else None)
     return result
 
 
@@ -109,8 +111,8 @@ def _refuse_unauthenticated(ctx: Context, parsed: Parsed) -> None:
     """Nothing applies; the member whose address was used is told, not the sender."""
     claimed = (ctx.sender or "").lower()
     reason = ctx.auth_failure or "no proof of identity"
-    audit.append(ctx.db, claimed or "unknown", "not accepted as a member's mail", ctx.case_id,
-                 reason=reason, commands=len(parsed.commands) + len(parsed.errors))
+    audit.append(ctx.db, ctx.audit_actor, "not accepted as a member's mail", ctx.case_id,
+                 commands=len(parsed.commands) + len(parsed.errors))
     if not ctx.cfg.is_member(claimed):
         return
     lines = [Outcome(c.line, "not run", False) for c in parsed.commands]
@@ -137,7 +139,7 @@ def _answer_withheld(ctx: Context) -> None:
     """The same answer whether the case does not exist or its sender is recused from
     it, proven or not, so that it tells nothing about which cases exist or name them."""
     member = (ctx.sender or "").lower()
-    audit.append(ctx.db, member, "not accepted: names a case its sender cannot write to",
+    audit.append(ctx.db, ctx.audit_actor, "not accepted: names a case its sender cannot write to",
                  ctx.case_id)
     mail_members(ctx.db, ctx.svc, None, [member], subject=WITHHELD_SUBJECT,
                  body=WITHHELD.format(address=ctx.cfg.committee.committee_address),
