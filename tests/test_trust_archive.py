@@ -40,6 +40,7 @@ def test_after_a_purge_no_canary_of_the_case_is_in_any_file(tmp_path, relay):
         case.command(M1, f"""#what Orrin Vantablack posted the yakcanary insult
 #channel the wombatcanary chat
 #originator Orrin Vantablack <{ORIGINATOR}>
+#affected {REPORTER_NAME} <{REPORTER}>
 #violation yes
 #ongoing no
 #safety no
@@ -48,7 +49,9 @@ def test_after_a_purge_no_canary_of_the_case_is_in_any_file(tmp_path, relay):
         case.command(M1, "#propose private reprimand")
         case.command(M2, "#vote agree")
         case.command(CHAIR, "#vote agree")
-        case.confirm(*draft_ids(case.command(M1, "#report")))
+        report = case.command(M1, "#report")
+        assert draft_ids(report), report
+        case.confirm(*draft_ids(report))
         assert "case closed" in case.command(CHAIR, "#close ibexcanary: reprimand delivered")
         assert server.cli_json("search", "zebracanary")["results"]
     finally:
