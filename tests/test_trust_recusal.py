@@ -162,6 +162,13 @@ def test_a_recused_member_finds_nothing_of_the_case_by_any_route(tmp_path, relay
                     or r["from"] != M2] == [], query
         listed = server.cli_json("cases", "--as", M2)
         assert named not in json.dumps(listed)
+        # Their case, and one that does not exist, look the same to them.
+        for verb, extra in (("show", ()), ("export", ("-o", "-"))):
+            answers = [server.cli("case", verb, case_id, "--as", M2, *extra, check=False)
+                       for case_id in (named, f"{YEAR}-0099")]
+            assert [a.returncode for a in answers] == [65, 65], verb
+            assert answers[0].stderr.replace(named.encode(), b"X") == \
+                answers[1].stderr.replace(f"{YEAR}-0099".encode(), b"X"), verb
         # What mailflow writes to members is derived from indexed records, and is not
         # indexed itself: a digest or a transcript is nobody's search result.
         assert server.query("SELECT kind FROM outbound WHERE new_text IS NOT NULL AND kind "
@@ -207,5 +214,15 @@ def test_a_recused_member_writing_into_the_case_learns_nothing(tmp_path, relay):
         assert not [c for c in relay.to(M2) if case_id in (c.msg["Subject"] or "")
                     and c is not old_copy and c not in answers]
         assert [c for c in relay.to(CHAIR) if "recused" in (c.msg["Subject"] or "")]
+        # Writing as a reporter with the case's tag, or a missing one's: each opens a new
+        # case, acknowledged alike; neither joins the case.
+        for n, tag in enumerate((case_id, missing)):
+            server.send(make_mail(M2, "conduct@example.org", f"[coc #{tag}] about it",
+                                  f"Conduct-probe-{n}"), M2, ["conduct@example.org"])
+        relay.wait_for(lambda c: c.rcpts == [M2] and "received your report" in
+                       (c.msg["Subject"] or ""), count=2, what="both acknowledgements")
+        filed = server.query("SELECT case_id FROM messages WHERE body_text LIKE "
+                             "'Conduct-probe-%'")
+        assert len(filed) == 2 and case_id not in {r[0] for r in filed}
     finally:
         server.stop()

@@ -26,6 +26,7 @@ from mailflow.clocks.policy import Policy
 from mailflow.commands.spec import CommandError
 from mailflow.config import Config
 from mailflow.mail import render
+from mailflow.store import audit
 
 if TYPE_CHECKING:
     from mailflow.pipeline.context import Services
@@ -37,6 +38,9 @@ def send_all(db: sqlite_utils.Database, svc: Services, policy: Policy, now: date
              late: bool) -> str:
     cfg = svc.cfg
     board = open_cases(db, policy, now)
+    # The chair's copy anchors the audit log outside the archive (audit verify --head).
+    newest = audit.head(db)
+    audit_head = f"{newest[0]}:{newest[1][:23]}" if newest else ""
     sent = []
     for member in cfg.committee.members:
         entries = for_member(db, cfg, board, member.lower())
@@ -47,6 +51,7 @@ def send_all(db: sqlite_utils.Database, svc: Services, policy: Policy, now: date
         day = policy.local(now)
         text = render.render(svc.templates, "digest", committee=cfg.committee,
                              member=member, cases=entries, late=late,
+                             audit_head=audit_head if cfg.is_chair(member) else "",
                              day=f"{day:%A} {day.day} {day:%B %Y}",
                              held=[held.describe(r) for r in waiting[-HELD_LISTED:]],
                              held_count=len(waiting),

@@ -208,14 +208,14 @@ def verify(db: sqlite_utils.Database, head_mark: tuple[int, str] | None = None
     if broken is not None:
         return count, broken, why
     last = _last_anchor(db)
-    newest = head(db)
-    if last is None and keyed and newest:
-        return count, newest[0], ("the anchor file audit.anchor is missing: nothing "
-                                  "vouches that the newest entries are all there")
-    marks = [(last, "in the anchor file")] if last else []
-    marks += [(head_mark, "given")] if head_mark else []
+    marks = [(head_mark, "given")] if head_mark else []
+    marks += [(last, "in the anchor file")] if last else []
     for mark, where in marks:
         broken, why = _anchored(db, mark, where)
         if broken is not None:
             return count, broken, why
+    newest = head(db)
+    if last is None and keyed and newest:
+        return count, newest[0], ("the anchor file audit.anchor is missing: nothing "
+                                  "vouches that the newest entries are all there")
     return count, None, ""
