@@ -33,7 +33,6 @@ from importlib import resources
 ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?[^?\s]*\?=")
 # Encoded words separated only by whitespace are one run: the whitespace is not text.
 ENCODED_RUN = re.compile(rf"{ENCODED_WORD.pattern}(?:\s*{ENCODED_WORD.pattern})*")
-SPACE = re.compile(r"\s+")
 
 
 def decode_words(text: str) -> str:
@@ -92,6 +91,21 @@ def fold_char(char: str, keep_case: bool = False) -> str:
     return "".join(out)
 
 
+class _Table(dict[int, str]):
+    """``str.translate``'s table, filled with :func:`fold_char` as characters come."""
+
+    def __init__(self, keep_case: bool) -> None:
+        super().__init__()
+        self.keep_case = keep_case
+
+    def __missing__(self, code: int) -> str:
+        self[code] = folded = fold_char(chr(code), self.keep_case)
+        return folded
+
+
+_TABLES = {False: _Table(False), True: _Table(True)}
+
+
 def fold(text: str, keep_case: bool = False) -> str:
     """``text`` folded for matching (see the module's docstring).  ``keep_case``:
     everything but the case folding, for matches that must see a capital."""
@@ -99,8 +113,8 @@ def fold(text: str, keep_case: bool = False) -> str:
     if text.isascii():
         folded = text if keep_case else text.lower()
     else:
-        folded = "".join(fold_char(c, keep_case) for c in text)
-    return SPACE.sub(" ", folded).strip()
+        folded = text.translate(_TABLES[keep_case])
+    return " ".join(folded.split())
 
 
 @cache
