@@ -61,16 +61,18 @@ def member_reply_address(svc: Services, case_id: str | None, member: str) -> str
 def mail_members(db: sqlite_utils.Database, svc: Services, case_id: str | None,
                  members: list[str], *, subject: str,
                  body: str, kind: str, in_reply_to: str | None = None,
-                 auto_submitted: str = "auto-generated", filed: bool = True) -> None:
+                 auto_submitted: str = "auto-generated", filed: bool = True,
+                 verbatim: bool = False) -> None:
     """Mailflow's own mail to members (transcripts, notices): one copy each, with that
     member's own Reply-To so that answering it is authenticated.
 
     It is not indexed for search: it is made of records indexed on their own, and a
     digest or a search transcript quotes other cases than the one it is filed under.
     ``filed``: False to keep it out of the case's record altogether (search results).
-    The text carries no token address: the recipient's own is in the Reply-To."""
+    The text carries no token address (the recipient's own is in the Reply-To), unless
+    ``verbatim``: a draft shown to the chair exactly as it would be sent."""
     cfg = svc.cfg
-    body = scrub_text(body)
+    body = body if verbatim else scrub_text(body)
     tag = cases.case_tag(cfg, case_id) + " " if case_id else ""
     refs = [case_root_id(cfg, case_id)] if case_id else []
     for member in members:

@@ -288,7 +288,8 @@ def file_draft(db: sqlite_utils.Database, svc, p: Prepared, author: str,
     subject = p.subject.replace(cases.case_tag(svc.cfg, p.case_id), "").strip()
     mail_members(db, svc, p.case_id, [chair],
                        subject=f"Draft {draft_id} to confirm: {subject}",
-                       body=_chair_mail(svc, draft_id, p, author, chair), kind="draft")
+                       body=_chair_mail(svc, draft_id, p, author, chair), kind="draft",
+                       verbatim=True)
     return draft_id
 
 
@@ -306,7 +307,7 @@ def _chair_mail(svc, draft_id: int, p: Prepared, author: str, chair: str) -> str
         f"Draft {draft_id} on case {p.case_id}, by {author}: template {p.template}.\n\n"
         f"To:        the {p.to_role}: {', '.join(to_headers(p.recipients, p.names))}"
         f"{' (one mail each)' if separate else ''}\n{cc}"
-        "Reply-To:  the case's reply address for them (conduct+<case token>)\n\n"
+        f"Reply-To:  {p.reply_to}\n\n"
         "To send it exactly as below, reply with this line (its code is this draft's\n"
         "and yours: keep it to yourself):\n\n"
         f"#confirm {draft_id} {confirm_code(svc, p.case_id, draft_id, chair)}\n\n"
