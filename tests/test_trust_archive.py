@@ -75,6 +75,26 @@ def test_after_a_purge_no_canary_of_the_case_is_in_any_file(tmp_path, relay):
     assert {"case opened", "command #what", "draft sent", "purged"} <= actions
 
 
+def test_a_purge_leaves_nothing_of_the_case_in_the_maildir_outbox(tmp_path):
+    # No relay: what mailflow sends is written to the Maildir outbox under the archive.
+    server = MailflowServer(tmp_path, None, env={"MAILFLOW_FAKE_NOW": "2019-06-03T10:00:00Z"})
+    with server.start():
+        server.send(make_mail(REPORTER, "conduct@example.org", "Zebracanary in the chat",
+                              "Orrin Vantablack posted it.", name=REPORTER_NAME),
+                    REPORTER, ["conduct@example.org"])
+        server.processed(1)
+        outbox = server.archive / "outbox"
+        wait_until(lambda: len(list(outbox.glob("new/*"))) >= 3, what="ack and copies")
+    assert any(b"Zebracanary" in p.read_bytes() for p in outbox.glob("new/*"))
+    with sqlite3.connect(server.archive / "mailflow.db") as conn:  # closed (how is not
+        conn.execute("UPDATE cases SET status = 'closed'")       # what this test is about)
+    server.env = {k: v for k, v in os.environ.items() if k != "MAILFLOW_FAKE_NOW"}
+    assert server.cli_json("purge", "--before", "2020-01-01")["cases"][0]["action"] == "purged"
+    for path in files_under(server.archive):
+        data = path.read_bytes().lower()
+        assert b"zebracanary" not in data and b"xanthe" not in data, path.name
+
+
 def chain_rows(db: Path) -> list[tuple]:
     with sqlite3.connect(db) as conn:
         return conn.execute("SELECT id, at, actor, action, case_id, proof, detail, prev_hash, "

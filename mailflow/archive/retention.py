@@ -19,14 +19,17 @@ Then it makes the text unrecoverable: ``secure_delete`` (on for every connection
 zeroes freed content, an FTS5 ``optimize`` rewrites the index without the removed
 terms, and a ``wal_checkpoint(TRUNCATE)`` of both databases empties their WALs.
 Held mail never released (:mod:`mailflow.case.held`) is kept as long, then removed
-the same way.  Also in the Maildir outbox, if there is no relay, are the copies of
-mail delivered there; they are the deployment's to rotate.
+the same way.  Without a relay, the Maildir outbox under the archive holds a copy of
+every mail delivered there: those of a purged case (by their ``X-Mailflow-Case``
+header) are removed too.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from email.parser import BytesHeaderParser
+from pathlib import Path
 from typing import Any
 
 import sqlite_utils
@@ -117,10 +120,27 @@ def _scrub(db: sqlite_utils.Database, spool: sqlite_utils.Database) -> list[str]
     return [p for p in (_checkpoint(db, "mailflow.db"), _checkpoint(spool, "spool.db")) if p]
 
 
+def _sweep_outbox(outbox: Path, case_ids: set[str]) -> int:
+    """Remove the purged cases' mail from a Maildir outbox; returns how many."""
+    removed = 0
+    for path in [*outbox.glob("new/*"), *outbox.glob("cur/*")]:
+        try:
+            with open(path, "rb") as f:
+                headers = BytesHeaderParser().parsebytes(f.read(65536))
+        except FileNotFoundError:
+            continue
+        if (headers.get("X-Mailflow-Case") or "").strip() in case_ids:
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 def purge(db: sqlite_utils.Database, spool: sqlite_utils.Database, rules: dict[str, Any],
-          before: datetime, dry_run: bool = False) -> tuple[list[Outcome], list[str]]:
+          before: datetime, dry_run: bool = False, outbox: Path | None = None
+          ) -> tuple[list[Outcome], list[str]]:
     """Purge the expired cases last active before ``before``; (outcomes, problems).
-    ``spool`` is a writable connection to spool.db (``store.connect_spool``)."""
+    ``spool`` is a writable connection to spool.db (``store.connect_spool``);
+    ``outbox``: the Maildir outbox, if mail is delivered there."""
     table = rules.get("retention", {})
     days = table.get("closed_days", 1825)
     statuses = table.get("closed_statuses", ["closed"])
@@ -145,8 +165,10 @@ def purge(db: sqlite_utils.Database, spool: sqlite_utils.Database, rules: dict[s
         outcomes.append(Outcome(case_id, last, "purged",
                                 ", ".join(f"{n} {t}" for t, n in sorted(removed.items()))))
     outcomes += _purge_held(db, cutoff, stamp, dry_run)
-    problems = _scrub(db, spool) if any(o.action == "purged" for o in outcomes) else []
-    return outcomes, problems
+    purged = {o.case_id for o in outcomes if o.action == "purged"}
+    if purged and outbox is not None:
+        _sweep_outbox(outbox, purged)
+    return outcomes, _scrub(db, spool) if purged else []
 
 
 def _purge_held(db: sqlite_utils.Database, cutoff: str, before: str, dry_run: bool

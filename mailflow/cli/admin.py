@@ -148,8 +148,9 @@ def cmd_purge(args: argparse.Namespace) -> int:
         print(f"mailflow purge: --before {args.before!r}: use a date, YYYY-MM-DD",
               file=sys.stderr)
         return EX_USAGE
-    outcomes, problems = retention.purge(open_db(cfg), store.connect_spool(cfg.db_path),
-                                         rules.load(cfg), before, dry_run=args.dry_run)
+    outcomes, problems = retention.purge(
+        open_db(cfg), store.connect_spool(cfg.db_path), rules.load(cfg), before,
+        dry_run=args.dry_run, outbox=None if cfg.outbound.relay else cfg.outbox_dir)
     emit(args, {"cases": [o.__dict__ for o in outcomes], "problems": problems},
          retention.format_outcomes(outcomes, problems))
     return EX_TEMPFAIL if problems else EX_OK
