@@ -54,6 +54,13 @@ def test_after_a_purge_no_canary_of_the_case_is_in_any_file(tmp_path, relay):
         case.confirm(*draft_ids(report))
         assert "case closed" in case.command(CHAIR, "#close ibexcanary: reprimand delivered")
         assert server.cli_json("search", "zebracanary")["results"]
+        # From another case, a member's search quotes it: the transcript goes with it.
+        server.send(make_mail("bystander@people.test", "conduct@example.org", "Another",
+                              "Something else."), "bystander@people.test",
+                    ["conduct@example.org"])
+        ack = relay.wait_for(lambda c: "bystander@people.test" in c.rcpts, what="ack")[0]
+        other = Case(server, relay, ack.msg["X-Mailflow-Case"])
+        assert "zebracanary" in other.command(M2, f"#search case:{case.id}").lower()
     finally:
         server.stop()
 

@@ -19,9 +19,9 @@ Then it makes the text unrecoverable: ``secure_delete`` (on for every connection
 zeroes freed content, an FTS5 ``optimize`` rewrites the index without the removed
 terms, and a ``wal_checkpoint(TRUNCATE)`` of both databases empties their WALs.
 Held mail never released (:mod:`mailflow.case.held`) is kept as long, then removed
-the same way.  Without a relay, the Maildir outbox under the archive holds a copy of
-every mail delivered there: those of a purged case (by their ``X-Mailflow-Case``
-header) are removed too.
+the same way.  Mail to a member that quotes the case from another (search results)
+goes too.  Without a relay, the Maildir outbox under the archive holds a copy of every
+mail delivered there: those of a purged case (by their Message-ID) are removed too.
 """
 
 from __future__ import annotations
@@ -68,11 +68,31 @@ def ongoing_bans(db: sqlite_utils.Database, case_id: str) -> list[str]:
         "AND (ends_at IS NULL OR ends_at > ?)", [case_id, timestamps.stamp()])]
 
 
-def _purge_case(db: sqlite_utils.Database, case_id: str, before: str) -> dict[str, int]:
+def _purge_quoting(db: sqlite_utils.Database, case_id: str) -> int:
+    """Remove the mail to members that quotes the case (search results sent from
+    another case); returns how many."""
+    ids = [r[0] for r in db.execute("SELECT outbound_id FROM outbound_quotes WHERE case_id = ?",
+                                    [case_id])]
+    marks = ", ".join("?" * len(ids))
+    for table, column in (("outbound_rcpt", "outbound_id"), ("outbound_quotes", "outbound_id"),
+                          ("outbound", "id")):
+        db.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", ids)
+    return len(ids)
+
+
+def _purge_case(db: sqlite_utils.Database, case_id: str, before: str
+                ) -> tuple[dict[str, int], set[str]]:
+    """Purge one case; (rows removed by table, Message-IDs of the mail sent about it)."""
     removed: dict[str, int] = {}
     with store.transaction(db):
         # Rows go table by table; the references between them are checked at commit.
         db.execute("PRAGMA defer_foreign_keys = ON")
+        sent = {r[0] for r in db.execute(
+            "SELECT message_id FROM outbound WHERE case_id = ? OR id IN (SELECT outbound_id "
+            "FROM outbound_quotes WHERE case_id = ?)", [case_id, case_id])}
+        quoting = _purge_quoting(db, case_id)
+        if quoting:
+            removed["mail quoting it"] = quoting
         spool_ids = [r[0] for r in db.execute(
             "SELECT spool_id FROM messages WHERE case_id = ? AND spool_id IS NOT NULL",
             [case_id])]
@@ -84,7 +104,7 @@ def _purge_case(db: sqlite_utils.Database, case_id: str, before: str) -> dict[st
         removed["raw messages"] = len(spool_ids)  # from spool.db next, by _sweep_spool
         db.execute("UPDATE cases SET subject = NULL, status = 'purged' WHERE id = ?", [case_id])
         audit.append(db, "admin", "purged", case_id, before=before, removed=removed)
-    return removed
+    return removed, sent
 
 
 def _sweep_spool(db: sqlite_utils.Database, spool: sqlite_utils.Database) -> int:
@@ -120,7 +140,7 @@ def _scrub(db: sqlite_utils.Database, spool: sqlite_utils.Database) -> list[str]
     return [p for p in (_checkpoint(db, "mailflow.db"), _checkpoint(spool, "spool.db")) if p]
 
 
-def _sweep_outbox(outbox: Path, case_ids: set[str]) -> int:
+def _sweep_outbox(outbox: Path, message_ids: set[str]) -> int:
     """Remove the purged cases' mail from a Maildir outbox; returns how many."""
     removed = 0
     for path in [*outbox.glob("new/*"), *outbox.glob("cur/*")]:
@@ -129,7 +149,7 @@ def _sweep_outbox(outbox: Path, case_ids: set[str]) -> int:
                 headers = BytesHeaderParser().parsebytes(f.read(65536))
         except FileNotFoundError:
             continue
-        if (headers.get("X-Mailflow-Case") or "").strip() in case_ids:
+        if (headers.get("Message-ID") or "").strip().strip("<>") in message_ids:
             path.unlink(missing_ok=True)
             removed += 1
     return removed
@@ -146,6 +166,7 @@ def purge(db: sqlite_utils.Database, spool: sqlite_utils.Database, rules: dict[s
     statuses = table.get("closed_statuses", ["closed"])
     cutoff = timestamps.stamp(timestamps.now() - timedelta(days=days))
     outcomes = []
+    sent: set[str] = set()
     stamp = timestamps.stamp(before)
     for case_id, last in _candidates(db, statuses, stamp):
         if last >= cutoff:
@@ -161,13 +182,14 @@ def purge(db: sqlite_utils.Database, spool: sqlite_utils.Database, rules: dict[s
         if dry_run:
             outcomes.append(Outcome(case_id, last, "would purge"))
             continue
-        removed = _purge_case(db, case_id, stamp)
+        removed, mail = _purge_case(db, case_id, stamp)
+        sent |= mail
         outcomes.append(Outcome(case_id, last, "purged",
                                 ", ".join(f"{n} {t}" for t, n in sorted(removed.items()))))
     outcomes += _purge_held(db, cutoff, stamp, dry_run)
-    purged = {o.case_id for o in outcomes if o.action == "purged"}
+    purged = any(o.action == "purged" for o in outcomes)
     if purged and outbox is not None:
-        _sweep_outbox(outbox, purged)
+        _sweep_outbox(outbox, sent)
     return outcomes, _scrub(db, spool) if purged else []
 
 

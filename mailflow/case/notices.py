@@ -8,6 +8,7 @@ From is the committee's own address, so reply-all cannot reach the reporter.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import timedelta
 
 import sqlite_utils
@@ -62,13 +63,14 @@ def mail_members(db: sqlite_utils.Database, svc: Services, case_id: str | None,
                  members: list[str], *, subject: str,
                  body: str, kind: str, in_reply_to: str | None = None,
                  auto_submitted: str = "auto-generated", filed: bool = True,
-                 verbatim: bool = False) -> None:
+                 verbatim: bool = False, quotes: Sequence[str] = ()) -> None:
     """Mailflow's own mail to members (transcripts, notices): one copy each, with that
     member's own Reply-To so that answering it is authenticated.
 
     It is not indexed for search: it is made of records indexed on their own, and a
     digest or a search transcript quotes other cases than the one it is filed under.
-    ``filed``: False to keep it out of the case's record altogether (search results).
+    ``filed``: False to keep it out of the case's record altogether; ``quotes``: the
+    cases whose records it quotes (search results), whose purge removes it.
     The text carries no token address (the recipient's own is in the Reply-To), unless
     ``verbatim``: a draft shown to the chair exactly as it would be sent."""
     cfg = svc.cfg
@@ -83,8 +85,10 @@ def mail_members(db: sqlite_utils.Database, svc: Services, case_id: str | None,
             references=refs,
             headers={**list_headers(cfg, case_id), "Auto-Submitted": auto_submitted},
         )
-        enqueue(db, msg, kind=kind, rcpts=[member], envelope_from="",
-                case_id=case_id if filed else None, searchable=False)
+        out_id = enqueue(db, msg, kind=kind, rcpts=[member], envelope_from="",
+                         case_id=case_id if filed else None, searchable=False)
+        db.conn.executemany("INSERT INTO outbound_quotes (outbound_id, case_id) VALUES (?, ?)",
+                            [(out_id, c) for c in quotes])
 
 
 def notify_committee(ctx: Context, case_id: str, subject: str, body: str,

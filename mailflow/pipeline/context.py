@@ -121,6 +121,8 @@ class Context:
     # Member mail naming a case its sender may not write to (recused) or that does not
     # exist: filed as a note, answered neutrally, never relayed (see handlers.route).
     withheld: bool = False
+    # Cases whose records a command's answer quotes (#search results): see commands.
+    quoted_cases: set[str] = field(default_factory=set)
     # Imported history (spool source "import"): filed and indexed, nothing else.
     quiet: bool = False
     # Set by screening: what the trusted MTA said of it, and whether the chair released

@@ -60,9 +60,7 @@ def apply(ctx: Context) -> None:
     # The other members' copy says whether the commands they read took effect.
     ctx.flags.append("its commands were not applied (see the transcript)" if failed
                      else "its commands were applied")
-    # Search results quote other cases: they are no part of this case's record.
-    send_transcript(ctx, ctx.actor, outcomes, applied=not failed,
-                    filed=not any(c.word == "search" for c in parsed.commands))
+    send_transcript(ctx, ctx.actor, outcomes, applied=not failed)
 
 
 def _run_all(ctx: Context, commands: list[Command], outcomes: list[Outcome]) -> bool:
@@ -148,7 +146,7 @@ def _answer_withheld(ctx: Context) -> None:
 
 
 def send_transcript(ctx: Context, to: str, outcomes: list[Outcome], applied: bool,
-                    preface: str = "", filed: bool = True) -> None:
+                    preface: str = "") -> None:
     lines = [preface, ""] if preface else []
     for o in outcomes:
         lines += [f"> {scrub_relayed(o.line)}", o.result, ""]  # no secret echoed
@@ -156,10 +154,14 @@ def send_transcript(ctx: Context, to: str, outcomes: list[Outcome], applied: boo
         lines.append("All commands were applied." if applied
                      else "Nothing in this message was applied.")
     # mail_members puts the case's tag in front: "[coc #ID] Transcript: <subject>".
+    # An answer quoting other cases (search results) is no part of this case's record;
+    # it goes with the records it quotes when one of their cases is purged.
+    quotes = sorted(ctx.quoted_cases - {ctx.case_id}) if applied else []
     mail_members(ctx.db, ctx.svc, ctx.case_id, [to], kind="transcript",
                  in_reply_to=ctx.parsed.message_id,
                  subject=header_safe(f"Transcript: {thread_subject(ctx.cfg, ctx.parsed.subject)}"),
-                 body="\n".join(lines) + "\n", auto_submitted="auto-replied", filed=filed)
+                 body="\n".join(lines) + "\n", auto_submitted="auto-replied",
+                 filed=not quotes, quotes=quotes)
 
 
 def allowed(ctx: Context, actor: str, word: str) -> bool:

@@ -24,6 +24,7 @@ from mailflow.store.migrations import (
     outbound,
     responses,
     search,
+    trust,
     workflow,
 )
 
@@ -41,6 +42,7 @@ ALL: list[Migration] = [
     *held.MIGRATIONS,
     *due_process.MIGRATIONS,
     *outbound.MIGRATIONS,
+    *trust.MIGRATIONS,
 ]
 
 
