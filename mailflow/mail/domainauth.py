@@ -16,17 +16,17 @@ not depend on how the MTA is configured.  A signature counts only if it verifies
 ``security.trusted_authserv_id``, and only its topmost header: that MTA adds its own on
 top, so anything below was already in the mail when it arrived.  The MTA must also
 remove incoming headers that claim its authserv-id (see README, "Proof of identity").
-In a ``dkim`` result only ``header.d`` counts (a ``header.from`` there is the sender's
-claim, not what was verified); in a ``dmarc`` result, ``header.from``, which must be
-the From domain itself.
+The header is read by :func:`mailflow.mail.verdicts.trusted_results`, as for the
+MTA's spam verdicts.  In a ``dkim`` result only ``header.d`` counts (a ``header.from``
+there is the sender's claim, not what was verified); in a ``dmarc`` result,
+``header.from``, which must be the From domain itself.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from email.message import Message
 from functools import cache
 
 import dkim
@@ -34,12 +34,11 @@ import dns.exception
 import dns.resolver
 from publicsuffixlist import PublicSuffixList
 
+from mailflow.mail.verdicts import trusted_results
+
 # A DNS TXT lookup as dkimpy calls it: (name, timeout=...) -> record or None.
 TxtLookup = Callable[..., bytes | None]
 
-_METHOD = re.compile(r"^\s*([a-z0-9\-]+)\s*=\s*([a-z]+)(.*)$", re.IGNORECASE | re.DOTALL)
-_PROPERTY = re.compile(r"\b(header|smtp|body|policy)\.([a-z\-]+)\s*=\s*([^\s;]+)", re.IGNORECASE)
-_COMMENT = re.compile(r"\([^()]*\)")
 
 
 @cache
@@ -65,44 +64,9 @@ def aligned(signing_domain: str, from_domain: str) -> bool:
     return org is not None and org == organizational_domain(from_domain)
 
 
-@dataclass(frozen=True)
-class Result:
-    """One method's result in an Authentication-Results header."""
-
-    method: str                   # dkim, dmarc, spf ...
-    result: str                   # pass, fail, none ...
-    props: dict[str, str]         # {"header.d": "example.org", ...}
-
-
-def parse_results(value: str) -> tuple[str, list[Result]]:
-    """(authserv-id, results) of one Authentication-Results value; comments dropped."""
-    value = _COMMENT.sub(" ", value)
-    head, _, rest = value.partition(";")
-    words = head.split()
-    authserv = words[0].lower() if words else ""
-    results = []
-    for clause in rest.split(";"):
-        m = _METHOD.match(clause)
-        if m:
-            props = {f"{p.lower()}.{n.lower()}": v for p, n, v in _PROPERTY.findall(m.group(3))}
-            results.append(Result(m.group(1).lower(), m.group(2).lower(), props))
-    return authserv, results
-
-
-def trusted_results(values: list[str], authserv_id: str) -> list[Result]:
-    """The results of the topmost header by ``authserv_id`` (none if it is not set)."""
-    if not authserv_id:
-        return []
-    for value in values:
-        authserv, results = parse_results(value)
-        if authserv == authserv_id.lower():
-            return results
-    return []
-
-
-def header_proof(values: list[str], authserv_id: str, from_domain: str) -> str | None:
-    """"dmarc" or "dkim" when the trusted MTA's header shows an aligned pass, else None."""
-    for r in trusted_results(values, authserv_id):
+def header_proof(msg: Message, authserv_id: str, from_domain: str) -> str | None:
+    """"mta-dmarc" or "mta-dkim" when the trusted MTA's header shows an aligned pass."""
+    for r in trusted_results(msg, authserv_id) or []:
         if r.result != "pass":
             continue
         if r.method == "dmarc" and r.props.get("header.from", "").lower() == from_domain.lower():

@@ -54,8 +54,7 @@ def domain_proof(ctx: Context, member: str) -> str | None:
         proof = dkim_proof(ctx.raw, domain, ctx.svc.txt_lookup())
         if proof:
             return proof
-    return header_proof(ctx.parsed.header_all("Authentication-Results"),
-                        security.trusted_authserv_id, domain)
+    return header_proof(ctx.parsed.msg, security.trusted_authserv_id, domain)
 
 
 def authenticate(ctx: Context) -> None:
