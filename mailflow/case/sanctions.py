@@ -94,7 +94,7 @@ def record_ban(db: sqlite_utils.Database, *, case_id: str, person: str, scope: s
          until_event])
     ban_id = store.inserted(cur)
     audit.append(db, actor, "ban recorded", case_id, ban=ban_id,
-                 until=timestamps.stamp(ends) if ends else "event" if until_event else PERMANENT)
+                 until=timestamps.stamp(ends) if ends else until_event or PERMANENT)
     return ban_id
 
 
