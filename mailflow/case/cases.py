@@ -84,7 +84,7 @@ def add_person(db: sqlite_utils.Database, case_id: str, role: str, address: str 
         [case_id, role, address.lower(), name, timestamps.stamp()],
     )
     if cur.rowcount:
-        audit.append(db, actor, f"person added: {role}", case_id)
+        audit.append(db, actor, f"person added: {role}", case_id, person=cur.lastrowid)
     return bool(cur.rowcount)
 
 

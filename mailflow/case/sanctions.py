@@ -156,10 +156,11 @@ def record_warning(db: sqlite_utils.Database, *, case_id: str, person: str, reas
                    actor: str) -> int:
     """File a warning; returns how many the person has now, across all cases."""
     person = person.strip().lower()
-    db.execute("INSERT INTO warnings (case_id, person, reason, actor, at) VALUES (?, ?, ?, ?, ?)",
-               [case_id, person, reason.strip(), actor, timestamps.stamp()])
+    cur = db.execute("INSERT INTO warnings (case_id, person, reason, actor, at) "
+                     "VALUES (?, ?, ?, ?, ?)",
+                     [case_id, person, reason.strip(), actor, timestamps.stamp()])
     count = db.execute("SELECT count(*) FROM warnings WHERE person = ?", [person]).fetchone()[0]
-    audit.append(db, actor, "warning recorded", case_id, count=count)
+    audit.append(db, actor, "warning recorded", case_id, warning=cur.lastrowid, count=count)
     return count
 
 

@@ -24,42 +24,41 @@ REFERENCES_KEPT = 20
 
 
 def _plain(value: str) -> str:
-    """A header's name or value as a code: no spaces, nothing long."""
+    """A reason as a code for the audit log: no spaces, nothing long."""
     return re.sub(r"[^\w.:\-]+", "-", value)[:40]
 
 
 def why_not_automatic_reply(ctx: Context) -> str | None:
-    """The reason RFC 3834 (or our rules) forbids an automatic reply, as a short code
-    for the audit log (naming no one), or None."""
+    """The reason RFC 3834 (or our rules) forbids an automatic reply, or None."""
     rules = ctx.svc.rules.get("autoreply", {})
     p = ctx.parsed
     recipient = (ctx.envelope_from or "").lower()
     if not recipient:
-        return "null-sender"
+        return "null or unknown envelope sender"
     if split_address(recipient, ctx.cfg.committee.domain):
-        return "our-own-address"
+        return "mail from our own address"
     local = recipient.split("@")[0]
     for word in rules.get("never_local_parts", []):
         if local == word:
-            return "robot-address"
+            return f"sender {local}@ is a robot address"
     for prefix in rules.get("never_local_prefixes", []):
         if local.startswith(prefix):
-            return "list-or-robot-address"
+            return f"sender {local}@ is a list or robot address"
     for suffix in rules.get("never_local_suffixes", []):
         if local.endswith(suffix):
-            return "list-or-robot-address"
+            return f"sender {local}@ is a list or robot address"
     auto = p.header("Auto-Submitted").lower()
     if auto and auto != "no":
-        return f"Auto-Submitted:{_plain(auto)}"
+        return f"Auto-Submitted: {auto}"
     precedence = p.header("Precedence").lower()
     if precedence in ("bulk", "junk", "list"):
-        return f"Precedence:{precedence}"
+        return f"Precedence: {precedence}"
     for name in p.msg:
         if name.lower().startswith("list-"):
-            return f"{_plain(name)}:list-mail"
+            return f"{name} header (list mail)"
     for name in rules.get("automatic_headers", []):
         if p.msg.get(name) is not None:
-            return f"{_plain(name)}:automatic-mail"
+            return f"{name} header (automatic mail)"
     return None
 
 
@@ -82,10 +81,12 @@ def acknowledge(ctx: Context) -> None:
         return
     reason = why_not_automatic_reply(ctx)
     recipient = (ctx.envelope_from or "").lower()
+    code = None
     if reason is None and _rate_limited(ctx, recipient):
-        reason = "rate-limit"
+        reason, code = f"rate limit for {recipient}", "rate-limit"
     if reason:
-        audit.append(ctx.db, "mailflow", "no acknowledgement", ctx.case_id, reason=reason)
+        audit.append(ctx.db, "mailflow", "no acknowledgement", ctx.case_id,
+                     reason=code or _plain(reason))  # a code: the log names no one
         # The committee must know that the reporter has heard nothing from us.
         sanctions.flag_case(ctx.db, ctx.case_id, f"acknowledgement withheld: {reason}")
         ctx.flags.append(f"No acknowledgement was sent ({reason}): the reporter has heard "

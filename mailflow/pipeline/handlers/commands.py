@@ -99,7 +99,8 @@ def _run_one(ctx: Context, cmd: Command) -> str:
             raise CommandError(f"#{cmd.word} is not possible while the case is {status}")
     inv = Invocation(ctx, cmd, actor)
     result = spec.run(inv)
-    inv.log(f"command #{cmd.word}",  # its words by fingerprint: the log holds no text
+    # Its words by fingerprint (the log holds no text); they are in the mail it came in.
+    inv.log(f"command #{cmd.word}", spool_id=ctx.spool_id,
             text=audit.fingerprint(ctx.db, f"{cmd.args}\n{cmd.text}") if cmd.args or cmd.text
             else None)
     return result
