@@ -38,9 +38,8 @@ def named_members(cfg: Config, text: str) -> dict[str, str]:
 def read_texts(ctx: Context) -> list[str]:
     """What recusal reads of a conduct-side mail."""
     msg = ctx.parsed.msg
-    parts = texts.parts(msg)
-    if ctx.kind == "reply":  # its quoted part is usually our own mail
-        parts = [texts.unquoted(t) for t in parts]
+    # A reply's quoted part is usually our own mail: only what its writer wrote counts.
+    parts = texts.parts(msg, new_only=ctx.kind == "reply")
     forwarded = [f.from_addr or "" for f in ctx.parsed.forwarded]
     return [*texts.shown_headers(msg), *parts, *forwarded]
 
