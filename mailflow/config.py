@@ -13,6 +13,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from mailflow.imapsettings import Imap, validate_imap
 from mailflow.sections import Section, field
 
 DEFAULT_FILE = "mailflow.toml"
@@ -63,32 +64,6 @@ class Committee(Section):
 
 
 ENCRYPTION_POLICIES = ("if-key", "required", "never")
-
-
-class Imap(Section):
-    """``[intake.imap]``: poll a mailbox instead of (or as well as) listening."""
-
-    host: str = ""
-    port: int = 0                    # 0: 993 for implicit TLS, else 143
-    tls: str = "implicit"            # implicit, starttls, or none (this host only)
-    ca_file: str = ""                # PEM file of a private CA; empty: the system's CAs
-    user: str = ""
-    # The password never sits in the config: an environment variable or a file.
-    password_env: str = ""
-    password_file: str = ""
-    folder: str = "INBOX"
-    processed_folder: str = "Processed"
-    # End IDLE and poll again this often: servers may drop an IDLE after 29 minutes.
-    idle_renew: float = 300.0
-    # Between polls when the server offers no IDLE.
-    poll_interval: float = 60.0
-    reconnect_min: float = 1.0
-    reconnect_max: float = 300.0
-    timeout: float = 60.0            # seconds for connecting and for each command
-
-    @property
-    def effective_port(self) -> int:
-        return self.port or (993 if self.tls == "implicit" else 143)
 
 
 class Intake(Section):
@@ -158,9 +133,16 @@ class Security(Section):
     # HMAC key for case and member tokens; created on first use, mode 0600.
     secret_file: str = ""
     # authserv-id of the MTA whose Authentication-Results we trust (empty: trust none).
+    # Only once that MTA removes incoming headers claiming it (docs/mta-authentication.md).
     trusted_authserv_id: str = ""
     # Per-member command tokens expire (days).
     member_token_days: int = 90
+    # Check members' DKIM signatures ourselves (dkimpy), looking keys up in DNS through
+    # dns_server ("host:port"; empty: the system's resolver), each lookup at most
+    # dns_timeout seconds.
+    verify_dkim: bool = True
+    dns_server: str = ""
+    dns_timeout: float = 5.0
 
 
 class Paths(Section):
@@ -355,6 +337,20 @@ def validate(cfg: Config) -> list[str]:
         problems.append("outbound: set password_env or password_file, not both")
     if cfg.intake.imap:
         problems += validate_imap(cfg.intake.imap)
+    return problems + validate_security(cfg.security)
+
+
+def validate_security(sec: Security) -> list[str]:
+    problems = []
+    if sec.dns_server:
+        try:
+            split_hostport(sec.dns_server)
+        except ValueError as e:
+            problems.append(f"security.dns_server: {e}")
+    if not 0 < sec.dns_timeout <= 60:
+        problems.append("security.dns_timeout: must be between 0 and 60 seconds")
+    if sec.member_token_days < 1:
+        problems.append("security.member_token_days: must be at least 1")
     return problems
 
 
@@ -365,34 +361,3 @@ def validate_encryption(cfg: Config) -> list[str]:
              for k in table if k != "default" and not cfg.is_member(k)]
             + [f'committee.encryption."{k}": {p!r} is not one of {known}'
                for k, p in table.items() if p not in ENCRYPTION_POLICIES])
-
-
-LOOPBACK = ("127.0.0.1", "::1", "localhost")
-
-
-def validate_imap(imap: Imap) -> list[str]:
-    p = "intake.imap"
-    problems = [f"{p}.{key}: required" for key in ("host", "user") if not getattr(imap, key)]
-    if imap.tls not in ("implicit", "starttls", "none"):
-        problems.append(f"{p}.tls: must be 'implicit', 'starttls' or 'none'")
-    elif imap.tls == "none" and imap.host not in LOOPBACK:
-        problems.append(f"{p}.tls: 'none' would send the password in clear; "
-                        "only allowed for a server on this host")
-    if not 0 <= imap.port <= 65535:
-        problems.append(f"{p}.port: not a port number")
-    if bool(imap.password_env) == bool(imap.password_file):
-        problems.append(f"{p}: set exactly one of password_env and password_file "
-                        "(the password itself never goes in the config)")
-    if not imap.folder or not imap.processed_folder:
-        problems.append(f"{p}: folder and processed_folder must not be empty")
-    elif imap.folder == imap.processed_folder:
-        problems.append(f"{p}.processed_folder: must differ from folder")
-    if not 0 < imap.idle_renew <= 1500:
-        problems.append(f"{p}.idle_renew: must be between 0 and 1500 seconds "
-                        "(servers may end an IDLE after 29 minutes)")
-    for key in ("poll_interval", "reconnect_min", "timeout"):
-        if getattr(imap, key) <= 0:
-            problems.append(f"{p}.{key}: must be positive")
-    if imap.reconnect_max < imap.reconnect_min:
-        problems.append(f"{p}.reconnect_max: must be at least reconnect_min")
-    return problems

@@ -67,9 +67,16 @@ class Case:
             lambda c: c.rcpts == [CHAIR] and f"Draft {draft_id} to confirm" in
             (c.msg["Subject"] or ""), what=f"draft {draft_id} mailed to the chair")[0]
 
+    def confirm_line(self, draft_id: int) -> str:
+        """The line the draft's mail to the chair gives to send it: #confirm, its id
+        and the draft's code."""
+        body = self.draft_mail(draft_id).body()
+        return re.search(rf"^#confirm {draft_id} [a-z0-9]+", body, re.MULTILINE).group(0)
+
     def confirm(self, *draft_ids: int) -> str:
-        """The chair confirms by replying to the mail of the first draft."""
-        text = "\n".join(f"#confirm {d}" for d in draft_ids)
+        """The chair confirms by replying to the mail of the first draft with the
+        #confirm line of each draft's mail."""
+        text = "\n".join(self.confirm_line(d) for d in draft_ids)
         return self.command(CHAIR, text, reply_to=self.draft_mail(draft_ids[0]))
 
 

@@ -17,7 +17,7 @@ from mailflow.clocks import scheduler
 from mailflow.clocks.policy import Policy
 from mailflow.intake.spool import Envelope, commit_one
 from mailflow.pipeline import runner
-from mailflow.testing import make_mail, write_config
+from mailflow.testing import CHAIR, make_mail, write_config
 
 REPORTER = "rita@people.test"
 
@@ -60,6 +60,12 @@ class Archive:
         before = len(self.sent("transcript"))
         self.deliver(make_mail(member, to, f"Re: [coc #{case_id}]", text), member, [to])
         return "".join(t["body"] for t in self.sent("transcript")[before:])
+
+    def confirm(self, case_id: str, draft: int) -> str:
+        """The chair confirms with the #confirm line (and code) of the draft's mail."""
+        line = next(line for mail in self.sent("draft") for line in mail["body"].splitlines()
+                    if line.startswith(f"#confirm {draft} "))
+        return self.member(CHAIR, case_id, line)
 
     def tick(self) -> int:
         return scheduler.run_due(self.db, self.svc)

@@ -60,10 +60,10 @@ def test_forged_commands_apply_nothing_and_the_real_member_is_told(tmp_path, rel
              (M1, "exactly one address")),
             ("injected Authentication-Results", [M1], plain,
              [f"Authentication-Results: {GENUINE_FAIL}", f"Authentication-Results: {FORGED_PASS}"],
-             (M1, "no trusted DKIM/DMARC pass")),
+             (M1, "no DKIM signature or trusted DKIM/DMARC pass")),
             ("a pass not aligned with From", [M1], plain,
              [f"Authentication-Results: {MTA}; dkim=pass header.d=evil.test"],
-             (M1, "no trusted DKIM/DMARC pass")),
+             (M1, "no DKIM signature or trusted DKIM/DMARC pass")),
             ("another member's token", [M2], token_address, [], (M2, "another member")),
             ("another case's token", [M1], f"{other_case}@example.org", [],
              (M1, "another case")),
@@ -108,7 +108,7 @@ def test_forged_commands_apply_nothing_and_the_real_member_is_told(tmp_path, rel
         assert "violation: yes" in transcript.body()
         assert server.query("SELECT case_id, violation FROM case_record") == [(case.id, "yes")]
         assert server.query("SELECT proof FROM audit WHERE action = 'command #violation'") == \
-               [("dkim",)]
+               [("mta-dkim",)]
         # So does a reply to the member's own copy: their signed token.
         case.command(CHAIR, "#ongoing no")
         assert server.query("SELECT proof FROM audit WHERE action = 'command #ongoing'") == \

@@ -150,7 +150,7 @@ def test_receipt_clock_closes_when_a_member_wrote_to_the_reporter(archive):
     transcript = archive.member(M1, case, "#reply\nThank you, we are on it.\n#end")
     assert [d["clock"] for d in alarms.deadlines(archive.db, archive.svc.rules)
             if d["case_id"] == case] == ["receipt", "resolution"]
-    archive.member(CHAIR, case, f"#confirm {draft_id(transcript)}")
+    archive.confirm(case, draft_id(transcript))
     # Met by the mail that confirmed the reply: closed at once, not when it falls due.
     alarm = archive.alarms(case_id=case, clock="receipt")[0]
     assert (alarm["state"], alarm["outcome"]) == ("disarmed",
@@ -196,7 +196,7 @@ def test_timeline_sets_the_projected_date_and_the_chair_confirms_the_update(arch
     assert archive.due(case, "resolution") == "2026-12-21T16:00:00Z"   # 17:00 CET
     draft = draft_id(transcript)
     assert [r["kind"] for r in archive.sent() if r["rcpt"] == REPORTER] == ["ack"]
-    archive.member(CHAIR, case, f"#confirm {draft}")
+    archive.confirm(case, draft)
     update = [r for r in archive.sent() if r["rcpt"] == REPORTER][-1]
     assert "2026-12-21" in update["body"] and "An update on your report" in update["subject"]
     assert "not in the future" in archive.member(CHAIR, case, "#timeline 2026-11-01")

@@ -4,6 +4,10 @@ server takes the reports and commands, `mailflow tick` sends the digests."""
 
 from __future__ import annotations
 
+import json
+import re
+import sqlite3
+
 from casekit import Case
 
 from mailflow.testing import CHAIR, M1, M2, Captured, CaptureRelay, MailflowServer, make_mail
@@ -53,6 +57,10 @@ def test_each_member_gets_a_digest_of_their_cases_never_one_they_are_recused_fro
 
     chair = got[CHAIR].body()
     assert first.id in chair and second.id in chair
+    # The chair's digest anchors the audit log outside the archive.
+    head = re.search(r"--head (\d+:k1:[0-9a-f]+)", chair).group(1)
+    assert "--head" not in m1
+    assert server.cli_json("audit", "verify", "--head", head)["ok"] is True
     assert "waiting for you: your vote" not in chair        # proposing is agreeing
     assert "waiting for you: your vote on proposal 1" in got[M2].body()
 
@@ -61,3 +69,11 @@ def test_each_member_gets_a_digest_of_their_cases_never_one_they_are_recused_fro
     assert server.query("SELECT count(*) FROM outbound WHERE kind = 'digest'") == [(3,)]
     assert [d["due_at"] for d in server.cli_json("deadlines") if d["clock"] == "digest"] == \
         ["2026-11-26T08:00:00Z"]
+
+    # Cut back (the anchor file too, as one who can edit the files would), the log no
+    # longer has the head the chair's digest named.
+    with sqlite3.connect(server.archive / "mailflow.db") as conn:
+        conn.execute("DELETE FROM audit WHERE id >= ?", [int(head.split(":")[0])])
+    (server.archive / "audit.anchor").unlink()
+    broken = server.cli("audit", "verify", "--head", head, "--json", check=False)
+    assert broken.returncode == 65 and "truncated" in json.loads(broken.stdout)["problem"]

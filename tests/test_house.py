@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "mailflow"
 # (intake -> pipeline -> the committee's domain -> outbound), never one before it.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("mailflow", "mailflow.config", "mailflow.timestamps", "mailflow.resources",
-              "mailflow.logs", "mailflow.sections",
+              "mailflow.logs", "mailflow.sections", "mailflow.imapsettings",
               "mailflow.rules", "mailflow.progress", "mailflow.wakeups")),
     ("mail", ("mailflow.mail",)),
     ("store", ("mailflow.store",)),

@@ -13,7 +13,7 @@ import pytest
 from pgpkit import mime_mail, pgp_mime, pgp_signed
 
 from mailflow.mail import gpgoutput, openpgp, pgpmime
-from mailflow.mail.compose import compose, with_original
+from mailflow.mail.compose import compose
 from mailflow.mail.parse import parse
 from mailflow.testing import CHAIR, M1, M2, write_config
 
@@ -143,7 +143,7 @@ def test_a_sealed_copy_with_the_original_attached_keeps_it_inside(gnupg_homes, t
                   body="text\n", attach_spool_id=7)  # by reference: delivery streams it
     with pytest.raises(ValueError, match="by reference"):
         pgpmime.seal(rings.committee, out, [m1.fingerprint], "x")
-    whole = with_original(out, original)
+    whole = out.inlined(original)
     assert whole.attach_spool_id is None and whole.raw.endswith(out.tail)
     sealed = pgpmime.seal(rings.committee, whole, [m1.fingerprint], "[coc #2026-0002] Blue Owl")
     data = email.message_from_bytes(sealed.raw, policy=compat32).get_payload()[1]

@@ -77,7 +77,7 @@ def test_a_review_request_arms_the_clock_to_tell_the_reporter(archive):
     assert len(archive.alarms(case_id=case, clock="review-request")) == 1
     t = archive.member(M1, case, "#send review-requested to=reporter\n#end")
     assert "review-request" in listed(archive, case)    # drafted is not told
-    archive.member(CHAIR, case, f"#confirm {draft_id(t)}")
+    archive.confirm(case, draft_id(t))
     told = [r for r in archive.sent("response") if r["rcpt"] == REPORTER][-1]
     assert "asked the" in told["body"] and ORIGINATOR not in told["body"]
     assert "review-request" not in listed(archive, case)
@@ -132,7 +132,10 @@ def test_every_command_a_digest_names_works(tmp_path, relay):
     commands = {m: COMMAND.findall(text) for m, text in digests.items()}
     assert commands[M2] == ["#signoff agree", "#vote 2 agree", "#vote 3 agree"]
     assert commands[CHAIR][:3] == ["#signoff agree", "#vote 2 agree", "#vote 3 agree"]
-    assert commands[CHAIR][3:] == ["#confirm 1", "#confirm 2", "#confirm 3"]
+    # The chair's digest carries each draft's #confirm code, as the draft's mail does.
+    assert [c.rsplit(" ", 1)[0] for c in commands[CHAIR][3:]] == [
+        "#confirm 1", "#confirm 2", "#confirm 3"]
+    assert [c for c in commands[CHAIR][3:] if c in digests[M2]] == []
     assert "after the instruction to the moderators above" in digests[CHAIR]
     # m1 proposed both: proposing is agreeing, only the sign-off waits for them.
     assert commands[M1] == ["#signoff agree"]
@@ -155,7 +158,7 @@ def test_a_digest_does_not_ask_for_what_was_done(archive):
     contacted, waiting = archive.report(), archive.report(subject="Other")
     t = archive.member(M1, contacted, "#reply\nWe have your report.\n#end\n"
                                       "#propose private reprimand")
-    archive.member(CHAIR, contacted, f"#confirm {draft_id(t)}")
+    archive.confirm(contacted, draft_id(t))
     archive.tick()                          # arms the digest for 08:00 tomorrow
     archive.at("2026-11-25T08:00:00Z")
     archive.tick()

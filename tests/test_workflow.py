@@ -150,16 +150,22 @@ def test_objection_blocks_and_a_recused_member_neither_counts_nor_hears(tmp_path
         relay.wait_for(lambda c: c.rcpts == [CHAIR] and "Consensus" in c.msg["Subject"],
                        what="consensus after the recusal")
         # Nothing further of the case reaches them: not the reporter's mail, not the
-        # members' posts, not notices.  Their own commands are refused.
+        # members' posts, not notices.  Their own mail on it is refused with a neutral
+        # answer (the one a case that does not exist gets), and not relayed.
         server.send(make_mail(REPORTER, "conduct@example.org", f"Re: [coc #{case.id}] more",
                               "One more thing."), REPORTER, ["conduct@example.org"])
         relay.wait_for(lambda c: c.rcpts == [M1] and "One more thing." in c.body(),
                        what="reporter's mail relayed")
         case.command(CHAIR, "#status")
-        t = case.command(M2, "#vote agree", reply_to=mail_to(relay, M2)[-1])
-        assert f"Error: you are recused from case {case.id}" in t
+        copy = mail_to(relay, M2)[-1].msg
+        server.send(make_mail(M2, copy["Reply-To"], "Re: " + copy["Subject"],
+                              "Late-vote\r\n#vote agree"), M2, [copy["Reply-To"]])
+        [answer] = relay.wait_for(lambda c: c.rcpts == [M2] and "not accepted" in
+                                  c.msg["Subject"], what="the neutral answer")
+        assert case.id not in answer.body() and "recused" not in answer.body()
         assert [c for c in mail_to(relay, M2, after=before)
-                if "Transcript" not in c.msg["Subject"]] == []
+                if "Transcript" not in c.msg["Subject"] and c is not answer] == []
+        assert not [c for c in relay.received if "Late-vote" in c.body()]
 
 
 def test_members_named_in_reports_are_recused_before_the_relay(tmp_path, relay):

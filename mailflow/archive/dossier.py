@@ -29,9 +29,10 @@ import jinja2
 import sqlite_utils
 
 from mailflow import store, timestamps
-from mailflow.archive import narrative
+from mailflow.archive import auditview, narrative
 from mailflow.case import cases
 from mailflow.mail.parse import parse
+from mailflow.mail.scrub import scrub_message, scrub_text
 from mailflow.resources import builtin
 from mailflow.store import audit
 
@@ -76,14 +77,18 @@ def _sequence(audit_rows: list[dict[str, Any]], db: sqlite_utils.Database, case_
               ) -> dict[tuple[str, Any], float]:
     """Where each mail and record stands in the audit log, whose order is the order
     things happened (timestamps have one-second steps; a mail's commands share its
-    second): ("in", spool id), ("out", Message-ID), ("record", ref) -> position."""
+    second): ("in", spool id), ("out", outbound id), ("record", ref) -> position."""
     seq: dict[tuple[str, Any], float] = {}
+    opened = None  # a report opens its case before it is filed: it comes first
     for a in audit_rows:
         d = json.loads(a["detail"] or "{}")
+        if a["action"] == "case opened":
+            opened = a["id"] - 0.5
         if a["action"].startswith("mail in: ") and "spool_id" in d:
-            seq.setdefault(("in", d["spool_id"]), a["id"])
-        elif a["action"].startswith("queued ") and d.get("message_id"):
-            seq.setdefault(("out", d["message_id"].strip("<>")), a["id"])
+            seq.setdefault(("in", d["spool_id"]), opened or a["id"])
+            opened = None
+        elif a["action"].startswith("queued ") and d.get("outbound"):
+            seq.setdefault(("out", d["outbound"]), a["id"])
         elif a["action"] == "draft filed" and "draft" in d:
             seq.setdefault(("record", f"draft:{d['draft']}"), a["id"] - 0.5)
     # Calls, notes and reports are filed by the commands of the mail that carried them.
@@ -117,7 +122,7 @@ def collect(db: sqlite_utils.Database, case_id: str) -> dict[str, Any] | None:
             "WHERE o.case_id = ? AND o.kind != 'relay' ORDER BY o.id", [case_id]):
         p = parse(o["raw"])
         timeline.append({
-            "at": o["created_at"], "seq": seq.get(("out", o["message_id"])), "type": "mail out",
+            "at": o["created_at"], "seq": seq.get(("out", o["id"])), "type": "mail out",
             "kind": o["kind"], "from": p.from_addr, "to": o["rcpts"], "subject": o["subject"],
             "message_id": o["message_id"], "text": p.body_text, "raw": o["raw"]})
     for r in db.query("SELECT * FROM search_records WHERE case_id = ? AND kind != 'case' "
@@ -126,9 +131,10 @@ def collect(db: sqlite_utils.Database, case_id: str) -> dict[str, Any] | None:
                          "kind": r["kind"], "from": r["author"], "subject": r["subject"],
                          "text": r["body"], "ref": r["ref"]})
     for a in audit_rows:
+        detail = auditview.detail(db, a["action"], json.loads(a["detail"] or "{}"))
         timeline.append({"at": a["at"], "seq": a["id"], "type": "event", "kind": a["action"],
-                         "from": a["actor"], "proof": a["proof"],
-                         "detail": json.loads(a["detail"] or "{}"), "audit_id": a["id"]})
+                         "from": a["actor"], "proof": a["proof"], "detail": detail,
+                         "audit_id": a["id"]})
     order = {"mail in": 0, "record": 1, "mail out": 2, "event": 3}
     timeline.sort(key=lambda e: (e["at"] or "", e["seq"] is None, e["seq"] or 0,
                                  order[e["type"]]))
@@ -192,13 +198,13 @@ def to_mbox(d: dict[str, Any]) -> bytes:
         box = mailbox.mbox(str(path))
         for e in d["timeline"]:
             if e.get("raw"):
-                box.add(e["raw"])
+                box.add(scrub_message(e["raw"]))
         record = EmailMessage()
         record["From"] = "mailflow <mailflow@localhost>"
         record["Subject"] = f"Case {c['id']} ({c['codename']}): the case record"
         record["Date"] = format_datetime(timestamps.now())
         record["X-Mailflow-Case"] = c["id"]
-        record.set_content(_record_text(d))
+        record.set_content(scrub_text(_record_text(d)))
         box.add(record)
         box.flush()
         box.close()
@@ -211,7 +217,11 @@ def export(db: sqlite_utils.Database, case_id: str, fmt: str, by: str | None = N
     d = collect(db, case_id)
     if d is None:
         return None
-    data = {"json": to_json, "html": lambda x: to_html(x, by), "mbox": to_mbox}[fmt](d)
+    if fmt == "mbox":
+        data = to_mbox(d)
+    else:  # no reply address with a token in it: each is its holder's alone
+        data = scrub_text({"json": to_json, "html": lambda x: to_html(x, by)}[fmt](d)
+                          .decode()).encode()
     with store.transaction(db):
         audit.append(db, by or "admin", "case exported", case_id, format=fmt)
     return data

@@ -19,14 +19,17 @@ Then it makes the text unrecoverable: ``secure_delete`` (on for every connection
 zeroes freed content, an FTS5 ``optimize`` rewrites the index without the removed
 terms, and a ``wal_checkpoint(TRUNCATE)`` of both databases empties their WALs.
 Held mail never released (:mod:`mailflow.case.held`) is kept as long, then removed
-the same way.  Also in the Maildir outbox, if there is no relay, are the copies of
-mail delivered there; they are the deployment's to rotate.
+the same way.  Mail to a member that quotes the case from another (search results)
+goes too.  Without a relay, the Maildir outbox under the archive holds a copy of every
+mail delivered there: those of a purged case (by their Message-ID) are removed too.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from email.parser import BytesHeaderParser
+from pathlib import Path
 from typing import Any
 
 import sqlite_utils
@@ -66,11 +69,31 @@ def ongoing_bans(db: sqlite_utils.Database, case_id: str) -> list[str]:
         "AND (ends_at IS NULL OR ends_at > ?)", [case_id, timestamps.stamp()])]
 
 
-def _purge_case(db: sqlite_utils.Database, case_id: str, before: str) -> dict[str, int]:
+def _purge_quoting(db: sqlite_utils.Database, case_id: str) -> int:
+    """Remove the mail to members that quotes the case (search results sent from
+    another case); returns how many."""
+    ids = [r[0] for r in db.execute("SELECT outbound_id FROM outbound_quotes WHERE case_id = ?",
+                                    [case_id])]
+    marks = ", ".join("?" * len(ids))
+    for table, column in (("outbound_rcpt", "outbound_id"), ("outbound_quotes", "outbound_id"),
+                          ("outbound", "id")):
+        db.execute(f"DELETE FROM {table} WHERE {column} IN ({marks})", ids)
+    return len(ids)
+
+
+def _purge_case(db: sqlite_utils.Database, case_id: str, before: str
+                ) -> tuple[dict[str, int], set[str]]:
+    """Purge one case; (rows removed by table, Message-IDs of the mail sent about it)."""
     removed: dict[str, int] = {}
     with store.transaction(db):
         # Rows go table by table; the references between them are checked at commit.
         db.execute("PRAGMA defer_foreign_keys = ON")
+        sent = {r[0] for r in db.execute(
+            "SELECT message_id FROM outbound WHERE case_id = ? OR id IN (SELECT outbound_id "
+            "FROM outbound_quotes WHERE case_id = ?)", [case_id, case_id])}
+        quoting = _purge_quoting(db, case_id)
+        if quoting:
+            removed["mail quoting it"] = quoting
         spool_ids = [r[0] for r in db.execute(
             "SELECT spool_id FROM messages WHERE case_id = ? AND spool_id IS NOT NULL",
             [case_id])]
@@ -85,7 +108,7 @@ def _purge_case(db: sqlite_utils.Database, case_id: str, before: str) -> dict[st
         db.execute("UPDATE cases SET subject = NULL, reporter_key = NULL, status = 'purged' "
                    "WHERE id = ?", [case_id])
         audit.append(db, "admin", "purged", case_id, before=before, removed=removed)
-    return removed
+    return removed, sent
 
 
 def _sweep_spool(db: sqlite_utils.Database, spool: sqlite_utils.Database) -> int:
@@ -121,17 +144,34 @@ def _scrub(db: sqlite_utils.Database, spool: sqlite_utils.Database) -> list[str]
     return [p for p in (_checkpoint(db, "mailflow.db"), _checkpoint(spool, "spool.db")) if p]
 
 
+def _sweep_outbox(outbox: Path, message_ids: set[str]) -> int:
+    """Remove the purged cases' mail from a Maildir outbox; returns how many."""
+    removed = 0
+    for path in [*outbox.glob("new/*"), *outbox.glob("cur/*")]:
+        try:
+            with open(path, "rb") as f:
+                headers = BytesHeaderParser().parsebytes(f.read(65536))
+        except FileNotFoundError:
+            continue
+        if (headers.get("Message-ID") or "").strip().strip("<>") in message_ids:
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
 def purge(db: sqlite_utils.Database, spool: sqlite_utils.Database, rules: dict[str, Any],
-          before: datetime, dry_run: bool = False, correspondents: Keyring | None = None
-          ) -> tuple[list[Outcome], list[str]]:
+          before: datetime, dry_run: bool = False, outbox: Path | None = None,
+          correspondents: Keyring | None = None) -> tuple[list[Outcome], list[str]]:
     """Purge the expired cases last active before ``before``; (outcomes, problems).
     ``spool`` is a writable connection to spool.db (``store.connect_spool``);
-    ``correspondents``: the keyring whose reporters' keys go with their cases."""
+    ``outbox``: the Maildir outbox, if mail is delivered there; ``correspondents``: the
+    keyring whose reporters' keys go with their cases."""
     table = rules.get("retention", {})
     days = table.get("closed_days", 1825)
     statuses = table.get("closed_statuses", ["closed"])
     cutoff = timestamps.stamp(timestamps.now() - timedelta(days=days))
     outcomes = []
+    sent: set[str] = set()
     stamp = timestamps.stamp(before)
     for case_id, last in _candidates(db, statuses, stamp):
         if last >= cutoff:
@@ -148,15 +188,18 @@ def purge(db: sqlite_utils.Database, spool: sqlite_utils.Database, rules: dict[s
             outcomes.append(Outcome(case_id, last, "would purge"))
             continue
         key = _reporter_key(db, case_id)
-        removed = _purge_case(db, case_id, stamp)
+        removed, mail = _purge_case(db, case_id, stamp)
+        sent |= mail
         if key and correspondents and not _reporter_key_used(db, key):
             correspondents.delete(key)  # the reporter's key names them: it goes too
             removed["reporter's key"] = 1
         outcomes.append(Outcome(case_id, last, "purged",
                                 ", ".join(f"{n} {t}" for t, n in sorted(removed.items()))))
     outcomes += _purge_held(db, cutoff, stamp, dry_run)
-    problems = _scrub(db, spool) if any(o.action == "purged" for o in outcomes) else []
-    return outcomes, problems
+    purged = any(o.action == "purged" for o in outcomes)
+    if purged and outbox is not None:
+        _sweep_outbox(outbox, sent)
+    return outcomes, _scrub(db, spool) if purged else []
 
 
 def _purge_held(db: sqlite_utils.Database, cutoff: str, before: str, dry_run: bool

@@ -327,4 +327,6 @@ def _search(inv: Invocation) -> str:
         data = run(inv.db, inv.cmd.args, as_member=inv.actor, limit=MAIL_SEARCH_LIMIT)
     except SearchError as e:
         raise CommandError(f"{e} (send #help search for the syntax)") from None
+    # The transcript now quotes these cases: purging one of them removes it.
+    inv.ctx.quoted_cases.update(r["case"] for r in data["results"] if r["case"])
     return format_results(data)

@@ -84,7 +84,7 @@ def add_person(db: sqlite_utils.Database, case_id: str, role: str, address: str 
         [case_id, role, address.lower(), name, timestamps.stamp()],
     )
     if cur.rowcount:
-        audit.append(db, actor, f"person added: {role}", case_id, address=address, name=name)
+        audit.append(db, actor, f"person added: {role}", case_id, person=cur.lastrowid)
     return bool(cur.rowcount)
 
 
@@ -104,9 +104,17 @@ def person_text(p: dict[str, Any]) -> str:
     return p["name"] or p["address"]
 
 
+# Roles the committee's own members hold on a case; they make no one a party to it.
+COMMITTEE_ROLES = ("recused", "acting-chair")
+
+
 def is_on_case(db: sqlite_utils.Database, case_id: str, address: str) -> bool:
-    return db.execute("SELECT 1 FROM people WHERE case_id = ? AND address = ?",
-                      [case_id, address.lower()]).fetchone() is not None
+    """Whether ``address`` is one of the case's people (reporter, originator, ...); a
+    member recused from it is not (their mail must not find its way in, nor tell them
+    the case exists)."""
+    return db.execute("SELECT 1 FROM people WHERE case_id = ? AND address = ? AND role "
+                      f"NOT IN {COMMITTEE_ROLES!r}", [case_id, address.lower()]
+                      ).fetchone() is not None
 
 
 def reporters(db: sqlite_utils.Database, case_id: str) -> list[str]:

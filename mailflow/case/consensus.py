@@ -107,7 +107,8 @@ def new_proposal(ctx: Context, case_id: str, kind: str, response: str, detail: s
          previous["deadlocked_at"] if previous else None])
     proposal_id = store.inserted(cur)
     audit.append(db, actor, f"proposal {proposal_id} ({kind})", case_id, response=response,
-                 detail=detail, replaces=previous["id"] if previous else None)
+                 detail=audit.fingerprint(db, detail) if detail else None,
+                 replaces=previous["id"] if previous else None)
     return proposal_id
 
 

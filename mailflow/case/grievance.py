@@ -48,7 +48,7 @@ def detect_grievance(ctx: Context) -> None:
     further = before.get("kind") == "grievance" and before.get("status") == cases.OPEN
     told = alarms.start(ctx.db, ctx.svc.rules, ctx.case_id, "review", ref=requested) \
         if cases.reporters(ctx.db, ctx.case_id) and not further else []
-    audit.append(ctx.db, ctx.sender or "unknown", "review requested: reopened as a grievance",
+    audit.append(ctx.db, "originator", "review requested: reopened as a grievance",
                  ctx.case_id)
     ctx.flags.append("the originator asks for a review: the case is reopened as a grievance")
     notify_committee(

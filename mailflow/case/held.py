@@ -48,7 +48,7 @@ def hold(db: sqlite_utils.Database, spool_id: int, reason: str, detail: list[str
         [spool_id, reason, json.dumps(detail), json.dumps(sorted(named)), timestamps.stamp()])
     held_id = int(cur.fetchone()[0])
     audit.append(db, "mailflow", f"held: {reason}", None, held=held_id, spool_id=spool_id,
-                 detail=detail)
+                 details=len(detail))  # the details name people: they stay in `held`
     return held_id
 
 

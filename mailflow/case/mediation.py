@@ -154,9 +154,10 @@ def record_answer(ctx: Context, mediation: dict[str, Any], party: dict[str, Any]
                "how = ? WHERE mediation_id = ? AND party = ?",
                [answer, proposed, timestamps.stamp(), recorded_by, how, mediation["id"],
                 party["party"]])
-    audit.append(db, actor, f"mediation consent: {answer}", case_id, mediation=mediation["id"],
-                 party=party["party"], proposed=proposed,
-                 **({"recorded_by": actor} if recorded_by else {}))
+    # A party is named by their role: the audit log names no one outside the committee.
+    audit.append(db, recorded_by or party["role"], f"mediation consent: {answer}", case_id,
+                 mediation=mediation["id"], proposed=bool(proposed),
+                 **({"recorded_by": recorded_by} if recorded_by else {}))
     status = _status(current(db, case_id)["consents"])  # type: ignore[index]
     if status != mediation["status"]:
         _settle(ctx, mediation, status, party, proposed)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -20,9 +20,10 @@ from mailflow import timestamps
 from mailflow.case import cases, keys
 from mailflow.config import Config
 from mailflow.mail import render
-from mailflow.mail.compose import Outgoing, compose, with_original
+from mailflow.mail.compose import Outgoing, compose
 from mailflow.mail.openpgp import OpenPGPError
 from mailflow.mail.pgpmime import encrypted, protected_entity
+from mailflow.mail.scrub import scrub_text
 from mailflow.outbound.queue import enqueue
 from mailflow.pipeline.context import Context, Services
 from mailflow.store import audit
@@ -70,10 +71,19 @@ def member_reply_address(svc: Services, case_id: str | None, member: str) -> str
 def mail_members(db: sqlite_utils.Database, svc: Services, case_id: str | None,
                  members: list[str], *, subject: str,
                  body: str, kind: str, in_reply_to: str | None = None,
-                 auto_submitted: str = "auto-generated") -> None:
+                 auto_submitted: str = "auto-generated", filed: bool = True,
+                 verbatim: bool = False, quotes: Sequence[str] = ()) -> None:
     """Mailflow's own mail to members (transcripts, notices): one copy each, with that
-    member's own Reply-To so that answering it is authenticated."""
+    member's own Reply-To so that answering it is authenticated.
+
+    It is not indexed for search: it is made of records indexed on their own, and a
+    digest or a search transcript quotes other cases than the one it is filed under.
+    ``filed``: False to keep it out of the case's record altogether; ``quotes``: the
+    cases whose records it quotes (search results), whose purge removes it.
+    The text carries no token address (the recipient's own is in the Reply-To), unless
+    ``verbatim``: a draft shown to the chair exactly as it would be sent."""
     cfg = svc.cfg
+    body = body if verbatim else scrub_text(body)
     tag = cases.case_tag(cfg, case_id) + " " if case_id else ""
     refs = [case_root_id(cfg, case_id)] if case_id else []
 
@@ -86,7 +96,8 @@ def mail_members(db: sqlite_utils.Database, svc: Services, case_id: str | None,
             headers={**list_headers(cfg, case_id), "Auto-Submitted": auto_submitted},
         )
 
-    deliver(db, svc, case_id, members, for_member, kind=kind)
+    deliver(db, svc, case_id, members, for_member, kind=kind, searchable=False,
+            filed=filed, quotes=quotes)
 
 
 # What a member missed, in the notice sent instead of mail that could not be encrypted.
@@ -95,9 +106,30 @@ WHAT = {"relay": "a copy of a message on the case", "transcript": "the transcrip
         "urgent": "an urgent alert", "draft": "a draft to confirm", "notice": "a notice"}
 
 
+@dataclass(frozen=True)
+class Filing:
+    """How a member's copy is queued: its kind, the case it is filed under (``filed``
+    False: none), its envelope sender, whether it is indexed, and the cases it quotes."""
+
+    kind: str
+    case_id: str | None
+    envelope_from: str = ""
+    searchable: bool = True
+    filed: bool = True
+    quotes: Sequence[str] = ()
+
+    def queue(self, db: sqlite_utils.Database, out: Outgoing, member: str) -> None:
+        out_id = enqueue(db, out, kind=self.kind, rcpts=[member],
+                         envelope_from=self.envelope_from,
+                         case_id=self.case_id if self.filed else None,
+                         searchable=self.searchable)
+        db.conn.executemany("INSERT INTO outbound_quotes (outbound_id, case_id) VALUES (?, ?)",
+                            [(out_id, c) for c in self.quotes])
+
+
 def deliver(db: sqlite_utils.Database, svc: Services, case_id: str | None, members: list[str],
             compose_for: Callable[[str], Outgoing], *, kind: str, envelope_from: str = "",
-            searchable: bool = True) -> None:
+            searchable: bool = True, filed: bool = True, quotes: Sequence[str] = ()) -> None:
     """The one way mailflow's mail reaches members: composed for each (with their own
     Reply-To), protected as their ``[committee.encryption]`` policy says, and queued.
 
@@ -105,33 +137,32 @@ def deliver(db: sqlite_utils.Database, svc: Services, case_id: str | None, membe
     code name outside; copies that are the same inside share one encryption.  A member
     whose policy is "required" and who has no usable key gets a notice instead, and
     nothing else."""
+    filing = Filing(kind, case_id, envelope_from, searchable, filed, tuple(quotes))
     outer = outer_subject(db, svc.cfg, case_id)
     groups: dict[bytes, list[tuple[str, Outgoing, str]]] = {}
     for member in members:
         out = compose_for(member)
         key = keys.key_to_use(svc, member)
         if key is None:
-            _plain_or_notice(db, svc, case_id, member, out, kind, envelope_from, searchable)
+            _plain_or_notice(db, svc, filing, member, out)
         else:  # sealed whole: the original it attaches by reference goes inside
-            out = with_original(out, _spooled(db, out.attach_spool_id))
+            out = out.inlined(_spooled(db, out.attach_spool_id))
             groups.setdefault(protected_entity(out), []).append((member, out, key))
     for entity, copies in groups.items():
         fingerprints = tuple(fpr for _, _, fpr in copies)
         if svc.sealing is not None:  # the pipeline seals and queues its batch at once
-            svc.sealing += [Pending(out, entity, fingerprints, outer, member, kind, case_id,
-                                    envelope_from, searchable) for member, out, _ in copies]
+            svc.sealing += [Pending(out, entity, fingerprints, outer, member, filing)
+                            for member, out, _ in copies]
             continue
         try:
             sealed = svc.pgp().committee.encrypt(entity, fingerprints)
         except OpenPGPError as e:
             log.warning("case %s: could not encrypt %s: %s", case_id, kind, e)
             for member, out, _ in copies:  # as if they had no key
-                _plain_or_notice(db, svc, case_id, member, out, kind, envelope_from,
-                                 searchable, keyless=True)
+                _plain_or_notice(db, svc, filing, member, out, keyless=True)
             continue
         for member, out, _ in copies:
-            enqueue(db, encrypted(out, sealed, outer), kind=kind, rcpts=[member],
-                    envelope_from=envelope_from, case_id=case_id, searchable=searchable)
+            filing.queue(db, encrypted(out, sealed, outer), member)
 
 
 @dataclass(frozen=True)
@@ -143,10 +174,7 @@ class Pending:
     fingerprints: tuple[str, ...]
     outer: str
     member: str
-    kind: str
-    case_id: str | None
-    envelope_from: str
-    searchable: bool
+    filing: Filing
 
 
 @contextmanager
@@ -172,12 +200,11 @@ def _seal(db: sqlite_utils.Database, svc: Services, pending: list[Pending]) -> N
     for p in pending:
         ciphertext = sealed[(p.entity, p.fingerprints)]
         if ciphertext is None:
-            log.warning("case %s: could not encrypt %s for %s", p.case_id, p.kind, p.member)
-            _plain_or_notice(db, svc, p.case_id, p.member, p.out, p.kind, p.envelope_from,
-                             p.searchable, keyless=True)
+            log.warning("case %s: could not encrypt %s for %s", p.filing.case_id,
+                        p.filing.kind, p.member)
+            _plain_or_notice(db, svc, p.filing, p.member, p.out, keyless=True)
         else:
-            enqueue(db, encrypted(p.out, ciphertext, p.outer), kind=p.kind, rcpts=[p.member],
-                    envelope_from=p.envelope_from, case_id=p.case_id, searchable=p.searchable)
+            p.filing.queue(db, encrypted(p.out, ciphertext, p.outer), p.member)
 
 
 def _spooled(db: sqlite_utils.Database, spool_id: int | None) -> bytes:
@@ -187,18 +214,18 @@ def _spooled(db: sqlite_utils.Database, spool_id: int | None) -> bytes:
     return row[0] if row else b""
 
 
-def _plain_or_notice(db: sqlite_utils.Database, svc: Services, case_id: str | None,
-                     member: str, out: Outgoing, kind: str, envelope_from: str,
-                     searchable: bool, keyless: bool = False) -> None:
+def _plain_or_notice(db: sqlite_utils.Database, svc: Services, filing: Filing,
+                     member: str, out: Outgoing, keyless: bool = False) -> None:
     """Mail for a member without a usable key: in clear, unless their policy is
     "required" (then a notice that says only that something could not be sent)."""
     cfg = svc.cfg
     if cfg.committee.encryption_policy(member) != "required":
-        enqueue(db, out, kind=kind, rcpts=[member], envelope_from=envelope_from,
-                case_id=case_id, searchable=searchable)
+        filing.queue(db, out, member)
         return
+    case_id = filing.case_id
     text = render.render(svc.templates, "not-encrypted", committee=cfg.committee,
-                         case_id=case_id, member=member, what=WHAT.get(kind, "a message"))
+                         case_id=case_id, member=member,
+                         what=WHAT.get(filing.kind, "a message"))
     tag = cases.case_tag(cfg, case_id) + " " if case_id else ""
     notice = compose(
         cfg, from_=(f"{cfg.committee.name} (mailflow)", cfg.committee.committee_address),
@@ -207,7 +234,7 @@ def _plain_or_notice(db: sqlite_utils.Database, svc: Services, case_id: str | No
         headers={**list_headers(cfg, case_id), "Auto-Submitted": "auto-generated"})
     enqueue(db, notice, kind="not-encrypted", rcpts=[member], case_id=case_id)
     audit.append(db, "mailflow", "not encrypted: notice instead", case_id, to=[member],
-                 kind=kind, keyless=keyless)
+                 kind=filing.kind, keyless=keyless)
 
 
 def outer_subject(db: sqlite_utils.Database, cfg: Config, case_id: str | None) -> str:

@@ -40,7 +40,8 @@ def recuse(ctx: Context, case_id: str, members: dict[str, str], actor: str) -> s
         return f"{', '.join(members)} {'was' if len(members) == 1 else 'were'} already recused"
     for member, reason in new.items():
         cases.add_person(db, case_id, "recused", member, actor=actor)
-        audit.append(db, actor, "recused", case_id, member=member, reason=reason)
+        audit.append(db, actor, "recused", case_id, member=member,
+                     reason=audit.fingerprint(db, reason))
     result = "; ".join(f"{m} is recused ({why})" for m, why in new.items())
     if not cases.active_members(db, cfg, case_id):
         _to_the_board(ctx, case_id)

@@ -93,8 +93,8 @@ def record_ban(db: sqlite_utils.Database, *, case_id: str, person: str, scope: s
          timestamps.stamp(ends) if ends else None, reason.strip(), actor, timestamps.stamp(),
          until_event])
     ban_id = store.inserted(cur)
-    audit.append(db, actor, "ban recorded", case_id, ban=ban_id, person=person,
-                 scope=scope, until=timestamps.stamp(ends) if ends else until_event or PERMANENT)
+    audit.append(db, actor, "ban recorded", case_id, ban=ban_id,
+                 until=timestamps.stamp(ends) if ends else until_event or PERMANENT)
     return ban_id
 
 
@@ -156,10 +156,11 @@ def record_warning(db: sqlite_utils.Database, *, case_id: str, person: str, reas
                    actor: str) -> int:
     """File a warning; returns how many the person has now, across all cases."""
     person = person.strip().lower()
-    db.execute("INSERT INTO warnings (case_id, person, reason, actor, at) VALUES (?, ?, ?, ?, ?)",
-               [case_id, person, reason.strip(), actor, timestamps.stamp()])
+    cur = db.execute("INSERT INTO warnings (case_id, person, reason, actor, at) "
+                     "VALUES (?, ?, ?, ?, ?)",
+                     [case_id, person, reason.strip(), actor, timestamps.stamp()])
     count = db.execute("SELECT count(*) FROM warnings WHERE person = ?", [person]).fetchone()[0]
-    audit.append(db, actor, "warning recorded", case_id, person=person, count=count)
+    audit.append(db, actor, "warning recorded", case_id, warning=cur.lastrowid, count=count)
     return count
 
 
@@ -175,7 +176,7 @@ def flag_case(db: sqlite_utils.Database, case_id: str, flag: str) -> bool:
     cur = db.execute("INSERT OR IGNORE INTO case_flags (case_id, flag, at) VALUES (?, ?, ?)",
                      [case_id, flag, timestamps.stamp()])
     if cur.rowcount:
-        audit.append(db, "mailflow", "case flagged", case_id, flag=flag)
+        audit.append(db, "mailflow", "case flagged", case_id, flag=audit.fingerprint(db, flag))
     return bool(cur.rowcount)
 
 

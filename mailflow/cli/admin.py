@@ -101,14 +101,28 @@ def cmd_reindex(args: argparse.Namespace) -> int:
     return EX_OK
 
 
-@command("audit verify", "check the hash chain; name the first broken entry", json_out=True)
+@command("audit verify", "check the audit log's keyed chain and its anchor",
+         arg("--head", metavar="ID:HASH",
+             help="also check a head recorded elsewhere (the chair's digest names one)"),
+         json_out=True)
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     """Every state change and every mail in or out is an entry of the audit
-    log, whose hash covers the entry before it.  This recomputes the chain and
-    names the first entry edited, removed or reordered.  Exits 65 if broken."""
+    log, whose keyed hash (audit.key) covers the entry before it; the newest
+    entry is also recorded in audit.anchor after each change.  This recomputes
+    the chain, checks the newest anchor (and --head, from a digest) is still in
+    it, and names the first entry edited, removed or reordered.  Exits 65 if
+    broken."""
     from mailflow.store import audit
 
-    count, broken, why = audit.verify(open_db(load_config(args)))
+    head = None
+    if args.head:
+        entry, _, digest = args.head.partition(":")
+        if not entry.isdigit() or len(digest) < 8:
+            print("mailflow audit verify: --head ID:HASH (at least 8 characters of the "
+                  "hash, as the digest gives it)", file=sys.stderr)
+            return EX_USAGE
+        head = (int(entry), digest)
+    count, broken, why = audit.verify(open_db(load_config(args)), head)
     data = {"entries": count, "ok": broken is None, "first_broken": broken, "problem": why}
     text = (f"audit log intact: {count} entries" if broken is None else
             f"audit log BROKEN at entry {broken}: {why} ({count} entries checked)")
@@ -144,7 +158,8 @@ def cmd_purge(args: argparse.Namespace) -> int:
     try:
         outcomes, problems = retention.purge(
             open_db(cfg), store.connect_spool(cfg.db_path), rules.load(cfg), before,
-            dry_run=args.dry_run, correspondents=rings.correspondents)
+            dry_run=args.dry_run, outbox=None if cfg.outbound.relay else cfg.outbox_dir,
+            correspondents=rings.correspondents)
     finally:
         rings.stop_agents()
     emit(args, {"cases": [o.__dict__ for o in outcomes], "problems": problems},

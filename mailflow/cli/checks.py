@@ -20,6 +20,7 @@ from mailflow.mail import render
 from mailflow.pipeline.handlers import triage
 from mailflow.resources import builtin
 from mailflow.responses import drafts
+from mailflow.store import private
 
 # Expected type of each rules key a module reads: {file stem: {key: type}}.
 RULE_TYPES: dict[str, dict[str, type]] = {
@@ -170,4 +171,4 @@ def notes(cfg: Config) -> list[str]:
 
 def run(cfg: Config) -> list[str]:
     return (check_rules(cfg) + check_templates(cfg) + imap.problems(cfg)
-            + deployment.problems(cfg))
+            + deployment.problems(cfg) + private.problems(cfg.archive_dir))

@@ -155,11 +155,12 @@ class Demo:
         self.member(CHAIR, subject, "#consult\n")
         draft = self.expect("the draft to confirm", lambda c: c.rcpts == [CHAIR]
                             and "to confirm" in (c.msg["Subject"] or ""))
-        draft_id = next(line.split()[1] for line in draft.body().splitlines()
-                        if line.startswith("#confirm "))
+        confirm = next(line.strip() for line in draft.body().splitlines()
+                       if line.startswith("#confirm "))
         self.settle()
-        self.narrate("The chair confirms the draft: only now does it leave the committee.")
-        self.member(CHAIR, subject, f"#confirm {draft_id}\n")
+        self.narrate("The chair confirms the draft with the line (and code) it came with: "
+                     "only now does it leave the committee.")
+        self.member(CHAIR, subject, f"{confirm}\n")
         consultation = self.expect("the consultation", lambda c: c.rcpts == [REPORTER]).msg
         self.settle()
         self.narrate("Rita answers; her reply is filed as feedback and reaches the members.")

@@ -22,6 +22,7 @@ from mailflow.cli.options import (
     access_problem,
 )
 from mailflow.config import ConfigError
+from mailflow.store import private
 
 DESCRIPTION = """\
 mailflow handles Code of Conduct reports by email.
@@ -138,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EX_USAGE
+    private.restrict()  # whatever mailflow writes (archive, exports) is its user's alone
     command = spec(args.func)
     if command.logs:
         from mailflow import logs

@@ -31,6 +31,7 @@ from mailflow.clocks import scheduler
 from mailflow.config import Config, ConfigError
 from mailflow.intake.groupcommit import GroupCommit
 from mailflow.intake.listener import IntakeHandler, protocol_factory
+from mailflow.store import private
 from mailflow.wakeups import Doorbell, Wakeups
 
 log = logging.getLogger("mailflow.serve")
@@ -212,6 +213,7 @@ def serve(cfg: Config, log_settings: logs.Settings, load: Callable[[], Config]) 
 
 def _serve(cfg: Config, log_settings: logs.Settings, load: Callable[[], Config]) -> None:
     store.open_db(cfg.db_path).close()  # migrate once, before any stage starts
+    private.secure(cfg.archive_dir)  # what an older version or a restore left readable
     sig = Wakeups(SPAWN.Event(), Doorbell(), Doorbell(), SPAWN.Value("q", 0, lock=False))
     spool = GroupCommit(cfg.db_path, cfg.intake.commit_timeout, on_commit=sig.pipeline.set)
     handler = IntakeHandler(cfg, spool, settled=lambda: sig.settled.value)

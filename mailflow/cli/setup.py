@@ -95,9 +95,10 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 @command("check", "validate the configuration, rules and templates")
 def cmd_check(args: argparse.Namespace) -> int:
-    """Check the configuration, rules/ and templates/; each problem is printed as
-    FILE: KEY: PROBLEM.  Exits 78 (EX_CONFIG) if there is any.  Notes (what the
-    configuration leaves out, such as a trusted MTA) are printed but fail nothing."""
+    """Check the configuration, rules/ and templates/, and that the archive is
+    private (0700, its files 0600); each problem is printed as FILE: KEY: PROBLEM.
+    Exits 78 (EX_CONFIG) if there is any.  Notes (what the configuration leaves out,
+    such as a trusted MTA) are printed but fail nothing."""
     from mailflow.cli import checks
 
     cfg = load_config(args)

@@ -87,7 +87,8 @@ def disarm(db: sqlite_utils.Database, case_id: str | None, name: str, *, ref: st
         return False
     db.execute("UPDATE alarms SET state = 'disarmed', outcome = ? WHERE id = ?",
                [reason, alarm_id])
-    audit.append(db, actor, f"clock disarmed: {name}", case_id, ref=ref, reason=reason)
+    audit.append(db, actor, f"clock disarmed: {name}", case_id, ref=ref,
+                 reason=audit.fingerprint(db, reason))
     return True
 
 

@@ -24,8 +24,9 @@ from mailflow.case.notices import mail_members
 from mailflow.clocks import alarms
 from mailflow.clocks.policy import Policy
 from mailflow.commands.spec import CommandError
-from mailflow.config import Config
 from mailflow.mail import render
+from mailflow.responses.drafts import confirm_code
+from mailflow.store import audit
 
 if TYPE_CHECKING:
     from mailflow.pipeline.context import Services
@@ -37,9 +38,12 @@ def send_all(db: sqlite_utils.Database, svc: Services, policy: Policy, now: date
              late: bool) -> str:
     cfg = svc.cfg
     board = open_cases(db, policy, now)
+    # The chair's copy anchors the audit log outside the archive (audit verify --head).
+    newest = audit.head(db)
+    audit_head = f"{newest[0]}:{newest[1][:23]}" if newest else ""
     sent = []
     for member in cfg.committee.members:
-        entries = for_member(db, cfg, board, member.lower())
+        entries = for_member(db, svc, board, member.lower())
         waiting = held.listing(db, hide_from=member)  # never what names them
         warnings = keys.expiry_warnings(svc.pgp_in_use(), cfg, member.lower(), now)
         busy = waiting or warnings or any(e["due"] or e["overdue"] or e["waiting"]
@@ -49,6 +53,7 @@ def send_all(db: sqlite_utils.Database, svc: Services, policy: Policy, now: date
         day = policy.local(now)
         text = render.render(svc.templates, "digest", committee=cfg.committee,
                              member=member, cases=entries, late=late, keys=warnings,
+                             audit_head=audit_head if cfg.is_chair(member) else "",
                              day=f"{day:%A} {day.day} {day:%B %Y}",
                              held=[held.describe(r) for r in waiting[-HELD_LISTED:]],
                              held_count=len(waiting),
@@ -81,11 +86,11 @@ def bounced(db: sqlite_utils.Database, case_id: str) -> list[str]:
         "ORDER BY o.id", [case_id])]
 
 
-def for_member(db: sqlite_utils.Database, cfg: Config, board: list[dict[str, Any]],
+def for_member(db: sqlite_utils.Database, svc: Services, board: list[dict[str, Any]],
                member: str) -> list[dict[str, Any]]:
     """The open cases ``member`` is on, never one they are recused from, each with what
     waits for them."""
-    return [{**case, "waiting": waiting_for(db, cfg, case["id"], member)} for case in board
+    return [{**case, "waiting": waiting_for(db, svc, case["id"], member)} for case in board
             if member not in cases.recused(db, case["id"])]
 
 
@@ -118,10 +123,11 @@ def _clocks(db: sqlite_utils.Database, policy: Policy, case_id: str, now: dateti
     return due, overdue
 
 
-def waiting_for(db: sqlite_utils.Database, cfg: Config, case_id: str, member: str
+def waiting_for(db: sqlite_utils.Database, svc: Services, case_id: str, member: str
                 ) -> list[dict[str, str]]:
     """What the case waits for from this member: ``what`` in words and ``command``, the
     exact line that does it."""
+    cfg = svc.cfg
     items = []
     for p in db.query("SELECT id, kind, response, detail FROM proposals WHERE case_id = ? AND "
                       "status = 'open' AND id NOT IN (SELECT proposal_id FROM votes WHERE "
@@ -144,5 +150,8 @@ def waiting_for(db: sqlite_utils.Database, cfg: Config, case_id: str, member: st
                 after = ", after the instruction to the moderators above"
             items.append({"what": f"your confirmation of draft {d['id']} ({d['template']} "
                                   f"to the {d['to_role']}){after}",
-                          "command": f"#confirm {d['id']}", "or": f"#discard {d['id']}"})
+                          # Its code, as in the draft's mail: the digest is the chair's.
+                          "command": f"#confirm {d['id']} "
+                                     f"{confirm_code(svc, case_id, d['id'], member)}",
+                          "or": f"#discard {d['id']}"})
     return items

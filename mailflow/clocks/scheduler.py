@@ -120,7 +120,7 @@ def _settle(db: sqlite_utils.Database, alarm: dict[str, Any], state: str, outcom
                [state, timestamps.stamp(now), int(late), outcome, alarm["id"]])
     audit.append(db, "mailflow", f"alarm {state}: {alarm['clock']}", alarm["case_id"],
                  alarm=alarm["id"], ref=alarm["ref"], due=alarm["due_at"], late=late,
-                 outcome=outcome)
+                 outcome=audit.fingerprint(db, outcome))
 
 
 def _failed(db: sqlite_utils.Database, alarm_id: int, error: str) -> None:
@@ -132,7 +132,7 @@ def _failed(db: sqlite_utils.Database, alarm_id: int, error: str) -> None:
         if row and row[0] >= MAX_ATTEMPTS:
             db.execute("UPDATE alarms SET state = 'failed' WHERE id = ?", [alarm_id])
             audit.append(db, "mailflow", f"alarm failed: {row[2]}", row[1], alarm=alarm_id,
-                         error=error)
+                         error=audit.fingerprint(db, error))
 
 
 # -- what an alarm does ----------------------------------------------------------------
@@ -177,8 +177,7 @@ def status_update(db: sqlite_utils.Database, svc: Services, case_id: str, projec
     for old in stale:
         db.execute("UPDATE drafts SET state = 'discarded', decided_by = ?, decided_at = ? "
                    "WHERE id = ?", [author, timestamps.stamp(), old])
-        audit.append(db, author, "draft discarded", case_id, draft=old,
-                     reason=f"replaced by status update {draft_id}")
+        audit.append(db, author, "draft discarded", case_id, draft=old, replaced_by=draft_id)
     return draft_id
 
 

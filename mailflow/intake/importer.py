@@ -313,7 +313,8 @@ def _settle(db: sqlite_utils.Database, summary: Summary, ours: list[int], status
                                  [status, case_id, HISTORY_STATUS])
                 if cur.rowcount:
                     audit.append(db, "admin", f"status: {status} (imported history)", case_id)
-        audit.append(db, "admin", "import", None, source=source, read=summary.read,
+        audit.append(db, "admin", "import", None, source=audit.fingerprint(db, source),
+                     read=summary.read,
                      imported=summary.imported, already=summary.already,
                      cases_opened=summary.cases_opened)
 

@@ -7,7 +7,7 @@ import quopri
 import re
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.header import Header, decode_header
 from email.utils import format_datetime, formataddr, getaddresses
 
@@ -91,6 +91,15 @@ class Outgoing:
     def entity(self) -> bytes:
         return self.raw[self.entity_at:]
 
+    def inlined(self, original: bytes) -> Outgoing:
+        """This copy carrying ``original`` itself instead of the spool's bytes: an
+        original that had to be rewritten (:mod:`mailflow.mail.scrub`) or decrypted, or
+        a copy to be sealed whole.  A copy that attaches nothing is returned as it is."""
+        if self.attach_spool_id is None:
+            return self
+        body = original.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        return replace(self, raw=self.raw + body + self.tail, attach_spool_id=None, tail=b"")
+
 
 def _encode_header(name: str, value: str) -> str:
     if name in ADDRESS_HEADERS:
@@ -170,13 +179,3 @@ def compose(
            + b"Content-Transfer-Encoding: 8bit\r\n\r\n")
     return Outgoing(fields, body, raw, attach_spool_id, b"\r\n--" + boundary + b"--\r\n",
                     len(head))
-
-
-def with_original(out: Outgoing, original: bytes) -> Outgoing:
-    """A copy that attaches its original by reference, made whole with the original's
-    bytes: what encryption seals, and what a copy of a decrypted report attaches (the
-    spool holds it encrypted)."""
-    if out.attach_spool_id is None:
-        return out
-    data = original.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-    return Outgoing(out.headers, out.text, out.raw + data + out.tail, entity_at=out.entity_at)

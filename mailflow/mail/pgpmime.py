@@ -50,7 +50,7 @@ def seal(ring: Keyring, out: Outgoing, fingerprints: Sequence[str], outer_subjec
 
 def protected_entity(out: Outgoing) -> bytes:
     """The body's MIME entity with the :data:`PROTECTED` headers copied into it (of a
-    whole message: see :func:`~mailflow.mail.compose.with_original`)."""
+    whole message: see :meth:`~mailflow.mail.compose.Outgoing.inlined`)."""
     if out.attach_spool_id is not None:
         raise ValueError("an original attached by reference cannot be sealed: attach it")
     entity = out.entity

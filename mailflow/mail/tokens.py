@@ -7,6 +7,10 @@ token is refused.  What the fields mean is up to the caller:
 - member token (committee side): ``2026-0001.m<who>.<yyyymmdd expiry>.<sig>``
   (``-`` in place of the case id for mail about no case)
 - purpose tokens (e.g. mediation consent) add their own field after the case id.
+
+:meth:`Signer.code` makes codes that travel in a mail's text rather than an address:
+the ``#confirm <draft> <code>`` line mailed to the chair (see
+:mod:`mailflow.responses.draft_commands`).
 """
 
 from __future__ import annotations
@@ -59,6 +63,11 @@ class Signer:
     def sign(self, *fields: str) -> str:
         payload = ".".join(fields)
         return f"{payload}.{self._sig(payload)}"
+
+    def code(self, *fields: str) -> str:
+        """A short code only the holder of the key can make for these fields (the
+        fields are not in it: who checks it knows them)."""
+        return self._sig(".".join(("code", *fields)))
 
     def unsign(self, token: str) -> list[str] | None:
         """The fields of a well-signed token, else None."""

@@ -195,7 +195,8 @@ def _record(db: sqlite_utils.Database, cfg: Config, out_id: int, case_id: str | 
     if res.permanent or expired:
         db.execute("UPDATE outbound_rcpt SET state='failed', attempts=?, last_error=? "
                    "WHERE outbound_id=? AND rcpt=?", [attempts, res.error, out_id, rcpt])
-        audit.append(db, "mailflow", "delivery failed", case_id, to=rcpt, error=res.error)
+        audit.append(db, "mailflow", "delivery failed", case_id, outbound=out_id,
+                     error=audit.fingerprint(db, res.error or ""))
         log.error("delivery of outbound %s to %s failed for good: %s", out_id, rcpt, res.error)
     else:
         retry_at = now + timedelta(seconds=backoff(cfg, attempts))

@@ -12,6 +12,7 @@ from mailflow import store, timestamps
 from mailflow.mail import quotes
 from mailflow.mail.compose import Outgoing
 from mailflow.mail.parse import addresses
+from mailflow.mail.scrub import scrub_text
 from mailflow.store import audit
 
 
@@ -19,7 +20,8 @@ def text_columns(msg: Outgoing) -> dict[str, str | None]:
     """The columns the archive indexes, read from what was composed, so that queueing
     a message never parses it back (that cost as much as composing it)."""
     sender = addresses([msg["From"] or ""])
-    reply = quotes.split(msg.text)
+    # A reply address in the text (the reporter's conduct+<token>) is not for searchers.
+    reply = quotes.split(scrub_text(msg.text))
     return {"from_name": sender[0][0] if sender else "",
             "from_addr": sender[0][1] if sender else None,
             "to_addrs": json.dumps([a for _, a in addresses([msg["To"] or ""])]),
@@ -59,7 +61,7 @@ def enqueue(
         "INSERT INTO outbound_rcpt (outbound_id, rcpt, next_attempt_at, priority) "
         "VALUES (?, ?, ?, ?)", [(out_id, r, now, priority) for r in rcpts],
     )
-    audit.append(db, "mailflow", f"queued {kind}", case_id, to=rcpts, message_id=msg["Message-ID"])
+    audit.append(db, "mailflow", f"queued {kind}", case_id, outbound=out_id, rcpts=len(rcpts))
     return out_id
 
 

@@ -24,6 +24,7 @@ from mailflow.mail.verdicts import Verdict
 if TYPE_CHECKING:  # for annotations only: jinja2 and the parser are slow to import
     from jinja2.sandbox import SandboxedEnvironment
 
+    from mailflow.mail.domainauth import TxtLookup
     from mailflow.mail.openpgp import Keyrings
     from mailflow.mail.parse import Parsed
     from mailflow.mail.pgpmime import Unwrapped
@@ -110,6 +111,14 @@ class Services:
                 self.cfg.keyring_dir / COMMITTEE / "pubring.kbx").exists():
             return None
         return self.pgp()
+    # DNS TXT lookups for DKIM keys (None: the system's resolver, built when needed).
+    dns: TxtLookup | None = None
+
+    def txt_lookup(self) -> TxtLookup:
+        if self.dns is None:
+            from mailflow.mail.domainauth import resolver  # dnspython: only when needed
+            self.dns = resolver(self.cfg.security.dns_server, self.cfg.security.dns_timeout)
+        return self.dns
 
 
 @dataclass
@@ -136,6 +145,11 @@ class Context:
     # Set when the mail arrived encrypted or signed (handlers.decrypt): the clear
     # message, and the verdict on its signature.  ``raw`` stays as received.
     opened: Unwrapped | None = None
+    # Member mail naming a case its sender may not write to (recused) or that does not
+    # exist: filed as a note, answered neutrally, never relayed (see handlers.route).
+    withheld: bool = False
+    # Cases whose records a command's answer quotes (#search results): see commands.
+    quoted_cases: set[str] = field(default_factory=set)
     # Imported history (spool source "import"): filed and indexed, nothing else.
     quiet: bool = False
     # Set by screening: what the trusted MTA said of it, and whether the chair released
@@ -169,3 +183,10 @@ class Context:
     @property
     def sender(self) -> str | None:
         return self.parsed.from_addr
+
+    @property
+    def audit_actor(self) -> str:
+        """The sender as the audit log names them: a member by address, anyone else by
+        the word "sender" (the log names no one outside the committee)."""
+        sender = (self.sender or "").lower()
+        return sender if sender and self.cfg.is_member(sender) else "sender"

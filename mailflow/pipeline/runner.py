@@ -127,7 +127,8 @@ def _process_one(db, svc: Services, spool_id, envelope_from, rcpts, raw, attempt
         db.execute("UPDATE spool_state SET state=?, last_error=? WHERE spool_id=?",
                    [state, error, spool_id])
         if state == "quarantined":
-            audit.append(db, "mailflow", "quarantined", None, spool_id=spool_id, error=error)
+            audit.append(db, "mailflow", "quarantined", None, spool_id=spool_id,
+                         error=audit.fingerprint(db, error))
 
 
 def quarantine_stragglers(db: sqlite_utils.Database, cfg: Config) -> int:
@@ -140,7 +141,7 @@ def quarantine_stragglers(db: sqlite_utils.Database, cfg: Config) -> int:
                        "last_error, 'the process stopped while handling it') WHERE spool_id=?",
                        [spool_id])
             audit.append(db, "mailflow", "quarantined", None, spool_id=spool_id,
-                         error="crashed repeatedly")
+                         error="crashed-repeatedly")
     return len(rows)
 
 

@@ -4,6 +4,7 @@ draft's text, ``#confirm`` (the chair) sends it, ``#discard`` drops it.  See
 
 from __future__ import annotations
 
+import hmac
 import json
 import re
 from collections.abc import Mapping
@@ -19,6 +20,7 @@ from mailflow.responses.drafts import (
     case_context,
     check_identities,
     checked_header,
+    confirm_code,
     create_draft,
     decide,
     file_draft,
@@ -91,10 +93,19 @@ def _send(inv: Invocation) -> str:
     return f"draft {draft_id} ({template} to the {role}) went to the chair to confirm"
 
 
-@command("confirm", summary="send a draft exactly as it was mailed to you",
-                  usage="#confirm <draft-id>", example="#confirm 7")
+@command("confirm", summary="send a draft exactly as it was mailed to you: copy the "
+         "#confirm line of the draft's mail, with its code",
+         usage="#confirm <draft-id> <code>", example="#confirm 7 k3j5h2m8q4zt")
 def _confirm(inv: Invocation) -> str:
-    draft = pending_draft(inv.db, inv.case_id, inv.cmd.args)
+    words = inv.cmd.args.split()
+    draft = pending_draft(inv.db, inv.case_id, words[0] if words else "")
+    # The code proves this chair received this draft's mail; a reply address alone
+    # proves only a member, and one may have leaked.
+    code = confirm_code(inv.svc, inv.case_id, draft["id"], inv.actor)
+    if len(words) != 2 or not hmac.compare_digest(words[1].lower(), code):
+        raise DraftError(f"#confirm {draft['id']} needs the code from the mail of draft "
+                         f"{draft['id']} to you: reply with its line '#confirm {draft['id']} "
+                         "<code>' (the code was wrong or missing)")
     severe.hold_notice(inv.db, draft)
     sent = send(inv.db, inv.svc, draft, inv.actor)
     cc = " cc the committee" if draft["cc_committee"] else ""

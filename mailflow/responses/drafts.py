@@ -284,16 +284,24 @@ def file_draft(db: sqlite_utils.Database, svc, p: Prepared, author: str,
     fulltext.index_record(db, ref=f"draft:{draft_id}", kind="draft", case_id=p.case_id,
                         author=author, subject=p.subject, body=p.body)
     audit.append(db, author, "draft filed", p.case_id, draft=draft_id, template=p.template,
-                 to=p.recipients, replaces=replaces)
+                 rcpts=len(p.recipients), replaces=replaces)
     # mail_members tags the subject with the case already.
     subject = p.subject.replace(cases.case_tag(svc.cfg, p.case_id), "").strip()
     mail_members(db, svc, p.case_id, [chair],
                        subject=f"Draft {draft_id} to confirm: {subject}",
-                       body=_chair_mail(svc.cfg, draft_id, p, author), kind="draft")
+                       body=_chair_mail(svc, draft_id, p, author, chair), kind="draft",
+                       verbatim=True)
     return draft_id
 
 
-def _chair_mail(cfg, draft_id: int, p: Prepared, author: str) -> str:
+def confirm_code(svc, case_id: str, draft_id: int, chair: str) -> str:
+    """The code of a draft's ``#confirm`` line: only the chair it was mailed to has it,
+    so a reply address that leaked (which proves a member, nothing more) sends nothing."""
+    return svc.signer.code("confirm", case_id, str(draft_id), chair.lower())
+
+
+def _chair_mail(svc, draft_id: int, p: Prepared, author: str, chair: str) -> str:
+    cfg = svc.cfg
     separate = p.to_role not in GROUP_ROLES and len(p.recipients) > 1
     cc = f"Cc:        the committee ({cfg.committee.committee_address})\n" if p.cc_committee else ""
     return (
@@ -301,8 +309,9 @@ def _chair_mail(cfg, draft_id: int, p: Prepared, author: str) -> str:
         f"To:        the {p.to_role}: {', '.join(to_headers(p.recipients, p.names))}"
         f"{' (one mail each)' if separate else ''}\n{cc}"
         f"Reply-To:  {p.reply_to}\n\n"
-        "To send it exactly as below, reply with this line:\n\n"
-        f"#confirm {draft_id}\n\n"
+        "To send it exactly as below, reply with this line (its code is this draft's\n"
+        "and yours: keep it to yourself):\n\n"
+        f"#confirm {draft_id} {confirm_code(svc, p.case_id, draft_id, chair)}\n\n"
         f"To drop it, reply with #discard {draft_id}.  To change it, reply with\n"
         f"#edit {draft_id}, then the corrected text (a first line \"Subject: ...\" changes\n"
         "the subject), then #end; the changed draft comes back to you to confirm.\n"
@@ -373,7 +382,7 @@ def send(db: sqlite_utils.Database, svc, draft: dict[str, Any], actor: str) -> l
                 envelope_from=cfg.committee.conduct_address, searchable=False)
     decide(db, draft["id"], "sent", actor)
     audit.append(db, actor, "draft sent", draft["case_id"], draft=draft["id"],
-                 template=draft["template"], to=draft["recipients"], cc=cc)
+                 template=draft["template"], rcpts=len(draft["recipients"]), cc=len(cc))
     return sent
 
 

@@ -12,6 +12,12 @@ What is looked for, per person:
   words (3+ letters) as a whole word with its capital, so "Dawn" matches the name
   but "dawn" in prose does not;
 - handles: an ``@handle`` in the name matches with or without the ``@``.
+
+Everything is matched on folded text (:mod:`mailflow.mail.normalise`): encoded words
+decoded, NFKC, look-alike letters, accents and (but for name parts) case folded,
+invisible characters dropped, line breaks read as spaces.  So ``=?utf-8?q?Zo=C3=AB?=``,
+``Zoe\u0308``, ``Zo\u200bë``, ``ZOË`` and a name wrapped over two lines are all
+``Zoë``.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import sqlite_utils
 from mailflow import timestamps
 from mailflow.case import cases
 from mailflow.commands.spec import CommandError, Invocation, command
+from mailflow.mail import normalise
 
 PROTECTED_ROLES = ("reporter", "witness")
 PUBLIC_PROTECTED_ROLES = ("reporter", "witness", "affected")
@@ -36,7 +43,12 @@ class Identity:
     role: str
     kind: str            # address, name, handle
     value: str
-    pattern: re.Pattern[str]
+    keep_case: bool = False  # a name part must keep its capital
+
+    @property
+    def pattern(self) -> re.Pattern[str]:
+        """Where it stands in text folded with :func:`normalise.fold` (same case rule)."""
+        return normalise.whole(self.value, self.keep_case)
 
     @property
     def label(self) -> str:
@@ -53,11 +65,6 @@ class Match:
         return f"{LABELS.get(i.role, i.role)}'s {i.kind} {i.value!r} ({self.where})"
 
 
-def _word(value: str, flags: int = re.IGNORECASE) -> re.Pattern[str]:
-    # Boundaries that also hold next to the punctuation of addresses and handles.
-    return re.compile(rf"(?<![\w@.+\-]){re.escape(value)}(?![\w\-]|\.\w)", flags)
-
-
 def person_key(person: dict) -> str:
     """How a people row is named in consents: its address, else its name."""
     return (person.get("address") or person.get("name") or "").lower()
@@ -68,20 +75,20 @@ def identities_of(person: dict) -> list[Identity]:
     found: list[Identity] = []
     address = (person.get("address") or "").lower()
     if address:
-        found.append(Identity(role, "address", address, _word(address)))
+        found.append(Identity(role, "address", address))
         local = address.split("@", 1)[0]
         if len(local) >= 4:
-            found.append(Identity(role, "address", local, _word(local)))
+            found.append(Identity(role, "address", local))
     name = (person.get("name") or "").strip()
     if name:
-        found.append(Identity(role, "name", name, _word(name)))
+        found.append(Identity(role, "name", name))
     for handle in HANDLE.findall(name):
-        found.append(Identity(role, "handle", "@" + handle, _word("@" + handle)))
+        found.append(Identity(role, "handle", "@" + handle))
         if len(handle) >= 3:
-            found.append(Identity(role, "handle", handle, _word(handle)))
+            found.append(Identity(role, "handle", handle))
     words = [w for w in re.split(r"[\s,]+", name) if w and not w.startswith("@")]
     if len(words) > 1:
-        found += [Identity(role, "name", w, _word(w, 0)) for w in words
+        found += [Identity(role, "name", w, keep_case=True) for w in words
                   if len(w) >= 3 and w.isalpha() and w[0].isupper()]
     return found
 
@@ -112,26 +119,38 @@ def protected(db: sqlite_utils.Database, case_id: str, recipients: list[str],
 
 def find(subject: str, body: str, identities: list[Identity]) -> list[Match]:
     """Every protected identity in the text, each reported once, where it first occurs."""
-    places = [("subject", subject)] + [(f"line {n}", line)
-                                       for n, line in enumerate(body.splitlines(), 1)]
+    body = normalise.decode_words(body)
+    folded = {keep: (normalise.fold(subject, keep), normalise.fold_mapped(body, keep))
+              for keep in (False, True)}
     matches: list[Match] = []
     seen: set[tuple[str, str]] = set()
     for identity in identities:
-        key = (identity.kind, identity.value.lower())
+        key = (identity.kind, normalise.fold(identity.value))
         if key in seen:
             continue
-        for where, text in places:
-            if identity.pattern.search(text):
-                matches.append(Match(identity, where))
-                seen.add(key)
-                break
+        in_subject, (text, where) = folded[identity.keep_case]
+        hit = identity.pattern.search(in_subject)
+        if hit is not None:
+            place = "subject"
+        elif (hit := identity.pattern.search(text)) is not None:
+            place = f"line {body.count(chr(10), 0, where[hit.start()]) + 1}"
+        else:
+            continue
+        matches.append(Match(identity, place))
+        seen.add(key)
     return matches
 
 
 def redact(text: str, identities: list[Identity]) -> str:
     """The text with every protected identity replaced by a label (longest first)."""
+    text = normalise.decode_words(text)
     for identity in sorted(identities, key=lambda i: -len(i.value)):
-        text = identity.pattern.sub(identity.label, text)
+        folded, where = normalise.fold_mapped(text, identity.keep_case)
+        for hit in reversed(list(identity.pattern.finditer(folded))):
+            start, end = where[hit.start()], where[hit.end() - 1] + 1
+            while end < len(text) and not normalise.fold_char(text[end]):
+                end += 1  # the accents and invisible characters of its last letter
+            text = text[:start] + identity.label + text[end:]
     return text
 
 

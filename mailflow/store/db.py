@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 import sqlite_utils
 
-from mailflow.store import fulltext, migrations
+from mailflow.store import audit, fulltext, migrations
 from mailflow.store.sqlite import open_spool, open_sqlite, spool_path, transaction
 
 PAGE_CACHE_KB = 64 * 1024  # per connection to mailflow.db, filled only as pages are read
@@ -49,10 +49,16 @@ def connect(path: Path, timeout: float = 10.0) -> sqlite_utils.Database:
 
 class Database(sqlite_utils.Database):
     """``mailflow.db``: sqlite-utils' Database, whose transactions index what they queued
-    for search just before they commit."""
+    for search just before they commit, and anchor the audit log's head just after."""
 
     def before_commit(self) -> None:
         fulltext.before_commit(self)
+
+    def after_commit(self) -> None:
+        audit.anchor(self)
+
+    def after_rollback(self) -> None:
+        audit.forget_appended(self)
 
 
 def open_db(path: Path, timeout: float = 10.0) -> sqlite_utils.Database:

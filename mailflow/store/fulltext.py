@@ -38,6 +38,7 @@ from typing import Any
 import sqlite_utils
 
 from mailflow import timestamps
+from mailflow.mail.scrub import scrub_text
 
 # Bump when SOURCES, the columns or the triggers change: the index is then rebuilt.
 VERSION = 4
@@ -251,7 +252,7 @@ def index_record(db: sqlite_utils.Database, *, ref: str, kind: str, case_id: str
         "case_id = excluded.case_id, at = excluded.at, author = excluded.author, "
         "subject = excluded.subject, body = excluded.body",
         [ref, kind, case_id, at or timestamps.stamp(), author.lower() if "@" in author else author,
-         subject, body])
+         scrub_text(subject), scrub_text(body)])  # a draft's reply address is no search hit
 
 
 def _fill(db: sqlite_utils.Database) -> None:

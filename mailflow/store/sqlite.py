@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Protocol, TypeVar
 
 from mailflow import timestamps
+from mailflow.store import private
 
 
 class Executes(Protocol):
@@ -58,7 +59,9 @@ def _durable(conn: sqlite3.Connection) -> None:
 
 
 def open_sqlite(path: Path, timeout: float) -> sqlite3.Connection:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    # 0600 before SQLite writes a byte: it gives the WAL and shared-memory files it
+    # makes beside the database the database's own mode.
+    private.create_file(path)
     # isolation_level=None: we issue BEGIN/COMMIT ourselves, so nothing commits by surprise.
     conn = sqlite3.connect(str(path), timeout=timeout, isolation_level=None,
                            check_same_thread=False, uri=True)
@@ -109,7 +112,8 @@ def transaction(db: DB, timeout: float | None = None) -> Iterator[DB]:
     """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception.  ``timeout``: how long
     to wait for the write lock, if not the connection's busy timeout.  A connection
     with a ``before_commit`` method (``mailflow.db``: the search index) has it called
-    just before the commit."""
+    just before the commit, and ``after_commit`` / ``after_rollback`` (the audit log's
+    anchor) just after."""
     begin(db, timeout)
     try:
         yield db
@@ -118,8 +122,10 @@ def transaction(db: DB, timeout: float | None = None) -> Iterator[DB]:
             before_commit()
     except BaseException:
         db.execute("ROLLBACK")
+        getattr(db, "after_rollback", lambda: None)()
         raise
     db.execute("COMMIT")
+    getattr(db, "after_commit", lambda: None)()
 
 
 @contextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,11 @@ if TYPE_CHECKING:
 ACKNOWLEDGED_KINDS = ("report", "forward")
 # Of the References the report carried, the acknowledgement repeats the newest few.
 REFERENCES_KEPT = 20
+
+
+def _plain(value: str) -> str:
+    """A reason as a code for the audit log: no spaces, nothing long."""
+    return re.sub(r"[^\w.:\-]+", "-", value)[:40]
 
 
 def why_not_automatic_reply(ctx: Context) -> str | None:
@@ -75,10 +81,12 @@ def acknowledge(ctx: Context) -> None:
         return
     reason = why_not_automatic_reply(ctx)
     recipient = (ctx.envelope_from or "").lower()
+    code = None
     if reason is None and _rate_limited(ctx, recipient):
-        reason = f"rate limit for {recipient}"
+        reason, code = f"rate limit for {recipient}", "rate-limit"
     if reason:
-        audit.append(ctx.db, "mailflow", "no acknowledgement", ctx.case_id, reason=reason)
+        audit.append(ctx.db, "mailflow", "no acknowledgement", ctx.case_id,
+                     reason=code or _plain(reason))  # a code: the log names no one
         # The committee must know that the reporter has heard nothing from us.
         sanctions.flag_case(ctx.db, ctx.case_id, f"acknowledgement withheld: {reason}")
         ctx.flags.append(f"No acknowledgement was sent ({reason}): the reporter has heard "

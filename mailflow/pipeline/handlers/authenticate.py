@@ -8,11 +8,12 @@ Sender or the display name), and only with proof:
 - ``pgp``: a good OpenPGP signature over the whole mail by the member's key in the
   committee's keyring, made in the last week, on text naming the case, and not seen
   on any other mail (:func:`pgp_proof`); a bad, unknown or expired one proves nothing;
-- ``dkim`` / ``dmarc``: an ``Authentication-Results`` header stamped by the trusted
-  MTA (``security.trusted_authserv_id``) shows a pass aligned with the From domain.
-  Only the topmost header with that authserv-id counts: anything below it was
-  already there when the mail reached our MTA, so a sender could have forged it.
-  (So that MTA must stamp every message it delivers to mailflow.)
+- ``dkim``: a DKIM signature of the raw mail, verified by mailflow, whose domain
+  aligns with the From domain (:mod:`mailflow.mail.domainauth`);
+- ``mta-dkim`` / ``mta-dmarc``: an ``Authentication-Results`` header stamped by the
+  trusted MTA (``security.trusted_authserv_id``) shows a pass aligned with the From
+  domain.  Only the topmost header with that authserv-id counts, and only if that MTA
+  removes incoming headers claiming it (docs/mta-authentication.md).
 
 DKIM and DMARC prove the domain, not the person: they are as good as the member's
 mail provider is at keeping others from sending with that member's address.
@@ -23,45 +24,16 @@ and nothing in it applies (``commands`` tells the member whose address it used).
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from mailflow import timestamps
+from mailflow.mail.domainauth import dkim_proof, header_proof
 from mailflow.mail.parse import strict_from
 from mailflow.mail.tokens import member_tag, read_member_token
 
 if TYPE_CHECKING:
     from mailflow.pipeline.context import Context
-
-RESULT = re.compile(r"\b(dkim|dmarc)\s*=\s*(\w+)([^;]*)", re.IGNORECASE)
-PROPERTY = re.compile(r"\bheader\.(d|i|from)\s*=\s*([^\s;]+)", re.IGNORECASE)
-
-
-def _aligned(domain: str, from_domain: str) -> bool:
-    domain, from_domain = domain.lower().lstrip("@"), from_domain.lower()
-    if "@" in domain:
-        domain = domain.split("@", 1)[1]
-    return from_domain == domain or from_domain.endswith("." + domain)
-
-
-def header_proof(ctx: Context, from_domain: str) -> str | None:
-    trusted = ctx.cfg.security.trusted_authserv_id.lower()
-    if not trusted:
-        return None
-    for value in ctx.parsed.header_all("Authentication-Results"):
-        authserv = value.split(";", 1)[0].strip().split()[0].lower() if value.strip() else ""
-        if authserv != trusted:
-            continue
-        for method, result, props in RESULT.findall(value):
-            if result.lower() != "pass":
-                continue
-            for _, domain in PROPERTY.findall(props):
-                if _aligned(domain, from_domain):
-                    return method.lower()
-        return None  # the topmost trusted header decides; later ones may be forged
-    return None
-
 
 def token_proof(ctx: Context, member: str) -> tuple[str | None, str]:
     if not ctx.token:
@@ -125,6 +97,16 @@ def _first_use(ctx: Context, sig_id: str) -> bool:
     return used is None or used[0] == ctx.spool_id
 
 
+def domain_proof(ctx: Context, member: str) -> str | None:
+    """A DKIM signature we verified, else the trusted MTA's aligned result."""
+    domain, security = member.split("@", 1)[1], ctx.cfg.security
+    if security.verify_dkim:
+        proof = dkim_proof(ctx.raw, domain, ctx.svc.txt_lookup())
+        if proof:
+            return proof
+    return header_proof(ctx.parsed.msg, security.trusted_authserv_id, domain)
+
+
 def authenticate(ctx: Context) -> None:
     """Prove which member wrote committee mail (their token, or a trusted DKIM/DMARC
     pass): set ``ctx.actor`` and ``ctx.proof``; unproven mail becomes a note."""
@@ -136,10 +118,11 @@ def authenticate(ctx: Context) -> None:
     proof, why = token_proof(ctx, member) if member else (None, "")
     signed, signed_why = pgp_proof(ctx, member) if member else (None, "")
     proof, why = proof or signed, "; ".join(filter(None, (why, signed_why)))
-    proof = proof or (header_proof(ctx, member.split("@", 1)[1]) if member else None)
+    proof = proof or (domain_proof(ctx, member) if member else None)
     if member is None or proof is None:
         ctx.auth_failure = (problem or why or "no signed token in the address, no good "
-                            "OpenPGP signature and no trusted DKIM/DMARC pass")
+                            "OpenPGP signature and no DKIM signature or trusted DKIM/DMARC "
+                            "pass aligned with From")
         ctx.kind = "note"
         ctx.flags.append(f"not accepted as a member's mail: {ctx.auth_failure}")
         return

@@ -39,14 +39,18 @@ def route(ctx: Context) -> None:
         return
     if ctx.side == "committee":
         ctx.kind = "member" if ctx.cfg.is_member(ctx.sender or "") else "held"
-        ctx.case_id = _find_case(ctx, trust_weak_keys=True)
+        keys = _named_cases(ctx)
+        ctx.case_id = _find_case(ctx, keys, trust_weak_keys=True)
+        if ctx.kind == "member":
+            _withhold_if_barred(ctx, keys[1])
         if ctx.kind == "held":
             hold(ctx, "not-a-member", [f"{ctx.sender or 'an unknown sender'} is not a member"])
         return
 
     # A configured event organiser's report form may name the case it belongs to.
     event = events.read_form(ctx)
-    case_id = _find_case(ctx, trust_weak_keys=event is not None) or events.named_case(ctx, event)
+    case_id = (_find_case(ctx, _named_cases(ctx), trust_weak_keys=event is not None)
+               or events.named_case(ctx, event))
     if case_id:
         ctx.case_id, ctx.kind = case_id, "reply"
         events.file_report(ctx, event)
@@ -112,14 +116,33 @@ def _reference_cases(ctx: Context) -> set[str]:
     return {r[0] for r in rows}
 
 
-def _find_case(ctx: Context, trust_weak_keys: bool) -> str | None:
+def _named_cases(ctx: Context) -> tuple[str | None, set[str]]:
+    """(the case of the token, every case id any key names, existing or not)."""
     strong = _token_case(ctx)
-    weak: set[str] = set()
+    named = {strong} if strong else set()
     match = cases.tag_pattern(ctx.cfg).search(ctx.parsed.subject)
     if match:
-        weak.add(match.group(1))
-    weak |= _reference_cases(ctx)
-    found = {c for c in ({strong} | weak) if c is not None and cases.exists(ctx.db, c)}
+        named.add(match.group(1))
+    return strong, named | _reference_cases(ctx)
+
+
+def _withhold_if_barred(ctx: Context, named: set[str]) -> None:
+    """A member's mail naming a case they are recused from, or one that does not exist,
+    is filed as a note and answered neutrally (the same answer for both, so that
+    writing to case ids tells nobody which cases name them); it is never relayed."""
+    sender = (ctx.sender or "").lower()
+    missing = {c for c in named if not cases.exists(ctx.db, c)}
+    barred = {c for c in named - missing if sender in cases.recused(ctx.db, c)}
+    if missing or barred:
+        ctx.kind, ctx.withheld = "note", True
+        ctx.case_id = min(barred) if barred else None
+        ctx.flags.append("not accepted: it names a case its sender cannot write to")
+
+
+def _find_case(ctx: Context, keys: tuple[str | None, set[str]], trust_weak_keys: bool
+               ) -> str | None:
+    strong, named = keys
+    found = {c for c in named if cases.exists(ctx.db, c)}
     if len(found) > 1:
         ctx.flags.append("ambiguous-thread:" + ",".join(sorted(found)))
         return None

@@ -107,7 +107,7 @@ def _file_bounce(ctx: Context, bounce: Bounce) -> None:
         ctx.db.execute("UPDATE outbound_rcpt SET state = 'failed', last_error = ? WHERE "
                        "outbound_id = ? AND rcpt = ?",
                        [f"bounced: {failure.describe()}", out_id, rcpt])
-        audit.append(ctx.db, "mailflow", "delivery bounced", case_id, outbound=out_id, to=rcpt)
+        audit.append(ctx.db, "mailflow", "delivery bounced", case_id, outbound=out_id)
         if case_id:
             _tell_committee(ctx, case_id, kind, what, failure)
 

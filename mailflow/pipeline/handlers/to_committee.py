@@ -3,7 +3,9 @@ the members who are on the case, never to anyone else.
 
 Each member's copy has its own Reply-To, ``committee+<member token>@``: replying to it
 proves to mailflow which member wrote (the token is signed and expires), and the
-From is the committee's own address, so reply-all cannot reach the reporter.
+From is the committee's own address, so reply-all cannot reach the reporter.  Tokens
+in what it passes on (the text, the attached original) are made bare addresses:
+a member's token is theirs alone (:mod:`mailflow.mail.scrub`).
 
 Each copy is rendered for its member: a new report shows the reporter's earlier
 cases, less those that member is recused from (:func:`mailflow.case.abuse.history`).
@@ -20,8 +22,9 @@ from mailflow.case import abuse, cases
 from mailflow.case.notices import case_root_id, deliver, list_headers, member_reply_address
 from mailflow.commands.language import parse
 from mailflow.mail import render
-from mailflow.mail.compose import Outgoing, compose, header_safe, with_original
+from mailflow.mail.compose import Outgoing, compose, header_safe
 from mailflow.mail.parse import Forwarded
+from mailflow.mail.scrub import scrub_message, scrub_relayed
 from mailflow.mail.tokens import split_address
 from mailflow.pipeline.context import Context
 
@@ -85,9 +88,15 @@ def copy_to_committee(ctx: Context) -> None:
     refs = [case_root_id(cfg, ctx.case_id)] if ctx.case_id else []
     # The original goes along when it has attachments the text cannot show, or carries
     # a forwarded mail (whose own attachments, screenshots say, are inside it): by
-    # reference to its spool row, which delivery streams (it may be 25 MB).
-    attach = ctx.spool_id if ctx.parsed.attachments or any(
-        f.attached for f in ctx.parsed.forwarded) else None
+    # reference to its spool row, which delivery streams (it may be 25 MB).  Neither it
+    # nor the text carries the sender's token (or a #confirm code): those are theirs,
+    # so an original that holds one goes as a rewritten copy instead.  A report that
+    # came encrypted goes as the committee reads it: decrypted (the spool keeps it as
+    # it came).
+    attached = ctx.parsed.attachments or any(f.attached for f in ctx.parsed.forwarded)
+    attach = ctx.spool_id if attached else None
+    original = ctx.readable if ctx.opened and ctx.opened.decrypted else ctx.raw
+    rewritten = scrub_message(original) if attached else original
 
     def copy_for(member: str) -> Outgoing:
         text = render.render(ctx.svc.templates, "committee-copy", **fields, history=(
@@ -95,13 +104,12 @@ def copy_to_committee(ctx: Context) -> None:
             if ctx.kind in NEW_REPORT_KINDS and ctx.case_id else []))
         out = compose(
             cfg, from_=(f"{display} via {cfg.committee.name}", cfg.committee.committee_address),
-            to=[cfg.committee.committee_address], subject=text.subject, body=text.body,
+            to=[cfg.committee.committee_address], subject=scrub_relayed(text.subject),
+            body=scrub_relayed(text.body),
             reply_to=member_reply_address(ctx.svc, ctx.case_id, member),
             references=refs, headers=list_headers(cfg, ctx.case_id), attach_spool_id=attach,
         )
-        # A report that came encrypted is attached as the committee reads it: decrypted
-        # (the spool keeps it as it came).
-        return with_original(out, ctx.readable) if ctx.opened and ctx.opened.decrypted else out
+        return out.inlined(rewritten) if rewritten is not ctx.raw else out
 
     deliver(ctx.db, ctx.svc, ctx.case_id, recipients, copy_for, kind="relay",
             envelope_from=cfg.committee.committee_address,

@@ -130,8 +130,7 @@ def assess(ctx: Context) -> None:
     ctx.db.execute("UPDATE cases SET urgent = 1 WHERE id = ?", [ctx.case_id])
     labels = ", ".join(h.label for h in hits)
     ctx.flags.append(f"urgent: {labels}")
-    audit.append(ctx.db, "mailflow", "marked urgent", ctx.case_id,
-                 categories=[h.label for h in hits], matched=[h.matched for h in hits])
+    audit.append(ctx.db, "mailflow", "marked urgent", ctx.case_id, categories=len(hits))
 
 
 def alert(ctx: Context) -> None:

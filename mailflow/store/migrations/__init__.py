@@ -25,6 +25,7 @@ from mailflow.store.migrations import (
     outbound,
     responses,
     search,
+    trust,
     workflow,
 )
 
@@ -42,6 +43,7 @@ ALL: list[Migration] = [
     *held.MIGRATIONS,
     *due_process.MIGRATIONS,
     *outbound.MIGRATIONS,
+    *trust.MIGRATIONS,
     *openpgp.MIGRATIONS,
 ]
 
