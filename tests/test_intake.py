@@ -75,6 +75,24 @@ def test_same_message_delivered_twice_makes_one_record(server, relay):
     assert server.query("SELECT count(*) FROM spool")[0][0] == 2
 
 
+def test_mail_answered_250_stays_spooled_while_other_processes_read_the_archive(server, relay):
+    """Each "250" is a promise even while others (``mailflow status``, a backup, this
+    test) open and close the databases between messages.  A process that opens and
+    closes a database file it also has a connection to drops that connection's locks;
+    the next reader to close then deletes the WAL still being written, and every later
+    message answered 250 was lost (seen: the second report of a reporter vanished)."""
+    for n in range(1, 5):
+        server.send(make_mail(REPORTER, "conduct@example.org", f"Report {n}", f"Text {n}."),
+                    REPORTER, ["conduct@example.org"])
+        # A reader in another process opens the spool and closes it again.
+        reader = sqlite3.connect(server.archive / "spool.db")
+        assert reader.execute("SELECT count(*) FROM spool").fetchone()[0] == n
+        reader.close()
+        server.processed(n)
+    relay.wait_for(lambda c: REPORTER in c.rcpts, count=4, what="four acknowledgements")
+    assert cases_count(server) == 4
+
+
 def test_failing_store_answers_451_and_the_retry_makes_exactly_one_case(server, relay):
     raw = make_mail(REPORTER, "conduct@example.org", "Locked out", "Please help.")
     # Another process holds the database's write lock (a long purge, a stuck backup...).

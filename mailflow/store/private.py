@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 from pathlib import Path
 
 DIR_MODE, FILE_MODE = 0o700, 0o600
+_creating = threading.Lock()
 
 
 def restrict() -> None:
@@ -31,14 +33,26 @@ def create_dir(path: Path) -> None:
 
 def create_file(path: Path) -> None:
     """The file, made empty if it is not there, and set to 0600 before anything is
-    written to it."""
+    written to it.
+
+    An existing file is never opened here: closing any descriptor of a file drops every
+    POSIX lock this process holds on it, so opening and closing a database that another
+    connection of this process has open would strip that connection's locks, and the
+    next connection to close would delete a WAL still being written (mail lost after
+    "250")."""
     create_dir(path.parent)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, FILE_MODE)
-    try:
-        if stat.S_IMODE(os.fstat(fd).st_mode) != FILE_MODE:
-            os.fchmod(fd, FILE_MODE)
-    finally:
-        os.close(fd)
+    with _creating:  # no other thread connects to it between our create and our close
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+        except FileExistsError:
+            if stat.S_IMODE(path.stat().st_mode) & ~FILE_MODE:
+                path.chmod(FILE_MODE)
+            return
+        try:
+            if stat.S_IMODE(os.fstat(fd).st_mode) != FILE_MODE:
+                os.fchmod(fd, FILE_MODE)
+        finally:
+            os.close(fd)
 
 
 def _wanted(path: Path) -> int:
