@@ -87,15 +87,16 @@ def whoami() -> str:
 def access_problem(e: BaseException, where: Path | None = None) -> str | None:
     """One line for a file or directory this user may not use, or None if ``e`` is
     something else.  ``where``: the file SQLite was opening (its errors name none)."""
-    if isinstance(e, PermissionError):
-        return f"{e.filename or where}: permission denied (running as {whoami()})"
     import sqlite3
 
     text = str(e)
-    if isinstance(e, sqlite3.OperationalError) and (
+    if isinstance(e, PermissionError) and where is None:
+        return f"{e.filename}: permission denied (running as {whoami()})"
+    if isinstance(e, PermissionError) or isinstance(e, sqlite3.OperationalError) and (
             "unable to open database" in text or "readonly database" in text):
         place = f"{where}" if where else "the archive"
-        return (f"{place}: cannot write it ({text}; running as {whoami()}): the archive "
+        why = "permission denied" if isinstance(e, PermissionError) else text
+        return (f"{place}: cannot write it ({why}; running as {whoami()}): the archive "
                 "directory and its files must belong to the user mailflow runs as")
     return None
 
