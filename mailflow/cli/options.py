@@ -92,8 +92,8 @@ def access_problem(e: BaseException, where: Path | None = None) -> str | None:
     text = str(e)
     if isinstance(e, PermissionError) and where is None:
         return f"{e.filename}: permission denied (running as {whoami()})"
-    if isinstance(e, PermissionError) or isinstance(e, sqlite3.OperationalError) and (
-            "unable to open database" in text or "readonly database" in text):
+    if isinstance(e, PermissionError) or (isinstance(e, sqlite3.OperationalError) and (
+            "unable to open database" in text or "readonly database" in text)):
         place = f"{where}" if where else "the archive"
         why = "permission denied" if isinstance(e, PermissionError) else text
         return (f"{place}: cannot write it ({why}; running as {whoami()}): the archive "
