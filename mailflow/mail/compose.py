@@ -38,8 +38,8 @@ def _decoded_words(value: str) -> str:
 def check_header(name: str, value: str) -> str:
     texts = [value, _decoded_words(value)] if "=?" in value else [value]
     for text in texts:
-        if any(b in text for b in LINE_BREAKS) or any(
-                b in text.lower() for b in URL_ENCODED_BREAKS):
+        lowered = text.lower()
+        if any(b in text for b in LINE_BREAKS) or any(b in lowered for b in URL_ENCODED_BREAKS):
             raise HeaderInjection(f"refused: a line break in the {name} header ({value[:60]!r})")
     return value
 

@@ -33,6 +33,8 @@ REMOVED = ("[an attachment was removed here: it carried a committee reply addres
 
 def scrub_text(text: str) -> str:
     """``text`` with every token address made the bare address."""
+    if "+" not in text:  # every token address has one; most text has none
+        return text
     return TOKEN_ADDRESS.sub(r"\1@", text)
 
 

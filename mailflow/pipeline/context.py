@@ -9,6 +9,7 @@ saying what it receives and what it may do.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -94,6 +95,9 @@ class Services:
     # While the pipeline seals a batch at once: the members' copies waiting for their
     # ciphertext (case.notices.sealed_in_batches).
     sealing: list[Any] | None = None
+    # DNS TXT lookups for DKIM keys (None: the system's resolver, built when needed).
+    dns: TxtLookup | None = None
+    pubring: str = ""  # the committee keyring's file, once pgp_in_use asked
 
     def pgp(self) -> Keyrings:
         if self.keyrings is None:
@@ -104,15 +108,16 @@ class Services:
 
     def pgp_in_use(self) -> Keyrings | None:
         """The keyrings, once a key was ever made or imported; else None, and a
-        deployment that uses no OpenPGP never runs GnuPG (nor needs it installed)."""
-        from mailflow.mail.openpgp import COMMITTEE
+        deployment that uses no OpenPGP never runs GnuPG (nor needs it installed).
+        Asked for every mail to a member: until a key exists, one stat of a path."""
+        if self.keyrings is None:
+            if not self.pubring:
+                from mailflow.mail.openpgp import COMMITTEE
 
-        if self.keyrings is None and not (
-                self.cfg.keyring_dir / COMMITTEE / "pubring.kbx").exists():
-            return None
+                self.pubring = str(self.cfg.keyring_dir / COMMITTEE / "pubring.kbx")
+            if not os.path.exists(self.pubring):
+                return None
         return self.pgp()
-    # DNS TXT lookups for DKIM keys (None: the system's resolver, built when needed).
-    dns: TxtLookup | None = None
 
     def txt_lookup(self) -> TxtLookup:
         if self.dns is None:

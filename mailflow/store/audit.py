@@ -46,10 +46,14 @@ class AuditContent(ValueError):
 
 
 def _main_file(db: sqlite_utils.Database) -> Path:
-    row = next(r for r in db.execute("PRAGMA database_list") if r[1] == "main")
-    if not row[2]:
-        raise ValueError("the audit log needs a database file (its key lives beside it)")
-    return Path(row[2])
+    # Asked for every entry: the connection keeps the answer.
+    path: Path | None = getattr(db, "audit_main_file", None)
+    if path is None:
+        row = next(r for r in db.execute("PRAGMA database_list") if r[1] == "main")
+        if not row[2]:
+            raise ValueError("the audit log needs a database file (its key lives beside it)")
+        path = db.audit_main_file = Path(row[2])  # type: ignore[attr-defined]
+    return path
 
 
 def key_path(db: sqlite_utils.Database) -> Path:
@@ -61,12 +65,15 @@ def anchor_path(db: sqlite_utils.Database) -> Path:
 
 
 @cache
-def _key(path: Path) -> bytes:
-    return load_secret(path)
+def _keyed(path: Path) -> hmac.HMAC:
+    """The HMAC with the key at ``path`` loaded; each entry hashes with a copy of it."""
+    return hmac.new(load_secret(path), digestmod=hashlib.sha256)
 
 
 def _mac(db: sqlite_utils.Database, payload: str) -> str:
-    return hmac.new(_key(key_path(db)), payload.encode(), hashlib.sha256).hexdigest()
+    keyed = _keyed(key_path(db)).copy()
+    keyed.update(payload.encode())
+    return keyed.hexdigest()
 
 
 def fingerprint(db: sqlite_utils.Database, text: str) -> str:

@@ -98,14 +98,19 @@ def copy_to_committee(ctx: Context) -> None:
     original = ctx.readable if ctx.opened and ctx.opened.decrypted else ctx.raw
     rewritten = scrub_message(original) if attached else original
 
+    texts: dict[str, tuple[str, str]] = {}  # by the history shown: most share one
+
     def copy_for(member: str) -> Outgoing:
-        text = render.render(ctx.svc.templates, "committee-copy", **fields, history=(
-            abuse.history(ctx.db, ctx.case_id, member)
-            if ctx.kind in NEW_REPORT_KINDS and ctx.case_id else []))
+        history = (abuse.history(ctx.db, ctx.case_id, member)
+                   if ctx.kind in NEW_REPORT_KINDS and ctx.case_id else [])
+        key = repr(history)
+        if key not in texts:
+            text = render.render(ctx.svc.templates, "committee-copy", **fields, history=history)
+            texts[key] = scrub_relayed(text.subject), scrub_relayed(text.body)
+        subject, body = texts[key]
         out = compose(
             cfg, from_=(f"{display} via {cfg.committee.name}", cfg.committee.committee_address),
-            to=[cfg.committee.committee_address], subject=scrub_relayed(text.subject),
-            body=scrub_relayed(text.body),
+            to=[cfg.committee.committee_address], subject=subject, body=body,
             reply_to=member_reply_address(ctx.svc, ctx.case_id, member),
             references=refs, headers=list_headers(cfg, ctx.case_id), attach_spool_id=attach,
         )
