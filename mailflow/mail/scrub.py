@@ -15,16 +15,19 @@ them cannot be read without opening them, and mailflow does not open them.
 
 from __future__ import annotations
 
+import binascii
 import re
 from email.header import Header
 from email.message import Message
 from email.parser import BytesParser
 from email.policy import compat32
 
+from mailflow.mail import sketch
 from mailflow.mail.parse import header_text
 
 TOKEN_ADDRESS = re.compile(r"\b(conduct|committee)\+[A-Za-z0-9.\-=]+@", re.IGNORECASE)
 TOKEN_BYTES = re.compile(rb"(conduct|committee)\+[A-Za-z0-9.\-=]+@", re.IGNORECASE)
+TOKEN_MAX = 512  # longer than any token address: the overlap kept between chunks
 # The code of a #confirm line (mailed to the chair only) in a reply quoting that mail.
 CONFIRM_CODE = re.compile(r"(#confirm[ \t]+\d+)[ \t]+[a-z0-9]{6,}", re.IGNORECASE)
 REMOVED = ("[an attachment was removed here: it carried a committee reply address, which "
@@ -90,11 +93,52 @@ def _scrub_leaf(part: Message) -> bool:
 def scrub_message(raw: bytes) -> bytes:
     """The raw mail with every token address rewritten (and #confirm codes left out), in
     every header and every part, attached messages included; the bytes unchanged if
-    there was none."""
+    there was none.
+
+    A large message (a video as evidence) is first looked at as its sketch, with its
+    large bodies searched a chunk at a time: parsed whole, it would take about nine
+    times its size, and most such mail (a report) carries no token at all.  One that
+    does is rewritten whole."""
+    if len(raw) > sketch.LARGE and not _large_needs_scrub(raw):
+        return raw
     msg = BytesParser(policy=compat32).parsebytes(raw)
+    return msg.as_bytes() if _scrub(msg) else raw
+
+
+def _scrub(msg: Message) -> bool:
+    """Rewrite ``msg`` in place; whether anything changed."""
     changed = False
     for part in msg.walk():
         changed |= _scrub_headers(part)
         if not part.is_multipart() and part.get_content_type() != "message/rfc822":
             changed |= _scrub_leaf(part)
-    return msg.as_bytes() if changed else raw
+    return changed
+
+
+def _large_needs_scrub(raw: bytes) -> bool:
+    cuts = sketch.cuts(raw)
+    if _scrub(BytesParser(policy=compat32).parsebytes(sketch.assemble(raw, cuts))):
+        return True
+    return any(_base64_has_token(raw, start, end) for _, start, end, _ in cuts)
+
+
+CHUNK = 1024 * 1024
+WHITESPACE = b" \t\r\n"
+
+
+def _base64_has_token(raw: bytes, start: int, end: int) -> bool:
+    """Whether the base64 body raw[start:end] decodes to bytes holding a token address,
+    decoded a chunk at a time (a token split between two chunks is found too)."""
+    view, pending, tail = memoryview(raw), b"", b""
+    for at in range(start, end, CHUNK):
+        pending += view[at:min(at + CHUNK, end)].tobytes().translate(None, WHITESPACE)
+        usable = len(pending) - len(pending) % 4
+        try:
+            data = tail + binascii.a2b_base64(pending[:usable])
+        except binascii.Error:  # not base64 after all: judged on its bytes as they are
+            data = tail + pending[:usable]
+        pending = pending[usable:]
+        if TOKEN_BYTES.search(data):
+            return True
+        tail = data[-TOKEN_MAX:]
+    return False

@@ -34,8 +34,18 @@ def sketch(raw: bytes) -> bytes:
     """``raw``, or (if large) its sketch."""
     if len(raw) <= LARGE:
         return raw
-    cuts: list[Cut] = []
-    _walk(raw, 0, len(raw), cuts, 0)
+    return assemble(raw, cuts(raw))
+
+
+def cuts(raw: bytes) -> list[Cut]:
+    """Where the large base64 bodies of non-text parts are in ``raw``."""
+    found: list[Cut] = []
+    _walk(raw, 0, len(raw), found, 0)
+    return found
+
+
+def assemble(raw: bytes, cuts: list[Cut]) -> bytes:
+    """The sketch of ``raw``: each of ``cuts`` one short line."""
     if not cuts:
         return raw
     out, pos = [], 0
