@@ -176,6 +176,8 @@ def test_the_archive_is_private_whatever_the_umask(tmp_path):
         assert loose == []
         names = {p.name for p in server.archive.rglob("*")}
         assert {"mailflow.db-wal", "mailflow.db-shm", "spool.db-wal", "secret.key"} <= names
+        # Stopped first: a running stage that opens the database tightens it again.
+        server.stop()
         (server.archive / "mailflow.db").chmod(0o644)
         server.archive.chmod(0o755)
         result = server.cli("check", check=False)
