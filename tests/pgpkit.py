@@ -17,8 +17,8 @@ from pathlib import Path
 
 import gnupg
 
+from mailflow.mail.compose import crlf
 from mailflow.mail.openpgp import Keyrings
-from mailflow.mail.pgpmime import crlf
 from mailflow.testing import MailflowServer, wait_until
 
 KEY_PARAMS = dict(key_type="EDDSA", key_curve="ed25519", key_usage="sign",

@@ -60,6 +60,11 @@ def header_safe(value: str) -> str:
     return " ".join(text.split())
 
 
+def crlf(data: bytes) -> bytes:
+    """``data`` with every line ending CRLF, as SMTP and MIME want it."""
+    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
 def new_message_id(cfg: Config) -> str:
     return f"<{uuid.uuid4().hex}@{cfg.committee.domain}>"
 
@@ -97,8 +102,8 @@ class Outgoing:
         a copy to be sealed whole.  A copy that attaches nothing is returned as it is."""
         if self.attach_spool_id is None:
             return self
-        body = original.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
-        return replace(self, raw=self.raw + body + self.tail, attach_spool_id=None, tail=b"")
+        return replace(self, raw=self.raw + crlf(original) + self.tail, attach_spool_id=None,
+                       tail=b"")
 
 
 def _encode_header(name: str, value: str) -> str:
@@ -126,7 +131,7 @@ def _text_part(body: str) -> bytes:
         cte, data = "quoted-printable", quopri.encodestring(text.encode("utf-8"))
     return (b"Content-Type: text/plain; charset=utf-8\r\n"
             b"Content-Transfer-Encoding: " + cte.encode() + b"\r\n\r\n"
-            + data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
+            + crlf(data))
 
 
 def compose(

@@ -25,7 +25,7 @@ from email.message import Message
 from email.parser import BytesHeaderParser, BytesParser
 from itertools import pairwise
 
-from mailflow.mail.compose import Outgoing, encode_headers
+from mailflow.mail.compose import Outgoing, crlf, encode_headers
 from mailflow.mail.gpgoutput import UNSIGNED, Signature
 from mailflow.mail.htmltext import html_to_text
 from mailflow.mail.openpgp import Keyring
@@ -239,10 +239,6 @@ def combined(signatures: list[Signature]) -> Signature:
 
 
 # -- bytes ---------------------------------------------------------------------------
-
-def crlf(data: bytes) -> bytes:
-    return re.sub(rb"\r?\n", b"\r\n", data)
-
 
 def fields(head: bytes) -> list[tuple[str, bytes]]:
     """A header block's fields, each with its folded lines, by lower-cased name."""

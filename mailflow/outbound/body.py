@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+from mailflow.mail.compose import crlf
+
 CHUNK = 1024 * 1024
 
 
@@ -28,9 +30,8 @@ class Body:
         """The message, line ends as CRLF throughout."""
         yield self.head
         if self.spool is not None and self.spool_id is not None:
-            yield from crlf(original(self.spool, self.spool_id))
+            yield from crlf_chunks(original(self.spool, self.spool_id))
         yield self.tail
-
 
 
 def original(spool: Path, spool_id: int) -> Iterator[bytes]:
@@ -45,13 +46,13 @@ def original(spool: Path, spool_id: int) -> Iterator[bytes]:
         conn.close()
 
 
-def crlf(chunks: Iterator[bytes]) -> Iterator[bytes]:
+def crlf_chunks(chunks: Iterator[bytes]) -> Iterator[bytes]:
     """Bare LFs as CRLF, across chunk boundaries (a CR ending a chunk waits for the next)."""
     carry = b""
     for chunk in chunks:
         data = carry + chunk
         data, carry = (data[:-1], b"\r") if data.endswith(b"\r") else (data, b"")
-        yield data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+        yield crlf(data)
     if carry:
         yield carry
 
