@@ -13,6 +13,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol
 
 import sqlite_utils
@@ -97,7 +98,6 @@ class Services:
     sealing: list[Any] | None = None
     # DNS TXT lookups for DKIM keys (None: the system's resolver, built when needed).
     dns: TxtLookup | None = None
-    pubring: str = ""  # the committee keyring's file, once pgp_in_use asked
 
     def pgp(self) -> Keyrings:
         if self.keyrings is None:
@@ -110,14 +110,15 @@ class Services:
         """The keyrings, once a key was ever made or imported; else None, and a
         deployment that uses no OpenPGP never runs GnuPG (nor needs it installed).
         Asked for every mail to a member: until a key exists, one stat of a path."""
-        if self.keyrings is None:
-            if not self.pubring:
-                from mailflow.mail.openpgp import COMMITTEE
-
-                self.pubring = str(self.cfg.keyring_dir / COMMITTEE / "pubring.kbx")
-            if not os.path.exists(self.pubring):
-                return None
+        if self.keyrings is None and not os.path.exists(self._pubring):
+            return None
         return self.pgp()
+
+    @cached_property
+    def _pubring(self) -> str:
+        from mailflow.mail.openpgp import COMMITTEE
+
+        return str(self.cfg.keyring_dir / COMMITTEE / "pubring.kbx")
 
     def txt_lookup(self) -> TxtLookup:
         if self.dns is None:
