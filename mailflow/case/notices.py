@@ -123,8 +123,9 @@ class Filing:
                          envelope_from=self.envelope_from,
                          case_id=self.case_id if self.filed else None,
                          searchable=self.searchable)
-        db.conn.executemany("INSERT INTO outbound_quotes (outbound_id, case_id) VALUES (?, ?)",
-                            [(out_id, c) for c in self.quotes])
+        if self.quotes:  # search results only
+            db.conn.executemany("INSERT INTO outbound_quotes (outbound_id, case_id) "
+                                "VALUES (?, ?)", [(out_id, c) for c in self.quotes])
 
 
 def deliver(db: sqlite_utils.Database, svc: Services, case_id: str | None, members: list[str],
