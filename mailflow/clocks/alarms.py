@@ -94,9 +94,10 @@ def disarm(db: sqlite_utils.Database, case_id: str | None, name: str, *, ref: st
 
 def pending(db: sqlite_utils.Database, case_id: str | None = None) -> list[dict[str, Any]]:
     """Pending alarms, soonest first (of one case, or all)."""
-    where, args = ("AND case_id = ?", [case_id]) if case_id else ("", [])
-    return list(db.query(f"SELECT * FROM alarms WHERE state = 'pending' {where} "
-                         "ORDER BY due_at, id", args))
+    if case_id:  # "+state": by the case's index; the state's would walk every pending alarm
+        return list(db.query("SELECT * FROM alarms WHERE +state = 'pending' AND case_id = ? "
+                             "ORDER BY due_at, id", [case_id]))
+    return list(db.query("SELECT * FROM alarms WHERE state = 'pending' ORDER BY due_at, id"))
 
 
 def history(db: sqlite_utils.Database, case_id: str) -> list[dict[str, Any]]:

@@ -19,6 +19,8 @@ from mailflow.config import Config
 LINE_BREAKS = ("\r", "\n", "\x00", "\u2028", "\u2029", "\x0b", "\x0c", "\x1c", "\x1d",
                "\x1e", "\x85")
 URL_ENCODED_BREAKS = ("%0a", "%0d")
+# Any of them, in one pass: checked for every header of every message composed.
+_BREAK = re.compile("|".join(map(re.escape, LINE_BREAKS + URL_ENCODED_BREAKS)), re.IGNORECASE)
 ADDRESS_HEADERS = {"From", "To", "Cc", "Reply-To"}
 
 
@@ -38,8 +40,7 @@ def _decoded_words(value: str) -> str:
 def check_header(name: str, value: str) -> str:
     texts = [value, _decoded_words(value)] if "=?" in value else [value]
     for text in texts:
-        lowered = text.lower()
-        if any(b in text for b in LINE_BREAKS) or any(b in lowered for b in URL_ENCODED_BREAKS):
+        if _BREAK.search(text):
             raise HeaderInjection(f"refused: a line break in the {name} header ({value[:60]!r})")
     return value
 
@@ -52,11 +53,8 @@ def header_safe(value: str) -> str:
         return check_header("Subject", value)
     except HeaderInjection:
         pass
-    text = value.replace("=?", "= ?")  # no encoded word left to hide a line break
-    for char in LINE_BREAKS:
-        text = text.replace(char, " ")
-    for encoded in URL_ENCODED_BREAKS:
-        text = re.sub(re.escape(encoded), " ", text, flags=re.IGNORECASE)
+    # No encoded word left to hide a line break.
+    text = _BREAK.sub(" ", value.replace("=?", "= ?"))
     return " ".join(text.split())
 
 

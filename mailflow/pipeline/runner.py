@@ -44,7 +44,8 @@ def settled_up_to(db: sqlite_utils.Database) -> int:
     return db.execute("SELECT coalesce(max(spool_id), 0) FROM spool_state").fetchone()[0]
 
 
-def _claim(db: sqlite_utils.Database, batch: int, last: int | None = None) -> list[tuple]:
+def _claim(db: sqlite_utils.Database, batch: int, last: int | None = None
+           ) -> list[tuple[int, int]]:
     """Pick the next batch and count the attempt before doing any work.
 
     New mail is everything in the spool above the highest id ever claimed (ids commit
@@ -67,12 +68,7 @@ def _claim(db: sqlite_utils.Database, batch: int, last: int | None = None) -> li
             claimed = [(i, 1) for i in ids]
             db.conn.executemany("INSERT INTO spool_state (spool_id, attempts) VALUES (?, ?)",
                                 claimed)
-    rows = []
-    for spool_id, attempts in claimed:
-        envelope_from, rcpts, raw = db.execute(
-            "SELECT envelope_from, rcpts, raw FROM spool WHERE id = ?", [spool_id]).fetchone()
-        rows.append((spool_id, envelope_from, rcpts, raw, attempts))
-    return rows
+    return claimed
 
 
 def process_pending(db: sqlite_utils.Database, svc: Services, batch: int = BATCH,
@@ -86,32 +82,35 @@ def process_pending(db: sqlite_utils.Database, svc: Services, batch: int = BATCH
     of work; what it claimed but did not reach is unclaimed again.  (``mailflow
     import`` takes larger batches: it is the only writer while it runs, and each
     commit costs the search index a merge.)"""
-    rows = _claim(db, batch, last)
-    if not rows:
+    claimed = _claim(db, batch, last)
+    if not claimed:
         return 0
     done = 0
     with store.transaction(db), sealed_in_batches(db, svc):
         started = timestamps.monotonic()
-        for spool_id, envelope_from, rcpts, raw, attempts in rows:
+        for spool_id, attempts in claimed:
             if done and timestamps.monotonic() - started > seconds:
                 break
-            _process_one(db, svc, spool_id, envelope_from, json.loads(rcpts), raw, attempts,
-                         (parsed or {}).get(spool_id))
+            _process_one(db, svc, spool_id, attempts, (parsed or {}).get(spool_id))
             done += 1
         db.conn.executemany("DELETE FROM spool_state WHERE spool_id = ?",
-                            [(r[0],) for r in rows[done:]])
+                            [(c[0],) for c in claimed[done:]])
     return done
 
 
-def _process_one(db, svc: Services, spool_id, envelope_from, rcpts, raw, attempts,
+def _process_one(db: sqlite_utils.Database, svc: Services, spool_id: int, attempts: int,
                  parsed: Parsed | None) -> None:
     waiting = len(svc.sealing or [])  # members' copies of the batch still to encrypt
     try:
         with store.savepoint(db, "message"):
-            ctx = Context(db, svc, spool_id, envelope_from, rcpts, raw,
+            # Read at its turn, not at the claim: a batch claims more than its time
+            # allows, and the rest is unclaimed again.
+            envelope_from, rcpts, raw, source = db.execute(
+                "SELECT envelope_from, rcpts, raw, source FROM spool WHERE id = ?",
+                [spool_id]).fetchone()
+            ctx = Context(db, svc, spool_id, envelope_from, json.loads(rcpts), raw,
                           parsed if parsed is not None else parse(raw))
-            ctx.quiet = db.execute("SELECT source FROM spool WHERE id = ?",
-                                   [spool_id]).fetchone()[0] == "import"
+            ctx.quiet = source == "import"
             queued_after = outcome.last_outbound(db)
             run_chain(ctx)
             db.execute("UPDATE spool_state SET state='done', processed_at=?, last_error=NULL "

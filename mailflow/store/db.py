@@ -16,10 +16,13 @@ commits (:func:`fulltext.before_commit`).
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import sqlite_utils
+from sqlite_utils.utils import dedupe_keys
 
 from mailflow.store import audit, fulltext, migrations
 from mailflow.store.sqlite import open_spool, open_sqlite, spool_path, transaction
@@ -59,6 +62,17 @@ class Database(sqlite_utils.Database):
 
     def after_rollback(self) -> None:
         audit.forget_appended(self)
+
+    def query(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None
+              ) -> Iterator[dict[str, Any]]:
+        """sqlite-utils' ``query``, without its savepoint around a SELECT: the savepoint
+        lets it undo a statement that turns out to return no rows, which a SELECT never
+        is, and cost two statements a query (a fifth of the pipeline's)."""
+        if sql.lstrip()[:6].upper() != "SELECT":
+            return super().query(sql, params)
+        cursor = self.conn.execute(sql, params if params is not None else ())
+        keys = dedupe_keys(d[0] for d in cursor.description)
+        return (dict(zip(keys, row, strict=True)) for row in cursor)
 
 
 def open_db(path: Path, timeout: float = 10.0) -> sqlite_utils.Database:
