@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mailflow.mail.parse import parse, strict_from
+from mailflow.mail.decode import strict_from
+from mailflow.mail.parse import parse
 from mailflow.testing import make_mail
 
 REPORTER = "reporter@people.test"

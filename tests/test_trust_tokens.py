@@ -16,7 +16,7 @@ from email.mime.text import MIMEText
 
 from casekit import ORIGINATOR, REPORTER, draft_ids, open_case, start_server
 
-from mailflow.mail.parse import header_text
+from mailflow.mail.decode import header_text
 from mailflow.testing import CHAIR, M1, M2, Captured, make_mail, wait_until
 
 TOKEN = re.compile(r"(?:conduct|committee)\+([a-z0-9.\-]+)@", re.IGNORECASE)

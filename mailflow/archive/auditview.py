@@ -13,21 +13,21 @@ import json
 import re
 from typing import Any
 
-import sqlite_utils
+from mailflow.store.sqlite import Database
 
 
-def _one(db: sqlite_utils.Database, sql: str, arg: Any) -> tuple | None:
+def _one(db: Database, sql: str, arg: Any) -> tuple | None:
     return db.execute(sql, [arg]).fetchone() if arg is not None else None
 
 
-def _command_args(db: sqlite_utils.Database, word: str, spool_id: Any) -> str:
+def _command_args(db: Database, word: str, spool_id: Any) -> str:
     row = _one(db, "SELECT new_text FROM messages WHERE spool_id = ?", spool_id)
     line = re.search(rf"^[ \t]*#{re.escape(word)}\b[ \t]*(.*)$", row[0] or "", re.M) \
         if row else None
     return line.group(1).strip() if line else ""
 
 
-def detail(db: sqlite_utils.Database, action: str, d: dict[str, Any]) -> dict[str, Any]:
+def detail(db: Database, action: str, d: dict[str, Any]) -> dict[str, Any]:
     """An entry's detail with the words its ids stand for, where the case still has them."""
     d = dict(d)
     if m := re.match(r"command #(\S+)", action):

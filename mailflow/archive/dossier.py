@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import sqlite_utils
 
 from mailflow import store, timestamps
 from mailflow.archive import auditview, narrative
@@ -35,13 +34,14 @@ from mailflow.mail.parse import parse
 from mailflow.mail.scrub import scrub_message, scrub_text
 from mailflow.resources import builtin
 from mailflow.store import audit
+from mailflow.store.sqlite import Database
 
 # Shown in their own sections, or internal (the index, the raw spool).
 SHOWN_APART = {"cases", "people", "messages", "outbound", "outbound_rcpt", "audit",
                "search_docs", "search_records", "spool_state"}
 
 
-def case_tables(db: sqlite_utils.Database) -> list[tuple[str, str]]:
+def case_tables(db: Database) -> list[tuple[str, str]]:
     """Every table holding rows of a case, as (table, SQL condition with one ``?`` for
     the case id); rows that refer to another table's rows come before those rows."""
     names = [r[0] for r in db.execute(
@@ -73,7 +73,7 @@ def _plain(value: Any) -> Any:
     return f"<{len(value)} bytes>" if isinstance(value, bytes) else value
 
 
-def _sequence(audit_rows: list[dict[str, Any]], db: sqlite_utils.Database, case_id: str
+def _sequence(audit_rows: list[dict[str, Any]], db: Database, case_id: str
               ) -> dict[tuple[str, Any], float]:
     """Where each mail and record stands in the audit log, whose order is the order
     things happened (timestamps have one-second steps; a mail's commands share its
@@ -99,7 +99,7 @@ def _sequence(audit_rows: list[dict[str, Any]], db: sqlite_utils.Database, case_
     return seq
 
 
-def collect(db: sqlite_utils.Database, case_id: str) -> dict[str, Any] | None:
+def collect(db: Database, case_id: str) -> dict[str, Any] | None:
     case = cases.get(db, case_id)
     if case is None:
         return None
@@ -211,7 +211,7 @@ def to_mbox(d: dict[str, Any]) -> bytes:
         return path.read_bytes()
 
 
-def export(db: sqlite_utils.Database, case_id: str, fmt: str, by: str | None = None
+def export(db: Database, case_id: str, fmt: str, by: str | None = None
            ) -> bytes | None:
     """The case in ``fmt``, or None if there is no such case; the export is audited."""
     d = collect(db, case_id)

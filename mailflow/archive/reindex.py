@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite_utils
-
 from mailflow import store
 from mailflow.mail import pgpmime
 from mailflow.mail.openpgp import Keyring
@@ -11,9 +9,10 @@ from mailflow.mail.parse import parse
 from mailflow.pipeline.handlers.file import parsed_columns
 from mailflow.progress import Progress
 from mailflow.store import audit, fulltext
+from mailflow.store.sqlite import Database
 
 
-def reindex(db: sqlite_utils.Database, show_progress: bool = True,
+def reindex(db: Database, show_progress: bool = True,
             ring: Keyring | None = None) -> dict[str, int]:
     """``mailflow reindex``: recompute what derives from the raw bytes, in one
     transaction: the parsed columns of every message (:func:`parsed_columns`)

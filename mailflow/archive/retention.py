@@ -32,13 +32,12 @@ from email.parser import BytesHeaderParser
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
 from mailflow import store, timestamps
 from mailflow.archive import dossier
 from mailflow.case import held
 from mailflow.mail.openpgp import Keyring
 from mailflow.store import audit
+from mailflow.store.sqlite import Database
 
 # Registries kept beyond a case's retention; the audit log is never rewritten.
 KEEP = {"audit", "bans", "warnings", "spool_state", "search_docs"}
@@ -52,7 +51,7 @@ class Outcome:
     why: str = ""
 
 
-def _candidates(db: sqlite_utils.Database, statuses: list[str], before: str
+def _candidates(db: Database, statuses: list[str], before: str
                 ) -> list[tuple[str, str]]:
     marks = ", ".join("?" * len(statuses))
     return db.execute(
@@ -61,7 +60,7 @@ def _candidates(db: sqlite_utils.Database, statuses: list[str], before: str
         " WHERE last < ? ORDER BY id", [*statuses, before]).fetchall()
 
 
-def ongoing_bans(db: sqlite_utils.Database, case_id: str) -> list[str]:
+def ongoing_bans(db: Database, case_id: str) -> list[str]:
     if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'bans'").fetchone():
         return []
     return [r[0] for r in db.execute(
@@ -69,7 +68,7 @@ def ongoing_bans(db: sqlite_utils.Database, case_id: str) -> list[str]:
         "AND (ends_at IS NULL OR ends_at > ?)", [case_id, timestamps.stamp()])]
 
 
-def _purge_quoting(db: sqlite_utils.Database, case_id: str) -> int:
+def _purge_quoting(db: Database, case_id: str) -> int:
     """Remove the mail to members that quotes the case (search results sent from
     another case); returns how many."""
     ids = [r[0] for r in db.execute("SELECT outbound_id FROM outbound_quotes WHERE case_id = ?",
@@ -81,7 +80,7 @@ def _purge_quoting(db: sqlite_utils.Database, case_id: str) -> int:
     return len(ids)
 
 
-def _purge_case(db: sqlite_utils.Database, case_id: str, before: str
+def _purge_case(db: Database, case_id: str, before: str
                 ) -> tuple[dict[str, int], set[str]]:
     """Purge one case; (rows removed by table, Message-IDs of the mail sent about it)."""
     removed: dict[str, int] = {}
@@ -111,7 +110,7 @@ def _purge_case(db: sqlite_utils.Database, case_id: str, before: str
     return removed, sent
 
 
-def _sweep_spool(db: sqlite_utils.Database, spool: sqlite_utils.Database) -> int:
+def _sweep_spool(db: Database, spool: Database) -> int:
     """Remove the raw bytes no message refers to any more.  The spool is its own
     database (intake's), so this follows the purge's commit; a crash in between
     leaves raw bytes that the next purge removes."""
@@ -126,7 +125,7 @@ def _sweep_spool(db: sqlite_utils.Database, spool: sqlite_utils.Database) -> int
     return len(orphans)
 
 
-def _checkpoint(db: sqlite_utils.Database, name: str) -> str | None:
+def _checkpoint(db: Database, name: str) -> str | None:
     for _ in range(50):  # a reader (mailflow serve) may hold the WAL for a moment
         # main: the spool attached to mailflow.db is read-only there.
         if not db.execute("PRAGMA main.wal_checkpoint(TRUNCATE)").fetchone()[0]:
@@ -136,7 +135,7 @@ def _checkpoint(db: sqlite_utils.Database, name: str) -> str | None:
             "purge again when they are idle")
 
 
-def _scrub(db: sqlite_utils.Database, spool: sqlite_utils.Database) -> list[str]:
+def _scrub(db: Database, spool: Database) -> list[str]:
     """Leave no copy of removed text in the index, the free pages or the WALs."""
     with store.transaction(db):
         db.execute("INSERT INTO search_fts (search_fts) VALUES ('optimize')")
@@ -159,7 +158,7 @@ def _sweep_outbox(outbox: Path, message_ids: set[str]) -> int:
     return removed
 
 
-def purge(db: sqlite_utils.Database, spool: sqlite_utils.Database, rules: dict[str, Any],
+def purge(db: Database, spool: Database, rules: dict[str, Any],
           before: datetime, dry_run: bool = False, outbox: Path | None = None,
           correspondents: Keyring | None = None) -> tuple[list[Outcome], list[str]]:
     """Purge the expired cases last active before ``before``; (outcomes, problems).
@@ -202,7 +201,7 @@ def purge(db: sqlite_utils.Database, spool: sqlite_utils.Database, rules: dict[s
     return outcomes, _scrub(db, spool) if purged else []
 
 
-def _purge_held(db: sqlite_utils.Database, cutoff: str, before: str, dry_run: bool
+def _purge_held(db: Database, cutoff: str, before: str, dry_run: bool
                 ) -> list[Outcome]:
     """Held mail never released (discarded, or never decided) is kept as long as a
     closed case: past ``closed_days``, it goes too."""
@@ -216,12 +215,12 @@ def _purge_held(db: sqlite_utils.Database, cutoff: str, before: str, dry_run: bo
     return [Outcome("held mail", until, "purged", f"{n} message(s)")] if n else []
 
 
-def _reporter_key(db: sqlite_utils.Database, case_id: str) -> str | None:
+def _reporter_key(db: Database, case_id: str) -> str | None:
     row = db.execute("SELECT reporter_key FROM cases WHERE id = ?", [case_id]).fetchone()
     return row[0] if row else None
 
 
-def _reporter_key_used(db: sqlite_utils.Database, key: str) -> bool:
+def _reporter_key_used(db: Database, key: str) -> bool:
     """Whether a case not purged still encrypts to this reporter's key."""
     return db.execute("SELECT 1 FROM cases WHERE reporter_key = ?", [key]).fetchone() is not None
 

@@ -10,12 +10,11 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-import sqlite_utils
-
 from mailflow.archive.plan import Plan, plan
 from mailflow.archive.query import SearchError, parse_query
 from mailflow.commands.spec import CommandError, Invocation, command
 from mailflow.store.fulltext import before_commit
+from mailflow.store.sqlite import Database
 
 # bm25 weights, in the column order of search_fts (fulltext.COLUMNS).
 WEIGHTS = (2.0, 1.0, 4.0, 3.0, 0.5, 1.0)
@@ -34,7 +33,7 @@ SNIPPET_TOKENS = 16
 BM25 = f"bm25(search_fts, {', '.join(str(w) for w in WEIGHTS)})"
 
 
-def _execute(db: sqlite_utils.Database, sql: str, args: list[Any]) -> list[tuple]:
+def _execute(db: Database, sql: str, args: list[Any]) -> list[tuple]:
     try:
         return db.execute(sql, args).fetchall()
     except sqlite3.OperationalError as e:
@@ -46,7 +45,7 @@ def _also(conditions: list[str]) -> str:
     return "".join(f" AND {c}" for c in conditions)
 
 
-def _hits(db: sqlite_utils.Database, p: Plan, limit: int, extra: str = "",
+def _hits(db: Database, p: Plan, limit: int, extra: str = "",
           extra_params: list[Any] | None = None) -> list[tuple]:
     """The first ``limit`` hits in result order, (id, ref, kind, case_id, at, score)."""
     where = list(p.where) + ([extra] if extra else [])
@@ -82,7 +81,7 @@ def _hits(db: sqlite_utils.Database, p: Plan, limit: int, extra: str = "",
 LATE_CHECKED = 100  # records archived out of date order that are checked one by one
 
 
-def _newest_unranked(db: sqlite_utils.Database, p: Plan, limit: int) -> list[tuple] | None:
+def _newest_unranked(db: Database, p: Plan, limit: int) -> list[tuple] | None:
     """The first ``limit`` unranked hits, from the most recently archived matches; None
     when the general query has to join every match.
 
@@ -127,7 +126,7 @@ def _window_sql(p: Plan, rowid: str) -> tuple[str, list[Any]]:
     return (f"AND {rowid} >= ?", [p.since]) if p.since is not None else ("", [])
 
 
-def _best_ranked(db: sqlite_utils.Database, p: Plan, limit: int
+def _best_ranked(db: Database, p: Plan, limit: int
                  ) -> list[tuple] | None:
     """The first ``limit`` hits of ranked words; None when the rows kept cannot tell,
     and the general query has to.
@@ -172,7 +171,7 @@ def _best_ranked(db: sqlite_utils.Database, p: Plan, limit: int
     return None
 
 
-def _display(db: sqlite_utils.Database, p: Plan, ids: list[int]) -> dict[int, dict]:
+def _display(db: Database, p: Plan, ids: list[int]) -> dict[int, dict]:
     """Sender, subject and a highlighted snippet for each hit."""
     if not ids:
         return {}
@@ -214,7 +213,7 @@ def _results(p: Plan, rows: list[tuple], shown: dict[int, dict], marks: tuple[st
     return out
 
 
-def run(db: sqlite_utils.Database, query: str, *, as_member: str | None = None,
+def run(db: Database, query: str, *, as_member: str | None = None,
         limit: int = 20, by_case: bool = False, per_case: int = 3,
         marks: tuple[str, str] = ("*", "*")) -> dict[str, Any]:
     """Run a query; plain data for ``--json``, :func:`format_results` and ``#search``.
@@ -263,7 +262,7 @@ def run(db: sqlite_utils.Database, query: str, *, as_member: str | None = None,
     return {"query": query, "cases": cases_out, "more": len(groups) > limit}
 
 
-def _case_groups(db: sqlite_utils.Database, p: Plan, limit: int) -> list[dict[str, Any]]:
+def _case_groups(db: Database, p: Plan, limit: int) -> list[dict[str, Any]]:
     where = _also(p.where)
     if p.match is not None:
         score = BM25 if p.ranked else "0"

@@ -6,10 +6,9 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
 from mailflow import timestamps
 from mailflow.store import sqlite
+from mailflow.store.sqlite import Database
 
 SERVE_LOCK, SERVE_PID = "serve.lock", "serve.pid"  # in the archive, held by `mailflow serve`
 
@@ -24,11 +23,11 @@ def serve_state(archive: Path) -> dict[str, Any]:
     return {"running": running, "pid": pid}
 
 
-def _one(db: sqlite_utils.Database, sql: str, params: list | None = None) -> Any:
+def _one(db: Database, sql: str, params: list | None = None) -> Any:
     return db.execute(sql, params or []).fetchone()[0]
 
 
-def counts(db: sqlite_utils.Database) -> dict[str, Any]:
+def counts(db: Database) -> dict[str, Any]:
     now = timestamps.stamp()
     outbound = dict(db.execute(
         "SELECT CASE WHEN state = 'queued' AND attempts > 0 THEN 'deferred' ELSE state END, "
@@ -48,13 +47,13 @@ def counts(db: sqlite_utils.Database) -> dict[str, Any]:
     }
 
 
-def next_clock(db: sqlite_utils.Database) -> dict[str, Any] | None:
+def next_clock(db: Database) -> dict[str, Any] | None:
     row = db.execute("SELECT clock, case_id, due_at FROM alarms WHERE state = 'pending' "
                      "ORDER BY due_at LIMIT 1").fetchone()
     return dict(zip(("clock", "case_id", "due_at"), row, strict=True)) if row else None
 
 
-def last_errors(db: sqlite_utils.Database) -> dict[str, str]:
+def last_errors(db: Database) -> dict[str, str]:
     """The latest error of each kind still standing (processing, delivery, clocks)."""
     found = {
         "processing": db.execute("SELECT 'spool ' || spool_id || ': ' || last_error FROM "
@@ -70,7 +69,7 @@ def last_errors(db: sqlite_utils.Database) -> dict[str, str]:
     return {kind: row[0] for kind, row in found.items() if row}
 
 
-def status(db: sqlite_utils.Database, archive: Path) -> dict[str, Any]:
+def status(db: Database, archive: Path) -> dict[str, Any]:
     return {"serve": serve_state(archive), **counts(db), "next_clock": next_clock(db),
             "last_errors": last_errors(db)}
 

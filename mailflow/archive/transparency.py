@@ -28,9 +28,8 @@ from collections import Counter
 from html import escape
 from typing import Any
 
-import sqlite_utils
-
 from mailflow import timestamps
+from mailflow.store.sqlite import Database
 
 DEFAULT_MINIMUM = 3
 FOLDED = "categories of fewer than {n} each, together"
@@ -87,7 +86,7 @@ def channel_of(text: str | None, channels: list[str]) -> str:
     return "other"
 
 
-def _case_rows(db: sqlite_utils.Database, year: int) -> list[dict[str, Any]]:
+def _case_rows(db: Database, year: int) -> list[dict[str, Any]]:
     return list(db.query(
         "SELECT c.id, c.opened_at, c.acknowledged_at, r.channel, r.severe_scope, r.violation,"
         " r.response, r.closed_at,"
@@ -99,7 +98,7 @@ def _case_rows(db: sqlite_utils.Database, year: int) -> list[dict[str, Any]]:
         " FROM cases c LEFT JOIN case_record r ON r.case_id = c.id WHERE c.year = ?", [year]))
 
 
-def _events(db: sqlite_utils.Database, year: int) -> dict[str, Any]:
+def _events(db: Database, year: int) -> dict[str, Any]:
     """What happened during the year, whatever year its case was opened in."""
     span = [f"{year}-01-01", f"{year + 1}-01-01"]
 
@@ -120,7 +119,7 @@ def _events(db: sqlite_utils.Database, year: int) -> dict[str, Any]:
     }
 
 
-def report(db: sqlite_utils.Database, rules: dict[str, Any], year: int) -> dict[str, Any]:
+def report(db: Database, rules: dict[str, Any], year: int) -> dict[str, Any]:
     """The report as data: counts are None where too small to give."""
     least = minimum(rules)
     channels = [k.strip().lower() for k in rules.get("channels", {}).get("moderators", {})]

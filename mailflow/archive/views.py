@@ -7,15 +7,14 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-import sqlite_utils
-
 from mailflow.case import casefile, cases
 from mailflow.clocks import alarms
 from mailflow.config import Config
 from mailflow.pipeline.context import CloseCheck
+from mailflow.store.sqlite import Database
 
 
-def case_list(db: sqlite_utils.Database, status: str | None = None,
+def case_list(db: Database, status: str | None = None,
               as_member: str | None = None) -> list[dict[str, Any]]:
     """All cases (with ``as_member``: less those that member is recused from)."""
     sql = """
@@ -34,7 +33,7 @@ def case_list(db: sqlite_utils.Database, status: str | None = None,
     return list(db.query(sql.format(where=where), args))
 
 
-def case_detail(db: sqlite_utils.Database, case_id: str, cfg: Config,
+def case_detail(db: Database, case_id: str, cfg: Config,
                 close_checks: Iterable[CloseCheck]) -> dict[str, Any] | None:
     """One case in full; ``close_checks``: :data:`mailflow.app.CLOSE_CHECKS`."""
     case = cases.get(db, case_id)
@@ -58,14 +57,14 @@ def case_detail(db: sqlite_utils.Database, case_id: str, cfg: Config,
     return case
 
 
-def quarantine(db: sqlite_utils.Database) -> list[dict[str, Any]]:
+def quarantine(db: Database) -> list[dict[str, Any]]:
     return list(db.query(
         "SELECT s.id, s.received_at, s.source, s.envelope_from, s.size, q.attempts, q.last_error "
         "FROM spool_state q JOIN spool s ON s.id = q.spool_id WHERE q.state = 'quarantined' "
         "ORDER BY s.id"))
 
 
-def queue(db: sqlite_utils.Database, include_sent: bool = False) -> list[dict[str, Any]]:
+def queue(db: Database, include_sent: bool = False) -> list[dict[str, Any]]:
     where = "" if include_sent else "WHERE r.state != 'sent'"
     return list(db.query(
         "SELECT o.id, o.case_id, o.kind, o.subject, r.rcpt, r.state, r.attempts, "

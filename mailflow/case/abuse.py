@@ -19,10 +19,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlite_utils
-
 from mailflow.case import cases, consensus, sanctions
 from mailflow.commands.spec import CommandError, Invocation, command
+from mailflow.store.sqlite import Database
 
 ROLES = ("reporter", "originator")
 
@@ -49,7 +48,7 @@ def _false_report(inv: Invocation) -> str:
             f"The others vote with #vote {proposal_id} agree|object|abstain")
 
 
-def outcome(db: sqlite_utils.Database, case: dict[str, Any]) -> str:
+def outcome(db: Database, case: dict[str, Any]) -> str:
     """How a case ended, or where it stands, in a few words."""
     rec = cases.record(db, case["id"])
     if rec["response"]:
@@ -61,7 +60,7 @@ def outcome(db: sqlite_utils.Database, case: dict[str, Any]) -> str:
     return f"{case['status']}, {said}"
 
 
-def history(db: sqlite_utils.Database, case_id: str, member: str) -> list[dict[str, Any]]:
+def history(db: Database, case_id: str, member: str) -> list[dict[str, Any]]:
     """The other cases of this case's reporters, as reporter or originator, that
     ``member`` may see (never one they are recused from), oldest first."""
     reporters = cases.reporters(db, case_id)

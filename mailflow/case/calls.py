@@ -19,12 +19,11 @@ import re
 from datetime import date, timedelta
 from typing import Any
 
-import sqlite_utils
-
 from mailflow import store, timestamps
 from mailflow.case import cases
 from mailflow.commands.spec import CommandError, Invocation, command
 from mailflow.store import fulltext
+from mailflow.store.sqlite import Database
 
 # Record kinds the search index knows; others (event reports, feedback) index as notes.
 SEARCH_KINDS = ("call", "note")
@@ -32,7 +31,7 @@ SEARCH_KINDS = ("call", "note")
 HELP_TOPIC = "Off-list calls and notes"
 
 
-def file_note(db: sqlite_utils.Database, case_id: str, *, kind: str, author: str, text: str,
+def file_note(db: Database, case_id: str, *, kind: str, author: str, text: str,
               participants: list[str] | None = None, held_on: str | None = None,
               spool_id: int | None = None) -> int:
     """File a record on the case and index it for search; returns its id."""
@@ -54,7 +53,7 @@ def file_note(db: sqlite_utils.Database, case_id: str, *, kind: str, author: str
     return note_id
 
 
-def notes(db: sqlite_utils.Database, case_id: str) -> list[dict[str, Any]]:
+def notes(db: Database, case_id: str) -> list[dict[str, Any]]:
     """The case's records, in the order they were filed."""
     return [{**n, "participants": json.loads(n["participants"])}
             for n in db.query("SELECT * FROM notes WHERE case_id = ? ORDER BY id", [case_id])]

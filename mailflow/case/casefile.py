@@ -7,17 +7,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-import sqlite_utils
-
 from mailflow.case import calls, cases, consensus, mediation, resolution, sanctions
 from mailflow.case.record import close_blockers, undetermined
 from mailflow.commands.spec import Invocation, command
 from mailflow.config import Config
 from mailflow.pipeline.context import CloseCheck
 from mailflow.responses import drafts
+from mailflow.store.sqlite import Database
 
 
-def case_file(db: sqlite_utils.Database, cfg: Config, case_id: str,
+def case_file(db: Database, cfg: Config, case_id: str,
               close_checks: Iterable[CloseCheck]) -> dict[str, Any]:
     proposals = [{**p, "votes": consensus.votes(db, p["id"])} for p in db.query(
         "SELECT * FROM proposals WHERE case_id = ? ORDER BY id", [case_id])]

@@ -7,11 +7,10 @@ import re
 from datetime import datetime
 from typing import Any
 
-import sqlite_utils
-
 from mailflow import timestamps
 from mailflow.config import Config
 from mailflow.store import audit
+from mailflow.store.sqlite import Database
 
 # Code names keep names out of subject lines and previews.
 _ADJECTIVES = [
@@ -43,7 +42,7 @@ def tag_pattern(cfg: Config) -> re.Pattern[str]:
     return re.compile(rf"\[{re.escape(cfg.committee.tag)} #(\d{{4}}-\d{{4,}})\]", re.IGNORECASE)
 
 
-def open_case(db: sqlite_utils.Database, cfg: Config, subject: str, kind: str = "report",
+def open_case(db: Database, cfg: Config, subject: str, kind: str = "report",
               when: datetime | None = None, status: str = "open") -> str:
     """Open a case dated ``when`` (imported history: the mail's Date), else now."""
     now = when or timestamps.now()
@@ -62,20 +61,20 @@ def open_case(db: sqlite_utils.Database, cfg: Config, subject: str, kind: str = 
     return case_id
 
 
-def exists(db: sqlite_utils.Database, case_id: str) -> bool:
+def exists(db: Database, case_id: str) -> bool:
     return db.execute("SELECT 1 FROM cases WHERE id = ?", [case_id]).fetchone() is not None
 
 
-def get(db: sqlite_utils.Database, case_id: str) -> dict[str, Any] | None:
+def get(db: Database, case_id: str) -> dict[str, Any] | None:
     rows = list(db.query("SELECT * FROM cases WHERE id = ?", [case_id]))
     return rows[0] if rows else None
 
 
-def touch(db: sqlite_utils.Database, case_id: str) -> None:
+def touch(db: Database, case_id: str) -> None:
     db.execute("UPDATE cases SET updated_at = ? WHERE id = ?", [timestamps.stamp(), case_id])
 
 
-def add_person(db: sqlite_utils.Database, case_id: str, role: str, address: str = "",
+def add_person(db: Database, case_id: str, role: str, address: str = "",
                name: str = "", actor: str = "mailflow") -> bool:
     """Record someone's role on a case; False if they already had it."""
     cur = db.execute(
@@ -88,7 +87,7 @@ def add_person(db: sqlite_utils.Database, case_id: str, role: str, address: str 
     return bool(cur.rowcount)
 
 
-def people(db: sqlite_utils.Database, case_id: str, role: str | None = None) -> list[dict]:
+def people(db: Database, case_id: str, role: str | None = None) -> list[dict]:
     sql = "SELECT role, address, name FROM people WHERE case_id = ?"
     args: list[Any] = [case_id]
     if role:
@@ -108,7 +107,7 @@ def person_text(p: dict[str, Any]) -> str:
 COMMITTEE_ROLES = ("recused", "acting-chair")
 
 
-def is_on_case(db: sqlite_utils.Database, case_id: str, address: str) -> bool:
+def is_on_case(db: Database, case_id: str, address: str) -> bool:
     """Whether ``address`` is one of the case's people (reporter, originator, ...); a
     member recused from it is not (their mail must not find its way in, nor tell them
     the case exists)."""
@@ -117,15 +116,15 @@ def is_on_case(db: sqlite_utils.Database, case_id: str, address: str) -> bool:
                       ).fetchone() is not None
 
 
-def reporters(db: sqlite_utils.Database, case_id: str) -> list[str]:
+def reporters(db: Database, case_id: str) -> list[str]:
     return [p["address"] for p in people(db, case_id, "reporter") if p["address"]]
 
 
-def recused(db: sqlite_utils.Database, case_id: str) -> set[str]:
+def recused(db: Database, case_id: str) -> set[str]:
     return {p["address"] for p in people(db, case_id, "recused")}
 
 
-def active_members(db: sqlite_utils.Database, cfg: Config, case_id: str | None) -> list[str]:
+def active_members(db: Database, cfg: Config, case_id: str | None) -> list[str]:
     """Members who receive and decide this case: the roster less the recused."""
     members = [m.lower() for m in cfg.committee.members]
     if case_id is None:
@@ -134,7 +133,7 @@ def active_members(db: sqlite_utils.Database, cfg: Config, case_id: str | None) 
     return [m for m in members if m not in out]
 
 
-def acting_chair(db: sqlite_utils.Database, cfg: Config, case_id: str | None) -> str | None:
+def acting_chair(db: Database, cfg: Config, case_id: str | None) -> str | None:
     """The chair for this case: the latest substitute named with #chair, else the
     configured chair; whoever of them is recused is skipped.  None: every one of them
     is recused, and the members must name a substitute before chair mail can go out."""
@@ -146,15 +145,15 @@ def acting_chair(db: sqlite_utils.Database, cfg: Config, case_id: str | None) ->
     return next((c for c in [*reversed(subs), chair] if c not in out), None)
 
 
-def record(db: sqlite_utils.Database, case_id: str) -> dict[str, Any]:
+def record(db: Database, case_id: str) -> dict[str, Any]:
     """The case's record (all undetermined before anything was recorded)."""
     rows = list(db.query("SELECT * FROM case_record WHERE case_id = ?", [case_id]))
     if rows:
         return rows[0]
-    return {**dict.fromkeys(db.table("case_record").columns_dict), "case_id": case_id}
+    return {**dict.fromkeys(db.columns("case_record")), "case_id": case_id}
 
 
-def update_record(db: sqlite_utils.Database, case_id: str, **fields: Any) -> None:
+def update_record(db: Database, case_id: str, **fields: Any) -> None:
     """Set fields of the case record (``case_record``)."""
     db.execute("INSERT OR IGNORE INTO case_record (case_id, updated_at) VALUES (?, ?)",
                [case_id, timestamps.stamp()])

@@ -23,13 +23,12 @@ import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import sqlite_utils
-
 from mailflow import store, timestamps
 from mailflow.case import cases, sanctions
 from mailflow.case.notices import notify_committee
 from mailflow.commands.spec import CommandError, Invocation, command
 from mailflow.store import audit
+from mailflow.store.sqlite import Database
 
 if TYPE_CHECKING:
     from mailflow.pipeline.context import Context
@@ -78,13 +77,13 @@ def what(proposal: dict[str, Any]) -> str:
     return describe(proposal["response"], proposal["detail"])
 
 
-def open_proposal(db: sqlite_utils.Database, case_id: str, kind: str) -> dict[str, Any] | None:
+def open_proposal(db: Database, case_id: str, kind: str) -> dict[str, Any] | None:
     rows = list(db.query("SELECT * FROM proposals WHERE case_id = ? AND kind = ? AND "
                          "status = 'open' ORDER BY id DESC LIMIT 1", [case_id, kind]))
     return rows[0] if rows else None
 
 
-def passed(db: sqlite_utils.Database, case_id: str, kind: str) -> dict[str, Any] | None:
+def passed(db: Database, case_id: str, kind: str) -> dict[str, Any] | None:
     """The latest proposal of this kind that passed, unless a newer one is open."""
     rows = list(db.query("SELECT * FROM proposals WHERE case_id = ? AND kind = ? AND "
                          "status IN ('open', 'passed') ORDER BY id DESC LIMIT 1",
@@ -145,7 +144,7 @@ def tally(ctx: Context, proposal: dict[str, Any]) -> Tally:
                  [m for m in active if m not in cast])
 
 
-def votes(db: sqlite_utils.Database, proposal_id: int) -> list[dict[str, Any]]:
+def votes(db: Database, proposal_id: int) -> list[dict[str, Any]]:
     return list(db.query("SELECT member, vote, comment, at FROM votes WHERE proposal_id = ? "
                          "ORDER BY at, member", [proposal_id]))
 
@@ -167,7 +166,7 @@ def settle(ctx: Context, proposal: dict[str, Any]) -> Tally:
     return t
 
 
-def _carry_out(db: sqlite_utils.Database, proposal: dict[str, Any]) -> str:
+def _carry_out(db: Database, proposal: dict[str, Any]) -> str:
     """What a decision changes at once, and the notice saying it and what comes next."""
     case_id, kind = proposal["case_id"], proposal["kind"]
     if kind == FALSE_REPORT:
@@ -232,7 +231,7 @@ def _propose(inv: Invocation) -> str:
     return f"proposal #{proposal_id}: {describe(response, detail)}; {t.describe()}"
 
 
-def voted_on(db: sqlite_utils.Database, case_id: str, number: int | None) -> dict[str, Any]:
+def voted_on(db: Database, case_id: str, number: int | None) -> dict[str, Any]:
     """The open proposal a #vote is about: the one numbered, else the only one open."""
     rows = list(db.query("SELECT * FROM proposals WHERE case_id = ? AND status = 'open' "
                          "ORDER BY id", [case_id]))

@@ -22,11 +22,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import sqlite_utils
-
 from mailflow import timestamps
 from mailflow.commands.spec import CommandError, Invocation, command
 from mailflow.store import audit
+from mailflow.store.sqlite import Database
 
 REASONS = {"spam": "suspected spam", "bounce": "a bounce of mail mailflow did not send",
            "not-a-member": "mail to the committee from a non-member"}
@@ -37,7 +36,7 @@ class HeldError(Exception):
     """A release or discard that cannot be done; the message says why."""
 
 
-def hold(db: sqlite_utils.Database, spool_id: int, reason: str, detail: list[str],
+def hold(db: Database, spool_id: int, reason: str, detail: list[str],
          named: list[str]) -> int:
     """Hold a message (in the transaction that files it); returns the held id."""
     cur = db.execute(
@@ -52,14 +51,14 @@ def hold(db: sqlite_utils.Database, spool_id: int, reason: str, detail: list[str
     return held_id
 
 
-def released(db: sqlite_utils.Database, spool_id: int) -> dict[str, Any] | None:
+def released(db: Database, spool_id: int) -> dict[str, Any] | None:
     """The held row of a message the chair released, waiting to be handled afresh."""
     rows = list(db.query("SELECT * FROM held WHERE spool_id = ? AND state = 'released' "
                          "AND case_id IS NULL", [spool_id]))
     return rows[0] if rows else None
 
 
-def filed(db: sqlite_utils.Database, spool_id: int, case_id: str | None) -> None:
+def filed(db: Database, spool_id: int, case_id: str | None) -> None:
     """A released message was handled: note the case it went to."""
     db.execute("UPDATE held SET case_id = ? WHERE spool_id = ?", [case_id, spool_id])
 
@@ -70,7 +69,7 @@ LIST_SQL = """
     FROM held h LEFT JOIN messages m ON m.spool_id = h.spool_id {where} ORDER BY h.id"""
 
 
-def listing(db: sqlite_utils.Database, *, everything: bool = False,
+def listing(db: Database, *, everything: bool = False,
             hide_from: str | None = None) -> list[dict[str, Any]]:
     """Held mail waiting for the chair (``everything``: released and discarded too);
     ``hide_from``: leave out what names that member."""
@@ -82,7 +81,7 @@ def listing(db: sqlite_utils.Database, *, everything: bool = False,
     return rows
 
 
-def _pending(db: sqlite_utils.Database, held_id: int, hide_from: str | None
+def _pending(db: Database, held_id: int, hide_from: str | None
              ) -> dict[str, Any]:
     rows = [r for r in listing(db, hide_from=hide_from) if r["id"] == held_id]
     if not rows:
@@ -93,7 +92,7 @@ def _pending(db: sqlite_utils.Database, held_id: int, hide_from: str | None
     return rows[0]
 
 
-def release(db: sqlite_utils.Database, held_id: int, actor: str,
+def release(db: Database, held_id: int, actor: str,
             hide_from: str | None = None) -> str:
     """Hand a held message back to the pipeline, to be handled as mail to the conduct
     address (the pipeline takes it up within a second)."""
@@ -107,7 +106,7 @@ def release(db: sqlite_utils.Database, held_id: int, actor: str,
     return f"released held message {held_id}: it is handled now as a new report"
 
 
-def discard(db: sqlite_utils.Database, held_id: int, actor: str,
+def discard(db: Database, held_id: int, actor: str,
             hide_from: str | None = None) -> str:
     """Decide a held message is nothing to act on; it stays archived until retention."""
     row = _pending(db, held_id, hide_from)
@@ -118,7 +117,7 @@ def discard(db: sqlite_utils.Database, held_id: int, actor: str,
     return f"discarded held message {held_id} (kept in the archive until retention)"
 
 
-def purge(db: sqlite_utils.Database, cutoff: str) -> int:
+def purge(db: Database, cutoff: str) -> int:
     """Remove held mail (never released) held before ``cutoff``, with its archived
     message; inside the caller's transaction.  Returns how many."""
     rows = db.execute("SELECT id, spool_id FROM held WHERE state != 'released' AND "

@@ -25,16 +25,15 @@ import re
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-import sqlite_utils
-
 from mailflow import store, timestamps
 from mailflow.case import cases
 from mailflow.case.notices import notify_committee
 from mailflow.case.record import parse_person
 from mailflow.commands.spec import CommandError, Invocation, command
-from mailflow.mail.parse import ADDR_SPEC
+from mailflow.mail.decode import ADDR_SPEC
 from mailflow.responses import drafts
 from mailflow.store import audit
+from mailflow.store.sqlite import Database
 
 if TYPE_CHECKING:
     from mailflow.pipeline.context import Context, Services
@@ -55,7 +54,7 @@ def answer_address(svc: Services, case_id: str, mediation_id: int, party: str, a
     return f"conduct+{token}@{svc.cfg.committee.domain}"
 
 
-def current(db: sqlite_utils.Database, case_id: str) -> dict[str, Any] | None:
+def current(db: Database, case_id: str) -> dict[str, Any] | None:
     """The latest mediation proposal of the case, with its consents."""
     rows = list(db.query("SELECT * FROM mediations WHERE case_id = ? AND status != 'superseded'"
                          " ORDER BY id DESC LIMIT 1", [case_id]))

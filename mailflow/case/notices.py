@@ -14,8 +14,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
-import sqlite_utils
-
 from mailflow import timestamps
 from mailflow.case import cases, keys
 from mailflow.config import Config
@@ -27,6 +25,7 @@ from mailflow.mail.scrub import scrub_text
 from mailflow.outbound.queue import enqueue
 from mailflow.pipeline.context import Context, Services
 from mailflow.store import audit
+from mailflow.store.sqlite import Database
 
 log = logging.getLogger("mailflow.notices")
 
@@ -68,7 +67,7 @@ def member_reply_address(svc: Services, case_id: str | None, member: str) -> str
     return f"committee+{token}@{svc.cfg.committee.domain}"
 
 
-def mail_members(db: sqlite_utils.Database, svc: Services, case_id: str | None,
+def mail_members(db: Database, svc: Services, case_id: str | None,
                  members: list[str], *, subject: str,
                  body: str, kind: str, in_reply_to: str | None = None,
                  auto_submitted: str = "auto-generated", filed: bool = True,
@@ -118,7 +117,7 @@ class Filing:
     filed: bool = True
     quotes: Sequence[str] = ()
 
-    def queue(self, db: sqlite_utils.Database, out: Outgoing, member: str) -> None:
+    def queue(self, db: Database, out: Outgoing, member: str) -> None:
         out_id = enqueue(db, out, kind=self.kind, rcpts=[member],
                          envelope_from=self.envelope_from,
                          case_id=self.case_id if self.filed else None,
@@ -128,7 +127,7 @@ class Filing:
                                 "VALUES (?, ?)", [(out_id, c) for c in self.quotes])
 
 
-def deliver(db: sqlite_utils.Database, svc: Services, case_id: str | None, members: list[str],
+def deliver(db: Database, svc: Services, case_id: str | None, members: list[str],
             compose_for: Callable[[str], Outgoing], *, kind: str, envelope_from: str = "",
             searchable: bool = True, filed: bool = True, quotes: Sequence[str] = ()) -> None:
     """The one way mailflow's mail reaches members: composed for each (with their own
@@ -179,7 +178,7 @@ class Pending:
 
 
 @contextmanager
-def sealed_in_batches(db: sqlite_utils.Database, svc: Services) -> Iterator[None]:
+def sealed_in_batches(db: Database, svc: Services) -> Iterator[None]:
     """Around a batch of the pipeline, inside its transaction: members' copies to
     encrypt wait in ``svc.sealing``, and at the end one gpg run per set of recipients
     seals them all and they are queued, before the transaction commits.  (Starting gpg
@@ -193,7 +192,7 @@ def sealed_in_batches(db: sqlite_utils.Database, svc: Services) -> Iterator[None
         svc.sealing = None
 
 
-def _seal(db: sqlite_utils.Database, svc: Services, pending: list[Pending]) -> None:
+def _seal(db: Database, svc: Services, pending: list[Pending]) -> None:
     if not pending:
         return
     unique = list(dict.fromkeys((p.entity, p.fingerprints) for p in pending))
@@ -208,14 +207,14 @@ def _seal(db: sqlite_utils.Database, svc: Services, pending: list[Pending]) -> N
             p.filing.queue(db, encrypted(p.out, ciphertext, p.outer), p.member)
 
 
-def _spooled(db: sqlite_utils.Database, spool_id: int | None) -> bytes:
+def _spooled(db: Database, spool_id: int | None) -> bytes:
     if spool_id is None:
         return b""
     row = db.execute("SELECT raw FROM spool WHERE id = ?", [spool_id]).fetchone()
     return row[0] if row else b""
 
 
-def _plain_or_notice(db: sqlite_utils.Database, svc: Services, filing: Filing,
+def _plain_or_notice(db: Database, svc: Services, filing: Filing,
                      member: str, out: Outgoing, keyless: bool = False) -> None:
     """Mail for a member without a usable key: in clear, unless their policy is
     "required" (then a notice that says only that something could not be sent)."""
@@ -238,7 +237,7 @@ def _plain_or_notice(db: sqlite_utils.Database, svc: Services, filing: Filing,
                  kind=filing.kind, keyless=keyless)
 
 
-def outer_subject(db: sqlite_utils.Database, cfg: Config, case_id: str | None) -> str:
+def outer_subject(db: Database, cfg: Config, case_id: str | None) -> str:
     """What an encrypted mail shows outside: the case's tag and code name, no more."""
     case = cases.get(db, case_id) if case_id else None
     if case is None:

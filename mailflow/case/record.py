@@ -14,13 +14,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from email.utils import parseaddr
 
-import sqlite_utils
-
 from mailflow import timestamps
 from mailflow.case import cases
 from mailflow.commands.spec import CommandError, Invocation, command
-from mailflow.mail.parse import ADDR_SPEC
+from mailflow.mail.decode import ADDR_SPEC
 from mailflow.pipeline.context import CloseCheck
+from mailflow.store.sqlite import Database
 
 YES_NO = ("yes", "no")
 PERSON_ROLES = ("originator", "affected", "witness")
@@ -37,7 +36,7 @@ DETERMINATIONS = (
 )
 
 
-def undetermined(db: sqlite_utils.Database, case_id: str) -> list[str]:
+def undetermined(db: Database, case_id: str) -> list[str]:
     """Labels of the determinations still missing, in the guidelines' order."""
     rec = cases.record(db, case_id)
     missing = []
@@ -171,7 +170,7 @@ def _remove(inv: Invocation) -> str:
 # ---------------------------------------------------------------------------------------
 # Closing and reopening.
 
-def close_blockers(db: sqlite_utils.Database, case_id: str,
+def close_blockers(db: Database, case_id: str,
                    checks: Iterable[CloseCheck]) -> list[str]:
     """Why the case cannot close yet, by each of ``checks`` (the close checks of
     :data:`mailflow.app.CLOSE_CHECKS`)."""
@@ -197,7 +196,7 @@ def _reopen(inv: Invocation) -> str:
     return "case reopened"
 
 
-def reopen(db: sqlite_utils.Database, case_id: str, kind: str | None = None) -> None:
+def reopen(db: Database, case_id: str, kind: str | None = None) -> None:
     db.execute("UPDATE cases SET status = ?, kind = coalesce(?, kind) WHERE id = ?",
                [cases.OPEN, kind, case_id])
     cases.update_record(db, case_id, closed_at=None)

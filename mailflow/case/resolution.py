@@ -13,25 +13,24 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import sqlite_utils
-
 from mailflow import timestamps
 from mailflow.case import cases, consensus
 from mailflow.case.calls import file_note
 from mailflow.commands.spec import CommandError, Invocation, command
 from mailflow.responses import drafts
+from mailflow.store.sqlite import Database
 
 if TYPE_CHECKING:
     from mailflow.pipeline.context import Context
 
 
-def latest_consultation(db: sqlite_utils.Database, case_id: str) -> dict[str, Any] | None:
+def latest_consultation(db: Database, case_id: str) -> dict[str, Any] | None:
     rows = list(db.query("SELECT * FROM consultations WHERE case_id = ? ORDER BY id DESC "
                          "LIMIT 1", [case_id]))
     return rows[0] if rows else None
 
 
-def current_draft(db: sqlite_utils.Database, draft_id: int) -> dict[str, Any] | None:
+def current_draft(db: Database, draft_id: int) -> dict[str, Any] | None:
     """The draft, or the one that replaced it by edits (``#edit``), as it now stands."""
     while True:
         draft = drafts.get(db, draft_id)
@@ -43,13 +42,13 @@ def current_draft(db: sqlite_utils.Database, draft_id: int) -> dict[str, Any] | 
         draft_id = newer[0]
 
 
-def draft_state(db: sqlite_utils.Database, draft_id: int) -> str:
+def draft_state(db: Database, draft_id: int) -> str:
     """The state of a draft, following edits to the draft that replaced it."""
     draft = current_draft(db, draft_id)
     return draft["state"] if draft else "missing"
 
 
-def consulted(db: sqlite_utils.Database, case_id: str, proposal_id: int) -> str | None:
+def consulted(db: Database, case_id: str, proposal_id: int) -> str | None:
     """Why the reporter does not count as consulted on this proposal, or None."""
     c = latest_consultation(db, case_id)
     if c is None or c["proposal_id"] != proposal_id:

@@ -25,13 +25,12 @@ import unicodedata
 from datetime import UTC, date, datetime
 from typing import Any
 
-import sqlite_utils
-
 from mailflow import store, timestamps
 from mailflow.case import cases
 from mailflow.case.notices import notify_committee
 from mailflow.commands.spec import CommandError, Invocation, command
 from mailflow.store import audit
+from mailflow.store.sqlite import Database
 
 PERMANENT = "permanent"
 THREE_WARNINGS = "three warnings: any action may be taken"
@@ -70,7 +69,7 @@ def normalise_scope(scope: str) -> str:
     return "all" if "all" in spaces else ",".join(spaces)
 
 
-def record_ban(db: sqlite_utils.Database, *, case_id: str, person: str, scope: str,
+def record_ban(db: Database, *, case_id: str, person: str, scope: str,
                until: str | date | datetime | None, reason: str, actor: str,
                start: str | date | datetime | None = None, until_event: str | None = None
                ) -> int:
@@ -98,7 +97,7 @@ def record_ban(db: sqlite_utils.Database, *, case_id: str, person: str, scope: s
     return ban_id
 
 
-def end_interim(db: sqlite_utils.Database, case_id: str, event: str) -> list[int]:
+def end_interim(db: Database, case_id: str, event: str) -> list[int]:
     """End the case's interim bans that last until ``event`` ("signoff", "review"): their
     end becomes now, so they expire by the clock like any other; returns their ids."""
     ids = [r[0] for r in db.execute(
@@ -142,17 +141,17 @@ def describe(ban: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def bans(db: sqlite_utils.Database, case_id: str | None = None) -> list[dict[str, Any]]:
+def bans(db: Database, case_id: str | None = None) -> list[dict[str, Any]]:
     where, args = ("WHERE case_id = ?", [case_id]) if case_id else ("", [])
     return [describe(b) for b in db.query(f"SELECT * FROM bans {where} ORDER BY id", args)]
 
 
-def ongoing(db: sqlite_utils.Database, case_id: str) -> list[dict[str, Any]]:
+def ongoing(db: Database, case_id: str) -> list[dict[str, Any]]:
     """The case's bans still in force or still to come: what the maintainers must know."""
     return [b for b in bans(db, case_id) if b["status"] in ("current", "upcoming")]
 
 
-def record_warning(db: sqlite_utils.Database, *, case_id: str, person: str, reason: str,
+def record_warning(db: Database, *, case_id: str, person: str, reason: str,
                    actor: str) -> int:
     """File a warning; returns how many the person has now, across all cases."""
     person = person.strip().lower()
@@ -164,14 +163,14 @@ def record_warning(db: sqlite_utils.Database, *, case_id: str, person: str, reas
     return count
 
 
-def warning_counts(db: sqlite_utils.Database) -> list[dict[str, Any]]:
+def warning_counts(db: Database) -> list[dict[str, Any]]:
     rows = db.query("SELECT person, count(*) AS count, group_concat(DISTINCT case_id) AS cases "
                     "FROM warnings GROUP BY person ORDER BY count DESC, person")
     return [{**r, "cases": r["cases"].split(","), "flagged": r["count"] >= WARNING_LIMIT}
             for r in rows]
 
 
-def flag_case(db: sqlite_utils.Database, case_id: str, flag: str) -> bool:
+def flag_case(db: Database, case_id: str, flag: str) -> bool:
     """Flag the case; False if it already carried the flag."""
     cur = db.execute("INSERT OR IGNORE INTO case_flags (case_id, flag, at) VALUES (?, ?, ?)",
                      [case_id, flag, timestamps.stamp()])
@@ -180,12 +179,12 @@ def flag_case(db: sqlite_utils.Database, case_id: str, flag: str) -> bool:
     return bool(cur.rowcount)
 
 
-def case_flags(db: sqlite_utils.Database, case_id: str) -> list[str]:
+def case_flags(db: Database, case_id: str) -> list[str]:
     return [r[0] for r in db.execute("SELECT flag FROM case_flags WHERE case_id = ? ORDER BY id",
                                      [case_id])]
 
 
-def resolve_person(db: sqlite_utils.Database, case_id: str, who: str) -> str:
+def resolve_person(db: Database, case_id: str, who: str) -> str:
     """An address or handle as given, or a role word naming the one person in that role;
     refused for the case's reporter until the report was found false (see the module)."""
     person = who
@@ -199,7 +198,7 @@ def resolve_person(db: sqlite_utils.Database, case_id: str, who: str) -> str:
     return person
 
 
-def reporter_may_face(db: sqlite_utils.Database, case_id: str, person: str | None) -> None:
+def reporter_may_face(db: Database, case_id: str, person: str | None) -> None:
     """Refuse a sanction of the case's reporter (``person`` None: of every reporter, as
     ``#send ... to=reporter`` writes) unless the report was found false, or the
     reporter is an originator of the case as well."""
@@ -294,7 +293,7 @@ def _warn(inv: Invocation) -> str:
     return result
 
 
-def registry(db: sqlite_utils.Database) -> dict[str, Any]:
+def registry(db: Database) -> dict[str, Any]:
     """``mailflow bans``: every ban, current ones first, and the warning counts."""
     all_bans = bans(db)
     order = {"current": 0, "upcoming": 1, "expired": 2, "lifted": 3}

@@ -25,15 +25,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlite_utils
-
 from mailflow import timestamps
 from mailflow.case import cases, consensus, resolution, sanctions
 from mailflow.case.notices import notify_committee
 from mailflow.commands.spec import CommandError, Invocation, command
 from mailflow.config import Config
-from mailflow.mail.parse import ADDR_SPEC
+from mailflow.mail.decode import ADDR_SPEC
 from mailflow.responses import drafts
+from mailflow.store.sqlite import Database
 
 NOTICES = ("notice-to-reporter-severe", "notice-to-originator-severe")
 INTERIM_CHOICES = ("review", "signoff", "permanent")
@@ -181,7 +180,7 @@ def _severe(inv: Invocation) -> str:
     return "; ".join(done)
 
 
-def hold_notice(db: sqlite_utils.Database, draft: dict[str, Any]) -> None:
+def hold_notice(db: Database, draft: dict[str, Any]) -> None:
     """Refuse to send a fast-path notice ("disconnected") while an instruction to the
     moderators is still pending: it would not be true yet."""
     if draft["template"] not in NOTICES:
@@ -198,7 +197,7 @@ def hold_notice(db: sqlite_utils.Database, draft: dict[str, Any]) -> None:
                            + "; ".join(pending) + " (on a line above, in the same mail is fine)")
 
 
-def unsigned(db: sqlite_utils.Database, case_id: str) -> str | None:
+def unsigned(db: Database, case_id: str) -> str | None:
     """Close-blocker: the fast path was used and the committee has not signed it off."""
     if not cases.record(db, case_id)["severe_at"]:
         return None

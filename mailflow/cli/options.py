@@ -17,7 +17,7 @@ from mailflow import config as config_mod
 from mailflow.config import Config, ConfigError
 
 if TYPE_CHECKING:
-    import sqlite_utils
+    from mailflow.store.sqlite import Database
 
 # sysexits.h: what an MTA and a shell script understand.
 EX_OK, EX_USAGE, EX_DATAERR, EX_TEMPFAIL, EX_CONFIG = 0, 64, 65, 75, 78
@@ -111,7 +111,7 @@ def emit(args: argparse.Namespace, data: Any, text: str) -> None:
     print(json.dumps(data, indent=2, ensure_ascii=False) if args.json else text)
 
 
-def open_db(cfg: Config) -> sqlite_utils.Database:
+def open_db(cfg: Config) -> Database:
     from mailflow import store
 
     return store.open_db(cfg.db_path)

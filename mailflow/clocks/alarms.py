@@ -24,21 +24,20 @@ from collections.abc import Mapping
 from datetime import date, datetime
 from typing import Any
 
-import sqlite_utils
-
 from mailflow import store, timestamps
 from mailflow.clocks.policy import ACTIONS, DIGEST, ENDINGS, Clock, Policy
 from mailflow.store import audit
+from mailflow.store.sqlite import Database
 
 
-def _pending_id(db: sqlite_utils.Database, case_id: str | None, name: str, ref: str
+def _pending_id(db: Database, case_id: str | None, name: str, ref: str
                 ) -> int | None:
     row = db.execute("SELECT id FROM alarms WHERE coalesce(case_id, '') = ? AND clock = ? "
                      "AND ref = ? AND state = 'pending'", [case_id or "", name, ref]).fetchone()
     return row[0] if row else None
 
 
-def arm(db: sqlite_utils.Database, rules: Mapping[str, Any], case_id: str | None, name: str,
+def arm(db: Database, rules: Mapping[str, Any], case_id: str | None, name: str,
         *, ref: str = "", start: datetime | None = None, due_at: datetime | date | None = None,
         detail: dict[str, Any] | None = None) -> int | None:
     """Arm (or move) the alarm of clock ``name`` for a case; call inside your transaction.
@@ -62,7 +61,7 @@ def arm(db: sqlite_utils.Database, rules: Mapping[str, Any], case_id: str | None
     return _store(db, case_id, name, ref, due, detail or {})
 
 
-def _store(db: sqlite_utils.Database, case_id: str | None, name: str, ref: str, due: datetime,
+def _store(db: Database, case_id: str | None, name: str, ref: str, due: datetime,
            detail: dict[str, Any]) -> int:
     due_at = timestamps.stamp(due)
     existing = _pending_id(db, case_id, name, ref)
@@ -79,7 +78,7 @@ def _store(db: sqlite_utils.Database, case_id: str | None, name: str, ref: str, 
     return store.inserted(cur)
 
 
-def disarm(db: sqlite_utils.Database, case_id: str | None, name: str, *, ref: str = "",
+def disarm(db: Database, case_id: str | None, name: str, *, ref: str = "",
            reason: str = "", actor: str = "mailflow") -> bool:
     """Stop a pending alarm (its condition was met); False if none was pending."""
     alarm_id = _pending_id(db, case_id, name, ref)
@@ -92,7 +91,7 @@ def disarm(db: sqlite_utils.Database, case_id: str | None, name: str, *, ref: st
     return True
 
 
-def pending(db: sqlite_utils.Database, case_id: str | None = None) -> list[dict[str, Any]]:
+def pending(db: Database, case_id: str | None = None) -> list[dict[str, Any]]:
     """Pending alarms, soonest first (of one case, or all)."""
     if case_id:  # "+state": by the case's index; the state's would walk every pending alarm
         return list(db.query("SELECT * FROM alarms WHERE +state = 'pending' AND case_id = ? "
@@ -100,13 +99,13 @@ def pending(db: sqlite_utils.Database, case_id: str | None = None) -> list[dict[
     return list(db.query("SELECT * FROM alarms WHERE state = 'pending' ORDER BY due_at, id"))
 
 
-def history(db: sqlite_utils.Database, case_id: str) -> list[dict[str, Any]]:
+def history(db: Database, case_id: str) -> list[dict[str, Any]]:
     """Every alarm of a case, in the order they were armed: for the case view."""
     return list(db.query("SELECT id, clock, ref, armed_at, due_at, state, fired_at, late, "
                          "outcome FROM alarms WHERE case_id = ? ORDER BY id", [case_id]))
 
 
-def keep_digest_armed(db: sqlite_utils.Database, policy: Policy, now: datetime) -> None:
+def keep_digest_armed(db: Database, policy: Policy, now: datetime) -> None:
     """Exactly one pending digest alarm while digests are on; none while they are off."""
     existing = _pending_id(db, None, DIGEST, "")
     if not policy.digest.enabled:
@@ -119,7 +118,7 @@ def keep_digest_armed(db: sqlite_utils.Database, policy: Policy, now: datetime) 
             _store(db, None, DIGEST, "", due, {})
 
 
-def start(db: sqlite_utils.Database, rules: Mapping[str, Any], case_id: str, event: str,
+def start(db: Database, rules: Mapping[str, Any], case_id: str, event: str,
           ref: str = "") -> list[int]:
     """Arm every clock that starts with ``event`` ("report", "urgent", "delegate") and
     never ran for this case (and ref); returns the alarm ids."""
@@ -132,7 +131,7 @@ def start(db: sqlite_utils.Database, rules: Mapping[str, Any], case_id: str, eve
     return armed
 
 
-def _ever_armed(db: sqlite_utils.Database, case_id: str, name: str, ref: str) -> bool:
+def _ever_armed(db: Database, case_id: str, name: str, ref: str) -> bool:
     return db.execute("SELECT 1 FROM alarms WHERE case_id = ? AND clock = ? AND ref = ?",
                       [case_id, name, ref]).fetchone() is not None
 
@@ -156,7 +155,7 @@ DERIVED: dict[str, str] = {
 }
 
 
-def reconcile(db: sqlite_utils.Database, rules: Mapping[str, Any], case_id: str | None = None
+def reconcile(db: Database, rules: Mapping[str, Any], case_id: str | None = None
               ) -> None:
     """Arm the clocks the records call for and that never ran: those of :data:`DERIVED`,
     and the urgent clocks of a case marked urgent (by triage, #ongoing or #safety)."""
@@ -183,7 +182,7 @@ def _when(text: str) -> datetime | date:
     return date.fromisoformat(text) if len(text) == 10 else timestamps.parse(text)
 
 
-def ended(db: sqlite_utils.Database, policy: Policy, alarm: Mapping[str, Any], spec: Clock,
+def ended(db: Database, policy: Policy, alarm: Mapping[str, Any], spec: Clock,
           now: datetime) -> str | None:
     """Why the alarm has nothing left to do (one of its clock's ``ends_when``), or None."""
     params = {"case": alarm["case_id"], "ref": alarm["ref"], "since": alarm["armed_at"],
@@ -195,7 +194,7 @@ def ended(db: sqlite_utils.Database, policy: Policy, alarm: Mapping[str, Any], s
     return None
 
 
-def met(db: sqlite_utils.Database, policy: Policy, alarm: Mapping[str, Any], now: datetime
+def met(db: Database, policy: Policy, alarm: Mapping[str, Any], now: datetime
         ) -> str | None:
     """Why a pending alarm's clock has been met (or no longer exists), or None."""
     spec = policy.clocks.get(alarm["clock"])
@@ -204,7 +203,7 @@ def met(db: sqlite_utils.Database, policy: Policy, alarm: Mapping[str, Any], now
     return ended(db, policy, alarm, spec, now)
 
 
-def close_met(db: sqlite_utils.Database, rules: Mapping[str, Any], case_id: str | None = None,
+def close_met(db: Database, rules: Mapping[str, Any], case_id: str | None = None,
               now: datetime | None = None, *, by_time_only: bool = False) -> list[int]:
     """Disarm the pending alarms (of one case, or all) whose clock has been met; call
     inside your transaction.  ``by_time_only``: only the clocks that time alone can
@@ -224,7 +223,7 @@ def close_met(db: sqlite_utils.Database, rules: Mapping[str, Any], case_id: str 
     return closed
 
 
-def deadlines(db: sqlite_utils.Database, rules: Mapping[str, Any], now: datetime | None = None
+def deadlines(db: Database, rules: Mapping[str, Any], now: datetime | None = None
               ) -> list[dict[str, Any]]:
     """Every open clock, soonest first: its due time, its case and what it will do.  A
     clock met since the scheduler last looked is left out: it has nothing left to do."""

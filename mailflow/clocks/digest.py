@@ -16,8 +16,6 @@ import json
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import sqlite_utils
-
 from mailflow import timestamps
 from mailflow.case import cases, consensus, held, keys, severe
 from mailflow.case.notices import mail_members
@@ -27,6 +25,7 @@ from mailflow.commands.spec import CommandError
 from mailflow.mail import render
 from mailflow.responses.drafts import confirm_code
 from mailflow.store import audit
+from mailflow.store.sqlite import Database
 
 if TYPE_CHECKING:
     from mailflow.pipeline.context import Services
@@ -34,7 +33,7 @@ if TYPE_CHECKING:
 HELD_LISTED = 20  # the newest held messages a digest lists (it says how many there are)
 
 
-def send_all(db: sqlite_utils.Database, svc: Services, policy: Policy, now: datetime,
+def send_all(db: Database, svc: Services, policy: Policy, now: datetime,
              late: bool) -> str:
     cfg = svc.cfg
     board = open_cases(db, policy, now)
@@ -65,7 +64,7 @@ def send_all(db: sqlite_utils.Database, svc: Services, policy: Policy, now: date
             else "no member had anything due, overdue or waiting")
 
 
-def open_cases(db: sqlite_utils.Database, policy: Policy, now: datetime
+def open_cases(db: Database, policy: Policy, now: datetime
                ) -> list[dict[str, Any]]:
     """Every open case with what is due and overdue on it."""
     rows = db.query("SELECT id, codename, status, urgent FROM cases WHERE status NOT IN "
@@ -78,7 +77,7 @@ def open_cases(db: sqlite_utils.Database, policy: Policy, now: datetime
     return out
 
 
-def bounced(db: sqlite_utils.Database, case_id: str) -> list[str]:
+def bounced(db: Database, case_id: str) -> list[str]:
     """The case's mail that came back as bounced (the members were told at the time)."""
     return [f"{r[0]} to {r[1]}" for r in db.execute(
         "SELECT o.kind, r.rcpt FROM outbound o JOIN outbound_rcpt r ON r.outbound_id = o.id "
@@ -86,7 +85,7 @@ def bounced(db: sqlite_utils.Database, case_id: str) -> list[str]:
         "ORDER BY o.id", [case_id])]
 
 
-def for_member(db: sqlite_utils.Database, svc: Services, board: list[dict[str, Any]],
+def for_member(db: Database, svc: Services, board: list[dict[str, Any]],
                member: str) -> list[dict[str, Any]]:
     """The open cases ``member`` is on, never one they are recused from, each with what
     waits for them."""
@@ -94,7 +93,7 @@ def for_member(db: sqlite_utils.Database, svc: Services, board: list[dict[str, A
             if member not in cases.recused(db, case["id"])]
 
 
-def _clocks(db: sqlite_utils.Database, policy: Policy, case_id: str, now: datetime
+def _clocks(db: Database, policy: Policy, case_id: str, now: datetime
             ) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
     horizon = timestamps.stamp(policy.add(now, policy.digest.due_within))
     due: list[dict[str, str]] = []
@@ -123,7 +122,7 @@ def _clocks(db: sqlite_utils.Database, policy: Policy, case_id: str, now: dateti
     return due, overdue
 
 
-def waiting_for(db: sqlite_utils.Database, svc: Services, case_id: str, member: str
+def waiting_for(db: Database, svc: Services, case_id: str, member: str
                 ) -> list[dict[str, str]]:
     """What the case waits for from this member: ``what`` in words and ``command``, the
     exact line that does it."""

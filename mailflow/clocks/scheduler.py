@@ -19,8 +19,6 @@ from datetime import date, datetime, timedelta
 from multiprocessing.synchronize import Event
 from typing import Any
 
-import sqlite_utils
-
 from mailflow import store, timestamps
 from mailflow.case import cases, consensus
 from mailflow.case.notices import mail_members
@@ -35,6 +33,7 @@ from mailflow.outbound.queue import enqueue
 from mailflow.pipeline.context import Services
 from mailflow.responses import drafts, redaction
 from mailflow.store import audit
+from mailflow.store.sqlite import Database
 
 log = logging.getLogger("mailflow.scheduler")
 HELP_TOPIC = "The clocks of the guidelines (`mailflow deadlines` lists them)"
@@ -44,7 +43,7 @@ POLL = 30.0         # seconds between passes at most
 
 @dataclass
 class Firing:
-    db: sqlite_utils.Database
+    db: Database
     svc: Services
     policy: Policy
     alarm: dict[str, Any]
@@ -58,7 +57,7 @@ class Firing:
         return self.alarm["case_id"]
 
 
-def run_due(db: sqlite_utils.Database, svc: Services, now: datetime | None = None) -> int:
+def run_due(db: Database, svc: Services, now: datetime | None = None) -> int:
     """Fire every alarm due by ``now`` (default: the clock); returns how many fired."""
     now = now or timestamps.now()
     policy = Policy.from_rules(svc.rules)
@@ -83,7 +82,7 @@ def run_due(db: sqlite_utils.Database, svc: Services, now: datetime | None = Non
     return fired
 
 
-def _fire(db: sqlite_utils.Database, svc: Services, policy: Policy, alarm_id: int,
+def _fire(db: Database, svc: Services, policy: Policy, alarm_id: int,
           now: datetime) -> int:
     # Read inside the transaction: another process may have fired it since we looked.
     rows = list(db.query("SELECT * FROM alarms WHERE id = ? AND state = 'pending'", [alarm_id]))
@@ -114,7 +113,7 @@ def _fire(db: sqlite_utils.Database, svc: Services, policy: Policy, alarm_id: in
     return 1
 
 
-def _settle(db: sqlite_utils.Database, alarm: dict[str, Any], state: str, outcome: str,
+def _settle(db: Database, alarm: dict[str, Any], state: str, outcome: str,
             now: datetime, late: bool) -> None:
     db.execute("UPDATE alarms SET state = ?, fired_at = ?, late = ?, outcome = ? WHERE id = ?",
                [state, timestamps.stamp(now), int(late), outcome, alarm["id"]])
@@ -123,7 +122,7 @@ def _settle(db: sqlite_utils.Database, alarm: dict[str, Any], state: str, outcom
                  outcome=audit.fingerprint(db, outcome))
 
 
-def _failed(db: sqlite_utils.Database, alarm_id: int, error: str) -> None:
+def _failed(db: Database, alarm_id: int, error: str) -> None:
     with store.transaction(db):
         db.execute("UPDATE alarms SET attempts = attempts + 1, last_error = ? WHERE id = ?",
                    [error, alarm_id])
@@ -164,7 +163,7 @@ def remind_committee(f: Firing) -> str:
     return _reminder(f, cases.active_members(f.db, f.svc.cfg, f.case_id), "the committee")
 
 
-def status_update(db: sqlite_utils.Database, svc: Services, case_id: str, projected: date,
+def status_update(db: Database, svc: Services, case_id: str, projected: date,
                   author: str, reason: str) -> int:
     """Draft the update to the reporter with a projected date; only the chair's
     ``#confirm`` sends it.  An unsent update with an older date is withdrawn, so the
@@ -270,7 +269,7 @@ def _timeline(inv: Invocation) -> str:
 
 # -- running ---------------------------------------------------------------------------
 
-def seconds_to_next(db: sqlite_utils.Database) -> float:
+def seconds_to_next(db: Database) -> float:
     row = db.execute("SELECT min(due_at) FROM alarms WHERE state = 'pending'").fetchone()
     if not row or row[0] is None:
         return POLL

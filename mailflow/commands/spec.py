@@ -10,12 +10,11 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-import sqlite_utils
-
 from mailflow.commands.language import Command
 from mailflow.config import Config
 from mailflow.pipeline.context import Context, Services
 from mailflow.store import audit
+from mailflow.store.sqlite import Database
 
 
 class CommandError(Exception):
@@ -75,7 +74,7 @@ class Invocation:
     actor: str
 
     @property
-    def db(self) -> sqlite_utils.Database:
+    def db(self) -> Database:
         return self.ctx.db
 
     @property

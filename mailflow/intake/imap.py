@@ -42,7 +42,6 @@ from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass
 from multiprocessing.synchronize import Event as MPEvent
 
-import sqlite_utils
 from imapclient import DELETED, IMAPClient
 from imapclient.exceptions import LoginError
 
@@ -50,6 +49,7 @@ from mailflow import store, timestamps
 from mailflow.config import Config
 from mailflow.intake.mailbox import envelope_from_headers
 from mailflow.intake.spool import commit_many
+from mailflow.store.sqlite import Database
 
 log = logging.getLogger("mailflow.imap")
 
@@ -68,8 +68,8 @@ CRASH_AFTER_COMMIT = "MAILFLOW_IMAP_STOP_AFTER_COMMIT"
 @dataclass
 class Session:
     client: IMAPClient
-    db: sqlite_utils.Database      # mailflow.db: the folder's UIDVALIDITY and last UID
-    spool: sqlite_utils.Database   # spool.db: where intake commits
+    db: Database      # mailflow.db: the folder's UIDVALIDITY and last UID
+    spool: Database   # spool.db: where intake commits
 
 
 class AdminError(Exception):
@@ -222,7 +222,7 @@ class Poller:
             raise AdminError(f"cannot open IMAP folder {self.imap.folder!r} at {self.where}: "
                              f"{error_text(e)}; check intake.imap.folder") from None
 
-    def _last_uid(self, db: sqlite_utils.Database, uidvalidity: int) -> int:
+    def _last_uid(self, db: Database, uidvalidity: int) -> int:
         row = db.execute("SELECT uidvalidity, last_uid FROM imap_state WHERE account = ? "
                          "AND folder = ?", [self.account, self.imap.folder]).fetchone()
         if row is None or row[0] == uidvalidity:
@@ -233,7 +233,7 @@ class Poller:
         self._save(db, uidvalidity, 0)
         return 0
 
-    def _save(self, db: sqlite_utils.Database, uidvalidity: int, last_uid: int) -> None:
+    def _save(self, db: Database, uidvalidity: int, last_uid: int) -> None:
         with store.transaction(db):
             db.execute(
                 "INSERT INTO imap_state (account, folder, uidvalidity, last_uid, updated_at) "

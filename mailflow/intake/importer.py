@@ -31,8 +31,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
 from mailflow import store, timestamps
 from mailflow.intake.sources import Item, SourceError, date_keys, header_block, open_source
 from mailflow.intake.spool import Envelope, commit_many
@@ -41,6 +39,7 @@ from mailflow.pipeline import runner
 from mailflow.pipeline.context import HISTORY_STATUS, Services
 from mailflow.progress import Progress
 from mailflow.store import audit
+from mailflow.store.sqlite import Database
 
 CHUNK = 1024
 PARALLEL_MIN = 2 * CHUNK
@@ -107,7 +106,7 @@ class Taken:
     unreadable: list[str] = field(default_factory=list)
 
 
-def take_in(spool: sqlite_utils.Database, chunk: Chunk, max_size: int, parse_new: bool
+def take_in(spool: Database, chunk: Chunk, max_size: int, parse_new: bool
             ) -> Taken:
     """Read a chunk, commit it to the spool, and parse what is new in it for the pipeline."""
     taken = Taken()
@@ -142,7 +141,7 @@ def _parse(raw: bytes) -> Parsed | None:
 
 
 # The second process's own connection to the spool (a large import).
-_worker_spool: sqlite_utils.Database | None = None
+_worker_spool: Database | None = None
 
 
 def _worker_start(db_path: Path, timeout: float) -> None:
@@ -163,7 +162,7 @@ def _result(future: Future) -> Any:
                           "carries on where this one stopped") from e
 
 
-def _pending_import_rows(db: sqlite_utils.Database) -> list[int]:
+def _pending_import_rows(db: Database) -> list[int]:
     """Imported mail an interrupted run committed but the pipeline has not settled."""
     return [r[0] for r in db.execute(
         "SELECT id FROM spool WHERE source = 'import' AND id > "
@@ -213,7 +212,7 @@ class _Import:
     """One run of ``mailflow import``: chunks committed (and parsed) one ahead of the
     chunk being filed."""
 
-    def __init__(self, svc: Services, db: sqlite_utils.Database, spool: sqlite_utils.Database,
+    def __init__(self, svc: Services, db: Database, spool: Database,
                  progress: Progress | None, ours: list[int]):
         self.svc, self.db, self.spool, self.progress = svc, db, spool, progress
         self.ours = ours  # the spool ids this import committed (and an interrupted one left)
@@ -277,7 +276,7 @@ class _Import:
             self.progress.advance(len(chunk))
 
 
-def _wait_for_pipeline(db: sqlite_utils.Database, last: int, timeout: float = 3600.0) -> None:
+def _wait_for_pipeline(db: Database, last: int, timeout: float = 3600.0) -> None:
     """Until the pipeline has settled everything up to our last message."""
     def pending() -> bool:
         return runner.settled_up_to(db) < last or db.execute(
@@ -292,7 +291,7 @@ def _wait_for_pipeline(db: sqlite_utils.Database, last: int, timeout: float = 36
         timestamps.sleep(0.2)
 
 
-def _settle(db: sqlite_utils.Database, summary: Summary, ours: list[int], status: str,
+def _settle(db: Database, summary: Summary, ours: list[int], status: str,
             source: str) -> None:
     """Give the cases this import opened their status; record the import."""
     opened: list[str] = []

@@ -96,7 +96,7 @@ def _insert(db: Executes, row: tuple) -> tuple[int, bool]:
     # SQLite would take a copy of it whole.
     spool_id, seen = db.execute(INSERT_LARGE, (*row[:-1], len(raw))).fetchone()
     if not seen:
-        # sqlite-utils' Database, or the connection itself
+        # a store Database, or the connection itself
         conn = cast(sqlite3.Connection, getattr(db, "conn", db))
         view = memoryview(raw)
         with conn.blobopen("spool", "raw", spool_id) as blob:

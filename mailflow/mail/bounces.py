@@ -28,7 +28,7 @@ from email.parser import HeaderParser
 from flufl.bounce import all_failures
 
 from mailflow.mail import msgids
-from mailflow.mail.parse import header_text
+from mailflow.mail.decode import header_text
 
 log = logging.getLogger("mailflow.bounces")
 _RETURNED_ID = re.compile(r"^\s*Message-ID:\s*<([^<>\s]+)>", re.IGNORECASE | re.MULTILINE)

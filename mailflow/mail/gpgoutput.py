@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from mailflow import timestamps
-from mailflow.mail.parse import addresses
+from mailflow.mail.decode import addresses
 
 
 @dataclass(frozen=True)

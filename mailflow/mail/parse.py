@@ -1,32 +1,24 @@
 """Parsing raw mail into the fields the pipeline needs, without ever raising.
 
-Two views of the sender exist on purpose: ``from_addr`` is lenient (good enough to
-thread and to acknowledge), ``strict_from`` is what identity checks use and refuses
-anything ambiguous: several From headers, several addresses, an address hidden in the
-display name, encoded words in the address.
+``from_addr`` is lenient (good enough to thread and to acknowledge); identity checks
+use :func:`mailflow.mail.decode.strict_from` instead.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from email._policybase import Compat32
-from email.header import decode_header
 from email.message import Message
 from email.parser import BytesParser
-from email.utils import getaddresses, parsedate_to_datetime
+from email.utils import parsedate_to_datetime
 
 from mailflow import timestamps
 from mailflow.mail import msgids, quotes
+from mailflow.mail.decode import addresses, clean, header_text, part_text, unix_lines
 from mailflow.mail.flowed import unflow
 from mailflow.mail.forwards import attached_message, inline_block
 from mailflow.mail.htmltext import Rendered, html_to_text
 from mailflow.mail.sketch import elided_size, sketch
-
-ADDR_SPEC = re.compile(
-    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-]+@"
-    r"[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?)+$"
-)
 
 
 class _RawHeaders(Compat32):
@@ -101,99 +93,6 @@ class Parsed:
 
     def header_all(self, name: str) -> list[str]:
         return [header_text(v) for v in self.msg.get_all(name) or []]
-
-
-def clean(text: str) -> str:
-    """Text safe to store: no lone surrogates from 8-bit bytes, no NULs."""
-    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    return text.replace("\x00", "")
-
-
-def header_text(value: object) -> str:
-    """A header decoded for display: encoded words decoded, folding removed."""
-    if value is None:
-        return ""
-    raw = clean(str(value))  # raw 8-bit UTF-8 arrives surrogate-escaped
-    try:
-        parts = []
-        for chunk, charset in decode_header(raw):
-            if isinstance(chunk, str):
-                parts.append(chunk)
-            elif charset is None:  # unencoded text beside encoded words
-                parts.append(chunk.decode("raw-unicode-escape", "replace"))
-            else:
-                parts.append(_decode(chunk, charset))
-        text = "".join(parts)
-    except Exception:  # a broken encoded word: keep the raw text
-        text = raw
-    return re.sub(r"[\r\n]+[ \t]*", " ", clean(text)).strip()
-
-
-def _decode(data: bytes, charset: str) -> str:
-    try:
-        return data.decode(charset, "replace")
-    except LookupError:  # unknown charset
-        return data.decode("utf-8", "replace")
-
-
-def addresses(values: list[str]) -> list[tuple[str, str]]:
-    """(name, address) pairs from header values, keeping only well-formed addresses."""
-    result = []
-    for name, addr in getaddresses([clean(str(v)) for v in values]):
-        addr = addr.strip()
-        if ADDR_SPEC.match(addr):
-            result.append((header_text(name), addr.lower()))
-    return result
-
-
-def strict_from(msg: Message) -> tuple[str | None, str]:
-    """The single, unambiguous From address, or (None, why not)."""
-    values = msg.get_all("From") or []
-    if len(values) != 1:
-        return None, "no From header" if not values else "several From headers"
-    raw = re.sub(r"\r?\n[ \t]+", " ", clean(str(values[0])))
-    if raw.count("@") != 1:
-        return None, "From must contain exactly one address and no address in its name"
-    if "=?" in raw.split("<")[-1]:
-        return None, "encoded words in the From address"
-    pairs = getaddresses([raw])
-    if len(pairs) != 1:
-        return None, "From must contain exactly one address"
-    name, addr = pairs[0]
-    if "@" in header_text(name):
-        return None, "an address hidden in the display name"
-    if not ADDR_SPEC.match(addr) or addr.count("@") != 1:
-        return None, f"From address {addr!r} is not a plain address"
-    try:
-        addr.encode("ascii")
-    except UnicodeEncodeError:
-        return None, "non-ASCII From address"
-    return addr.lower(), ""
-
-
-
-
-def part_text(part: Message, defects: list[str]) -> str:
-    try:
-        payload = part.get_payload(decode=True)
-    except Exception as e:
-        defects.append(f"undecodable part: {type(e).__name__}")
-        return ""
-    if isinstance(payload, str):
-        return _lines(clean(payload))
-    if not isinstance(payload, bytes):
-        return ""
-    charset = part.get_content_charset() or "utf-8"
-    try:
-        "".encode(charset)
-    except LookupError:
-        defects.append(f"unknown charset {charset!r}")
-    return _lines(clean(_decode(payload, charset)))
-
-
-def _lines(text: str) -> str:
-    """Line ends as ``\n``, whatever the sender's (CRLF from SMTP, a lone CR)."""
-    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def plain_text(part: Message, defects: list[str]) -> tuple[str, bool]:
@@ -315,7 +214,7 @@ def parse(raw: bytes) -> Parsed:
         body, attachments, wrapped, marked = _body_and_attachments(msg, defects, forwarded)
     except Exception as e:  # the stdlib parser can still trip on pathological nesting
         defects.append(f"body not parsed: {type(e).__name__}")
-        body, attachments, wrapped = _lines(clean(raw.decode("utf-8", "replace"))), [], True
+        body, attachments, wrapped = unix_lines(clean(raw.decode("utf-8", "replace"))), [], True
         marked = body
     if not forwarded:
         inline = _inline_forward(body, header_text(msg.get("Subject")))

@@ -26,10 +26,10 @@ from email.parser import BytesHeaderParser, BytesParser
 from itertools import pairwise
 
 from mailflow.mail.compose import Outgoing, crlf, encode_headers
+from mailflow.mail.decode import part_text
 from mailflow.mail.gpgoutput import UNSIGNED, Signature
 from mailflow.mail.htmltext import html_to_text
 from mailflow.mail.openpgp import Keyring
-from mailflow.mail.parse import part_text
 
 # Headers copied inside the encrypted part.  Reply-To stays outside only: it carries a
 # member's own token, and leaving it out lets one sealed body serve every member.

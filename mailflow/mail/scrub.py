@@ -23,7 +23,7 @@ from email.parser import BytesParser
 from email.policy import compat32
 
 from mailflow.mail import sketch
-from mailflow.mail.parse import header_text
+from mailflow.mail.decode import header_text
 
 TOKEN_ADDRESS = re.compile(r"\b(conduct|committee)\+[A-Za-z0-9.\-=]+@", re.IGNORECASE)
 TOKEN_BYTES = re.compile(rb"(conduct|committee)\+[A-Za-z0-9.\-=]+@", re.IGNORECASE)

@@ -10,8 +10,8 @@ from __future__ import annotations
 from email.message import Message
 
 from mailflow.mail import quotes
+from mailflow.mail.decode import addresses, header_text, part_text
 from mailflow.mail.htmltext import html_to_text
-from mailflow.mail.parse import addresses, header_text, part_text
 
 # Headers a mail client shows as text; the address headers count by their names.
 SHOWN = ("Subject", "Comments", "Keywords")

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from email.message import Message
 from typing import Any
 
-from mailflow.mail.parse import header_text
+from mailflow.mail.decode import header_text
 
 # RFC 8601 property values are tokens or quoted strings; comments are dropped first.
 _COMMENT = re.compile(r"\((?:[^()\\]|\\.)*\)")

@@ -15,15 +15,13 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from multiprocessing.synchronize import Event
 
-import sqlite_utils
-
 from mailflow import store, timestamps
 from mailflow.config import Config
 from mailflow.outbound.body import Body
 from mailflow.outbound.queue import next_due
 from mailflow.outbound.transports import Result, Transport, transport_for
 from mailflow.store import audit
-from mailflow.store.sqlite import spool_path
+from mailflow.store.sqlite import Database, spool_path
 from mailflow.wakeups import Doorbell
 
 log = logging.getLogger("mailflow.outbound")
@@ -46,7 +44,7 @@ def backoff(cfg: Config, attempts: int) -> float:
     return min(cfg.outbound.retry_initial * (2 ** max(attempts - 1, 0)), cfg.outbound.retry_max)
 
 
-def deliver_once(db: sqlite_utils.Database, cfg: Config) -> int:
+def deliver_once(db: Database, cfg: Config) -> int:
     """One pass over one session: for the one-shot commands (process, tick)."""
     transport = transport_for(cfg)
     try:
@@ -55,7 +53,7 @@ def deliver_once(db: sqlite_utils.Database, cfg: Config) -> int:
         transport.close()
 
 
-def deliver_due(db: sqlite_utils.Database, cfg: Config, transports: Sequence[Transport],
+def deliver_due(db: Database, cfg: Config, transports: Sequence[Transport],
                 new_mail: Callable[[], bool] | None = None) -> int:
     """One pass over the queue, over as many parallel sessions as there are transports
     (left open for the next pass); returns how many recipients were delivered.
@@ -84,7 +82,7 @@ class DeliveryPass:
     over: everything sent, or PASS_BYTES read; then one None each.  This thread also
     records what the sessions did."""
 
-    def __init__(self, db: sqlite_utils.Database, cfg: Config, now: datetime,
+    def __init__(self, db: Database, cfg: Config, now: datetime,
                  due: dict[int, list[str]], sessions: int,
                  new_mail: Callable[[], bool] | None):
         self.db, self.cfg, self.now, self.new_mail = db, cfg, now, new_mail
@@ -183,7 +181,7 @@ class DeliveryPass:
         return self.delivered
 
 
-def _record(db: sqlite_utils.Database, cfg: Config, out_id: int, case_id: str | None, rcpt: str,
+def _record(db: Database, cfg: Config, out_id: int, case_id: str | None, rcpt: str,
             res: Result, expired: bool, now: datetime) -> int:
     if res.ok:
         db.execute(

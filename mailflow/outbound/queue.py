@@ -6,14 +6,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 
-import sqlite_utils
-
 from mailflow import store, timestamps
 from mailflow.mail import quotes
 from mailflow.mail.compose import Outgoing
-from mailflow.mail.parse import addresses
+from mailflow.mail.decode import addresses
 from mailflow.mail.scrub import scrub_text
 from mailflow.store import audit
+from mailflow.store.sqlite import Database
 
 
 def text_columns(msg: Outgoing) -> dict[str, str | None]:
@@ -30,7 +29,7 @@ def text_columns(msg: Outgoing) -> dict[str, str | None]:
 
 
 def enqueue(
-    db: sqlite_utils.Database,
+    db: Database,
     msg: Outgoing,
     *,
     kind: str,
@@ -65,7 +64,7 @@ def enqueue(
     return out_id
 
 
-def next_due(db: sqlite_utils.Database) -> float | None:
+def next_due(db: Database) -> float | None:
     """Seconds until the next queued recipient is due (0 if one is due now)."""
     row = db.execute("SELECT min(next_attempt_at) FROM outbound_rcpt WHERE state='queued'"
                      ).fetchone()
@@ -74,7 +73,7 @@ def next_due(db: sqlite_utils.Database) -> float | None:
     return max((timestamps.parse(row[0]) - timestamps.now()).total_seconds(), 0.0)
 
 
-def retry_now(db: sqlite_utils.Database) -> int:
+def retry_now(db: Database) -> int:
     """Make every deferred recipient due now (``mailflow queue flush``); how many."""
     with store.transaction(db):
         return db.execute("UPDATE outbound_rcpt SET next_attempt_at = ? WHERE state = 'queued' "

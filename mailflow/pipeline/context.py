@@ -16,12 +16,11 @@ from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol
 
-import sqlite_utils
-
 from mailflow import timestamps
 from mailflow.config import Config
 from mailflow.mail.tokens import Signer
 from mailflow.mail.verdicts import Verdict
+from mailflow.store.sqlite import Database
 
 if TYPE_CHECKING:  # for annotations only: jinja2 and the parser are slow to import
     from jinja2.sandbox import SandboxedEnvironment
@@ -69,7 +68,7 @@ class CommandSpec(Protocol):
 
 
 # Why a case cannot close yet (:data:`mailflow.app.CLOSE_CHECKS`): the reason, or None.
-CloseCheck = Callable[[sqlite_utils.Database, str], "str | None"]
+CloseCheck = Callable[[Database, str], "str | None"]
 
 
 @dataclass(frozen=True)
@@ -131,7 +130,7 @@ class Services:
 class Context:
     """One message on its way through the chain."""
 
-    db: sqlite_utils.Database
+    db: Database
     svc: Services
     spool_id: int
     envelope_from: str | None

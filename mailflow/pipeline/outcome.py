@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import re
 
-import sqlite_utils
-
 from mailflow import logs
 from mailflow.pipeline.context import Context
+from mailflow.store.sqlite import Database
 
 # The id the MTA in front gave the message, in its topmost Received header: Postfix
 # writes "with ESMTP id 4XyZ1k2AbC", Exim "id 1rAbCd-000Xyz-Q1".
@@ -33,11 +32,11 @@ def mta_queue_id(raw: bytes) -> str | None:
     return found.group(1).decode("ascii") if found else None
 
 
-def last_outbound(db: sqlite_utils.Database) -> int:
+def last_outbound(db: Database) -> int:
     return db.execute("SELECT coalesce(max(id), 0) FROM outbound").fetchone()[0]
 
 
-def done(db: sqlite_utils.Database, ctx: Context, queued_after: int) -> str:
+def done(db: Database, ctx: Context, queued_after: int) -> str:
     """What the chain did with the message: the mail it queued (above ``queued_after``)."""
     counts = db.execute("SELECT kind, count(*) FROM outbound WHERE id > ? GROUP BY kind "
                         "ORDER BY min(id)", [queued_after]).fetchall()

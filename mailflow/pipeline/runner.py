@@ -14,8 +14,6 @@ import logging
 from collections.abc import Callable, Mapping
 from multiprocessing.synchronize import Event
 
-import sqlite_utils
-
 from mailflow import store, timestamps
 from mailflow.case.notices import sealed_in_batches
 from mailflow.config import Config
@@ -23,6 +21,7 @@ from mailflow.mail.parse import Parsed, parse
 from mailflow.pipeline import outcome
 from mailflow.pipeline.context import Context, Services
 from mailflow.store import audit
+from mailflow.store.sqlite import Database
 from mailflow.wakeups import Doorbell
 
 log = logging.getLogger("mailflow.pipeline")
@@ -39,12 +38,12 @@ def run_chain(ctx: Context) -> None:
         handler(ctx)
 
 
-def settled_up_to(db: sqlite_utils.Database) -> int:
+def settled_up_to(db: Database) -> int:
     """The spool id up to which every message has been processed (or quarantined)."""
     return db.execute("SELECT coalesce(max(spool_id), 0) FROM spool_state").fetchone()[0]
 
 
-def _claim(db: sqlite_utils.Database, batch: int, last: int | None = None
+def _claim(db: Database, batch: int, last: int | None = None
            ) -> list[tuple[int, int]]:
     """Pick the next batch and count the attempt before doing any work.
 
@@ -71,7 +70,7 @@ def _claim(db: sqlite_utils.Database, batch: int, last: int | None = None
     return claimed
 
 
-def process_pending(db: sqlite_utils.Database, svc: Services, batch: int = BATCH,
+def process_pending(db: Database, svc: Services, batch: int = BATCH,
                     seconds: float = BATCH_SECONDS, parsed: Mapping[int, Parsed] | None = None,
                     last: int | None = None) -> int:
     """Process one batch, of new mail up to spool id ``last``; returns how many spool
@@ -98,7 +97,7 @@ def process_pending(db: sqlite_utils.Database, svc: Services, batch: int = BATCH
     return done
 
 
-def _process_one(db: sqlite_utils.Database, svc: Services, spool_id: int, attempts: int,
+def _process_one(db: Database, svc: Services, spool_id: int, attempts: int,
                  parsed: Parsed | None) -> None:
     waiting = len(svc.sealing or [])  # members' copies of the batch still to encrypt
     try:
@@ -130,7 +129,7 @@ def _process_one(db: sqlite_utils.Database, svc: Services, spool_id: int, attemp
                          error=audit.fingerprint(db, error))
 
 
-def quarantine_stragglers(db: sqlite_utils.Database, cfg: Config) -> int:
+def quarantine_stragglers(db: Database, cfg: Config) -> int:
     """Messages whose attempts ran out in crashes (no error recorded) go to quarantine."""
     with store.transaction(db):
         rows = db.execute("SELECT spool_id FROM spool_state WHERE state='new' AND attempts >= ?",
@@ -144,7 +143,7 @@ def quarantine_stragglers(db: sqlite_utils.Database, cfg: Config) -> int:
     return len(rows)
 
 
-def release(db: sqlite_utils.Database, spool_id: int) -> bool:
+def release(db: Database, spool_id: int) -> bool:
     """Send a quarantined message through the pipeline again (after a fix)."""
     with store.transaction(db):
         cur = db.execute("UPDATE spool_state SET state='new', attempts=0 WHERE spool_id=? "
@@ -154,7 +153,7 @@ def release(db: sqlite_utils.Database, spool_id: int) -> bool:
     return bool(cur.rowcount)
 
 
-def drain(db: sqlite_utils.Database, svc: Services, lock_timeout: float = 30.0) -> int:
+def drain(db: Database, svc: Services, lock_timeout: float = 30.0) -> int:
     """Process until nothing is pending; returns the number of rows settled.
     TimeoutError if another pipeline (``mailflow serve``) holds the lock that long."""
     with store.exclusive(svc.cfg.archive_dir / "pipeline.lock", timeout=lock_timeout):

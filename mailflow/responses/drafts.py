@@ -27,7 +27,6 @@ from typing import Any
 
 import jinja2
 import jinja2.meta
-import sqlite_utils
 from jinja2.sandbox import SandboxedEnvironment
 
 from mailflow import store, timestamps
@@ -37,10 +36,11 @@ from mailflow.case.notices import deliver, mail_members, outer_subject
 from mailflow.commands.spec import CommandError
 from mailflow.mail import render
 from mailflow.mail.compose import HeaderInjection, Outgoing, check_header, compose
-from mailflow.mail.parse import ADDR_SPEC
+from mailflow.mail.decode import ADDR_SPEC
 from mailflow.outbound.queue import enqueue
 from mailflow.responses import redaction
 from mailflow.store import audit, fulltext
+from mailflow.store.sqlite import Database
 
 # People on the case, by role: each gets a mail of their own, so that nobody learns
 # who else was written to.
@@ -78,7 +78,7 @@ def _yes_no(value: str | None) -> str:
     return value if value in ("yes", "no") else UNDETERMINED
 
 
-def case_record(db: sqlite_utils.Database, case_id: str) -> dict[str, Any]:
+def case_record(db: Database, case_id: str) -> dict[str, Any]:
     """What the committee determined (see ``workflow``), in words a template can print;
     anything not determined yet reads "not yet determined"."""
     rows = list(db.query("SELECT * FROM case_record WHERE case_id = ?", [case_id]))
@@ -124,7 +124,7 @@ def standard_context(cfg, case: dict[str, Any], record: dict[str, Any],
     return context
 
 
-def case_context(db: sqlite_utils.Database, svc, case_id: str, role: str,
+def case_context(db: Database, svc, case_id: str, role: str,
                  recipients: list[str], names: dict[str, str]) -> dict[str, Any]:
     case = cases.get(db, case_id)
     if case is None:
@@ -140,7 +140,7 @@ def case_context(db: sqlite_utils.Database, svc, case_id: str, role: str,
 # ---------------------------------------------------------------------------------------
 # Recipients.
 
-def recipients_for(db: sqlite_utils.Database, cfg, case_id: str, role: str) -> list[str]:
+def recipients_for(db: Database, cfg, case_id: str, role: str) -> list[str]:
     """The addresses a role names on this case."""
     if role in PERSON_ROLES:
         addresses = [p["address"] for p in cases.people(db, case_id, role) if p["address"]]
@@ -155,7 +155,7 @@ def recipients_for(db: sqlite_utils.Database, cfg, case_id: str, role: str) -> l
     raise DraftError(f"unknown role {role!r}; use one of: {', '.join(ROLES)}")
 
 
-def names_on_case(db: sqlite_utils.Database, case_id: str) -> dict[str, str]:
+def names_on_case(db: Database, case_id: str) -> dict[str, str]:
     return {p["address"]: p["name"] for p in cases.people(db, case_id) if p["address"]}
 
 
@@ -221,7 +221,7 @@ def render_all_missing(env: SandboxedEnvironment, name: str, context: dict[str, 
     return rendered
 
 
-def check_identities(db: sqlite_utils.Database, cfg, case_id: str, role: str,
+def check_identities(db: Database, cfg, case_id: str, role: str,
                       recipients: list[str], subject: str, body: str) -> None:
     if not _outside_committee(cfg, recipients):
         return
@@ -231,7 +231,7 @@ def check_identities(db: sqlite_utils.Database, cfg, case_id: str, role: str,
         raise DraftError(redaction.refusal(matches))
 
 
-def prepare(db: sqlite_utils.Database, svc, *, case_id: str, template: str, to_role: str,
+def prepare(db: Database, svc, *, case_id: str, template: str, to_role: str,
             context: dict[str, Any], recipients: list[str] | None = None) -> Prepared:
     """Render and check a mail for the case; raises :class:`DraftError` with the reason."""
     env = svc.templates
@@ -255,19 +255,19 @@ def prepare(db: sqlite_utils.Database, svc, *, case_id: str, template: str, to_r
 # ---------------------------------------------------------------------------------------
 # Filing, confirming, editing, discarding.
 
-def get(db: sqlite_utils.Database, draft_id: int) -> dict[str, Any] | None:
+def get(db: Database, draft_id: int) -> dict[str, Any] | None:
     rows = list(db.query("SELECT * FROM drafts WHERE id = ?", [draft_id]))
     if not rows:
         return None
     return {**rows[0], "recipients": json.loads(rows[0]["recipients"])}
 
 
-def on_case(db: sqlite_utils.Database, case_id: str) -> list[dict[str, Any]]:
+def on_case(db: Database, case_id: str) -> list[dict[str, Any]]:
     return list(db.query("SELECT id, template, to_role, state, author, created_at, decided_by, "
                          "decided_at FROM drafts WHERE case_id = ? ORDER BY id", [case_id]))
 
 
-def file_draft(db: sqlite_utils.Database, svc, p: Prepared, author: str,
+def file_draft(db: Database, svc, p: Prepared, author: str,
                replaces: int | None = None) -> int:
     """File a prepared draft on its case and mail it to the chair with the #confirm line."""
     chair = cases.acting_chair(db, svc.cfg, p.case_id)
@@ -318,7 +318,7 @@ def _chair_mail(svc, draft_id: int, p: Prepared, author: str, chair: str) -> str
         + "=" * 72 + f"\nSubject: {p.subject}\n\n{p.body}" + "=" * 72 + "\n")
 
 
-def create_draft(db: sqlite_utils.Database, svc, *, case_id: str, template: str, to_role: str,
+def create_draft(db: Database, svc, *, case_id: str, template: str, to_role: str,
                  context: dict[str, Any], author: str, recipients: list[str] | None = None
                  ) -> int:
     """Render ``template`` for the case, check it, file it and mail it to the chair.
@@ -332,7 +332,7 @@ def create_draft(db: sqlite_utils.Database, svc, *, case_id: str, template: str,
     return file_draft(db, svc, p, author)
 
 
-def pending_draft(db: sqlite_utils.Database, case_id: str, arg: str) -> dict[str, Any]:
+def pending_draft(db: Database, case_id: str, arg: str) -> dict[str, Any]:
     draft = get(db, int(arg)) if arg.strip().isdigit() else None
     if draft is None or draft["case_id"] != case_id:
         raise DraftError(f"no draft {arg.strip()!r} on this case")
@@ -345,7 +345,7 @@ def pending_draft(db: sqlite_utils.Database, case_id: str, arg: str) -> dict[str
     return draft
 
 
-def decide(db: sqlite_utils.Database, draft_id: int, state: str, actor: str) -> None:
+def decide(db: Database, draft_id: int, state: str, actor: str) -> None:
     db.execute("UPDATE drafts SET state = ?, decided_by = ?, decided_at = ? WHERE id = ?",
                [state, actor, timestamps.stamp(), draft_id])
 
@@ -354,7 +354,7 @@ def _same(msg: Outgoing) -> Callable[[str], Outgoing]:
     return lambda _member: msg
 
 
-def send(db: sqlite_utils.Database, svc, draft: dict[str, Any], actor: str) -> list[int]:
+def send(db: Database, svc, draft: dict[str, Any], actor: str) -> list[int]:
     """Queue the mail of a pending draft; returns the outbound ids."""
     cfg = svc.cfg
     check_identities(db, cfg, draft["case_id"], draft["to_role"], draft["recipients"],

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlite_utils
-
 from mailflow import timestamps
 from mailflow.case import cases, consensus, sanctions
 from mailflow.case.record import DETERMINATIONS
 from mailflow.commands.spec import CommandError, Invocation, command
 from mailflow.responses import drafts, redaction
+from mailflow.store.sqlite import Database
 
 REPORT, NOTICE = "officers-report", "maintainers-notice"
 NOT_SENT = "the officers' report has not been sent (#report, then the chair's #confirm)"
@@ -43,7 +42,7 @@ def missing(record: dict[str, Any]) -> list[str]:
             and record[PERSON_KEYS.get(key, key)] in (drafts.UNDETERMINED, [])]
 
 
-def _measures(db: sqlite_utils.Database, case_id: str, row: dict[str, Any]) -> list[str]:
+def _measures(db: Database, case_id: str, row: dict[str, Any]) -> list[str]:
     out = []
     if row.get("severe_at"):
         out.append(f"{row['severe_at'][:10]}: clear and severe breach: the originator was "
@@ -61,7 +60,7 @@ def _measures(db: sqlite_utils.Database, case_id: str, row: dict[str, Any]) -> l
     return out
 
 
-def report_context(db: sqlite_utils.Database, svc, case_id: str) -> dict[str, Any]:
+def report_context(db: Database, svc, case_id: str) -> dict[str, Any]:
     """The report's fields, every identity the officers may not see already withheld."""
     record = drafts.case_record(db, case_id)
     rows = list(db.query("SELECT * FROM case_record WHERE case_id = ?", [case_id]))
@@ -96,7 +95,7 @@ def _redacted(value: Any, identities: list[redaction.Identity]) -> Any:
     return value
 
 
-def prepare(db: sqlite_utils.Database, svc, case_id: str, report: dict[str, Any]
+def prepare(db: Database, svc, case_id: str, report: dict[str, Any]
             ) -> list[drafts.Prepared]:
     """The report, and the maintainers' notice while a ban is in force, rendered and
     checked as ``#report`` drafts them (``mailflow report`` prints these)."""
@@ -136,7 +135,7 @@ def _public_record(inv: Invocation) -> str:
     return "public record added for the officers' report"
 
 
-def report_not_sent(db: sqlite_utils.Database, case_id: str) -> str | None:
+def report_not_sent(db: Database, case_id: str) -> str | None:
     """Close-blocker: no report sent since the case was opened or last reviewed."""
     sent = db.execute("SELECT max(decided_at) FROM drafts WHERE case_id = ? AND template = ? "
                       "AND state = 'sent'", [case_id, REPORT]).fetchone()[0]

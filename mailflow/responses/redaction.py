@@ -25,12 +25,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-import sqlite_utils
-
 from mailflow import timestamps
 from mailflow.case import cases
 from mailflow.commands.spec import CommandError, Invocation, command
 from mailflow.mail import normalise
+from mailflow.store.sqlite import Database
 
 PROTECTED_ROLES = ("reporter", "witness")
 PUBLIC_PROTECTED_ROLES = ("reporter", "witness", "affected")
@@ -93,13 +92,13 @@ def identities_of(person: dict) -> list[Identity]:
     return found
 
 
-def consented(db: sqlite_utils.Database, case_id: str) -> set[str]:
+def consented(db: Database, case_id: str) -> set[str]:
     rows = db.execute("SELECT person FROM identity_consents WHERE case_id = ? "
                       "AND withdrawn_at IS NULL", [case_id]).fetchall()
     return {r[0] for r in rows}
 
 
-def protected_people(db: sqlite_utils.Database, case_id: str, recipients: list[str],
+def protected_people(db: Database, case_id: str, recipients: list[str],
                      public: bool = False) -> list[dict]:
     """The people whose identity a mail to ``recipients`` must not reveal."""
     roles = PUBLIC_PROTECTED_ROLES if public else PROTECTED_ROLES
@@ -110,7 +109,7 @@ def protected_people(db: sqlite_utils.Database, case_id: str, recipients: list[s
             and person_key(p) not in agreed and p["address"].lower() not in self_only]
 
 
-def protected(db: sqlite_utils.Database, case_id: str, recipients: list[str],
+def protected(db: Database, case_id: str, recipients: list[str],
               public: bool = False) -> list[Identity]:
     """The identities a mail to ``recipients`` must not contain."""
     return [i for p in protected_people(db, case_id, recipients, public)

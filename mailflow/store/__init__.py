@@ -4,7 +4,8 @@ and the search index (:mod:`.fulltext`).
 
 What most code needs of it is here by name: ``store.transaction(db)``,
 ``store.open_db(path)``, and the like.  Names are loaded on first use, so that
-``mailflow ingest``, which needs only :mod:`.sqlite`, never loads sqlite-utils.
+``mailflow ingest``, which needs only :mod:`.sqlite`, never loads the migrations or the
+search index.
 """
 
 from __future__ import annotations

@@ -29,10 +29,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
 from mailflow import timestamps
 from mailflow.mail.tokens import load_secret
+from mailflow.store.sqlite import Database
 
 GENESIS = "0" * 64
 FIELDS = ("at", "actor", "action", "case_id", "proof", "detail", "prev_hash")
@@ -45,7 +44,7 @@ class AuditContent(ValueError):
     """A detail that would put text into the audit log: a bug in the caller."""
 
 
-def _main_file(db: sqlite_utils.Database) -> Path:
+def _main_file(db: Database) -> Path:
     # Asked for every entry: the connection keeps the answer.
     path: Path | None = getattr(db, "audit_main_file", None)
     if path is None:
@@ -56,11 +55,11 @@ def _main_file(db: sqlite_utils.Database) -> Path:
     return path
 
 
-def key_path(db: sqlite_utils.Database) -> Path:
+def key_path(db: Database) -> Path:
     return _main_file(db).with_name("audit.key")
 
 
-def anchor_path(db: sqlite_utils.Database) -> Path:
+def anchor_path(db: Database) -> Path:
     return _main_file(db).with_name("audit.anchor")
 
 
@@ -70,13 +69,13 @@ def _keyed(path: Path) -> hmac.HMAC:
     return hmac.new(load_secret(path), digestmod=hashlib.sha256)
 
 
-def _mac(db: sqlite_utils.Database, payload: str) -> str:
+def _mac(db: Database, payload: str) -> str:
     keyed = _keyed(key_path(db)).copy()
     keyed.update(payload.encode())
     return keyed.hexdigest()
 
 
-def fingerprint(db: sqlite_utils.Database, text: str) -> str:
+def fingerprint(db: Database, text: str) -> str:
     """A keyed hash of ``text``, for the log: it tells whether two texts were the same
     and nothing of what they said."""
     return "h:" + _mac(db, "text:" + text)[:20]
@@ -108,7 +107,7 @@ def _legacy_digest(entry: dict[str, Any]) -> str:
 
 
 def append(
-    db: sqlite_utils.Database,
+    db: Database,
     actor: str,
     action: str,
     case_id: str | None = None,
@@ -138,7 +137,7 @@ def append(
     db.audit_appended = True  # type: ignore[attr-defined]  # see anchor()
 
 
-def anchor(db: sqlite_utils.Database) -> None:
+def anchor(db: Database) -> None:
     """After a commit that added entries: append the head to the anchor file."""
     if not getattr(db, "audit_appended", False):
         return
@@ -152,18 +151,18 @@ def anchor(db: sqlite_utils.Database) -> None:
             os.close(fd)
 
 
-def forget_appended(db: sqlite_utils.Database) -> None:
+def forget_appended(db: Database) -> None:
     """After a rollback: what was appended is gone, there is nothing to anchor."""
     db.audit_appended = False  # type: ignore[attr-defined]
 
 
-def head(db: sqlite_utils.Database) -> tuple[int, str] | None:
+def head(db: Database) -> tuple[int, str] | None:
     """The newest entry's (id, hash), for the chair's digest."""
     row = db.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
     return (row[0], row[1]) if row else None
 
 
-def _last_anchor(db: sqlite_utils.Database) -> tuple[int, str] | None:
+def _last_anchor(db: Database) -> tuple[int, str] | None:
     try:
         with open(anchor_path(db), "rb") as f:
             f.seek(max(0, os.fstat(f.fileno()).st_size - 4096))
@@ -177,7 +176,7 @@ def _last_anchor(db: sqlite_utils.Database) -> tuple[int, str] | None:
     return None
 
 
-def _chain(db: sqlite_utils.Database) -> tuple[int, int | None, str, bool]:
+def _chain(db: Database) -> tuple[int, int | None, str, bool]:
     """(entries, first broken id, why, whether any entry is keyed)."""
     prev, count, keyed = GENESIS, 0, False
     cursor = db.execute(f"SELECT id, {', '.join(FIELDS)}, hash FROM audit ORDER BY id")
@@ -197,7 +196,7 @@ def _chain(db: sqlite_utils.Database) -> tuple[int, int | None, str, bool]:
     return count, None, "", keyed
 
 
-def _anchored(db: sqlite_utils.Database, mark: tuple[int, str], where: str
+def _anchored(db: Database, mark: tuple[int, str], where: str
               ) -> tuple[int | None, str]:
     row = db.execute("SELECT hash FROM audit WHERE id = ?", [mark[0]]).fetchone()
     if row is None:
@@ -207,7 +206,7 @@ def _anchored(db: sqlite_utils.Database, mark: tuple[int, str], where: str
     return None, ""
 
 
-def verify(db: sqlite_utils.Database, head_mark: tuple[int, str] | None = None
+def verify(db: Database, head_mark: tuple[int, str] | None = None
            ) -> tuple[int, int | None, str]:
     """(entries checked, id of the first broken entry or None, what is wrong).
     ``head_mark``: (id, hash or its start) of a head recorded elsewhere (a digest)."""

@@ -35,10 +35,9 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
 
-import sqlite_utils
-
 from mailflow import timestamps
 from mailflow.mail.scrub import scrub_text
+from mailflow.store.sqlite import Database
 
 # Bump when SOURCES, the columns or the triggers change: the index is then rebuilt.
 VERSION = 4
@@ -180,7 +179,7 @@ CASE_TRIGGERS = [
 ]
 
 
-def _create_index_tables(db: sqlite_utils.Database) -> None:
+def _create_index_tables(db: Database) -> None:
     db.execute("""
         CREATE TABLE search_docs (
             id INTEGER PRIMARY KEY,          -- the rowid in search_fts
@@ -197,13 +196,13 @@ def _create_index_tables(db: sqlite_utils.Database) -> None:
     _create_queue(db)
 
 
-def _create_queue(db: sqlite_utils.Database) -> None:
+def _create_queue(db: Database) -> None:
     # Which row to index, not its text: the text is read once, when the queue is indexed.
     db.execute("CREATE TABLE search_queue (doc_id INTEGER PRIMARY KEY, source TEXT NOT NULL, "
                "src_rowid INTEGER NOT NULL)")
 
 
-def before_commit(db: sqlite_utils.Database) -> None:
+def before_commit(db: Database) -> None:
     """Index what this transaction queued, in one statement per source table.
 
     The triggers queue documents instead of writing to search_fts: SQLite opens a
@@ -225,7 +224,7 @@ def before_commit(db: sqlite_utils.Database) -> None:
         db.execute("DELETE FROM search_queue")
 
 
-def _create_triggers(db: sqlite_utils.Database) -> None:
+def _create_triggers(db: Database) -> None:
     for table in SOURCES:
         for sql in _triggers(table):
             db.execute(sql)
@@ -233,7 +232,7 @@ def _create_triggers(db: sqlite_utils.Database) -> None:
         db.execute(sql)
 
 
-def drop_triggers(db: sqlite_utils.Database) -> None:
+def drop_triggers(db: Database) -> None:
     names = [r[0] for r in db.execute(
         "SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'search\\_%' "
         "ESCAPE '\\'")]
@@ -241,7 +240,7 @@ def drop_triggers(db: sqlite_utils.Database) -> None:
         db.execute(f"DROP TRIGGER {name}")
 
 
-def index_record(db: sqlite_utils.Database, *, ref: str, kind: str, case_id: str | None,
+def index_record(db: Database, *, ref: str, kind: str, case_id: str | None,
                  body: str, at: str | None = None, author: str = "", subject: str = "") -> None:
     """Index (or re-index) a record; call inside the transaction that stores it."""
     if kind not in KINDS:
@@ -255,7 +254,7 @@ def index_record(db: sqlite_utils.Database, *, ref: str, kind: str, case_id: str
          scrub_text(subject), scrub_text(body)])  # a draft's reply address is no search hit
 
 
-def _fill(db: sqlite_utils.Database) -> None:
+def _fill(db: Database) -> None:
     for table, src in SOURCES.items():
         where = src["when"].format(r="r")
         db.execute(f"{_doc_insert_sql(table, 'r')} FROM {table} r WHERE {where} ORDER BY r.rowid")
@@ -265,7 +264,7 @@ def _fill(db: sqlite_utils.Database) -> None:
                    f"{_ref_sql(table, 'r')} WHERE {where}")
 
 
-def rebuild_index(db: sqlite_utils.Database) -> int:
+def rebuild_index(db: Database) -> int:
     """Drop and rebuild ``search_docs`` and ``search_fts`` (inside the caller's
     transaction); returns the number of documents."""
     drop_triggers(db)
@@ -282,8 +281,8 @@ def rebuild_index(db: sqlite_utils.Database) -> int:
 
 
 
-def ensure(db: sqlite_utils.Database,
-           transaction: Callable[[sqlite_utils.Database], AbstractContextManager[Any]]) -> None:
+def ensure(db: Database,
+           transaction: Callable[[Database], AbstractContextManager[Any]]) -> None:
     """Build the index if it is missing or was built by another :data:`VERSION`."""
     db.execute("CREATE TABLE IF NOT EXISTS search_index_version (version INTEGER NOT NULL)")
     row = db.execute("SELECT version FROM search_index_version").fetchone()

@@ -28,8 +28,8 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from mailflow import timestamps
+from mailflow.mail.decode import strict_from
 from mailflow.mail.domainauth import dkim_proof, header_proof
-from mailflow.mail.parse import strict_from
 from mailflow.mail.tokens import member_tag, read_member_token
 
 if TYPE_CHECKING:

@@ -2,18 +2,19 @@
 
 Each module here holds the steps of one part of the schema and imports no application
 code, so a step means tomorrow what it meant the day it shipped (sqlite-utils'
-``migrations.py`` model).  Append new steps; never edit one that has shipped.  The
-search index is not here: it is derived from these tables, and
-:mod:`mailflow.store.fulltext` rebuilds it when its definition changes.
+``migrations.py`` model); a step is given the ``sqlite3`` connection itself.  Append
+new steps; never edit one that has shipped.  The search index is not here: it is
+derived from these tables, and :mod:`mailflow.store.fulltext` rebuilds it when its
+definition changes.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime
-
-import sqlite_utils
+from typing import Any, Protocol
 
 from mailflow.store.migrations import (
     clocks,
@@ -29,8 +30,16 @@ from mailflow.store.migrations import (
     workflow,
 )
 
-Migration = tuple[str, Callable[[sqlite_utils.Database], None]]
-Transaction = Callable[[sqlite_utils.Database], AbstractContextManager[sqlite_utils.Database]]
+
+class Connected(Protocol):
+    """The database the runner is handed: it holds the ``sqlite3`` connection each
+    step is given, and is what the caller's transactions take."""
+
+    conn: sqlite3.Connection
+
+
+Migration = tuple[str, Callable[[sqlite3.Connection], None]]
+Transaction = Callable[[Any], AbstractContextManager[Any]]
 
 # Every step, in the order they apply.
 ALL: list[Migration] = [
@@ -48,10 +57,11 @@ ALL: list[Migration] = [
 ]
 
 
-def migrate(db: sqlite_utils.Database, transaction: Transaction,
+def migrate(database: Connected, transaction: Transaction,
             steps: list[Migration] = ALL) -> list[str]:
     """Apply the steps not yet applied, each in a transaction of its own; returns the
     names applied."""
+    db = database.conn
     db.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations (name TEXT PRIMARY KEY, applied_at TEXT)"
     )
@@ -60,7 +70,7 @@ def migrate(db: sqlite_utils.Database, transaction: Transaction,
     for name, step in steps:
         if name in applied:
             continue
-        with transaction(db):
+        with transaction(database):
             # Another process may have migrated between our read and the lock.
             if db.execute("SELECT 1 FROM schema_migrations WHERE name=?", [name]).fetchone():
                 continue

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import sqlite_utils
+import sqlite3
 
 
-def alarm_tables(db: sqlite_utils.Database) -> None:
+def alarm_tables(db: sqlite3.Connection) -> None:
     db.execute("""
         CREATE TABLE alarms (
             id INTEGER PRIMARY KEY,

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 from email import message_from_bytes, policy
 from email.utils import getaddresses
 
-import sqlite_utils
 
-
-def core_tables(db: sqlite_utils.Database) -> None:
+def core_tables(db: sqlite3.Connection) -> None:
     _spool_state(db)
     _cases(db)
     _people(db)
@@ -21,7 +20,7 @@ def core_tables(db: sqlite_utils.Database) -> None:
     _audit(db)
 
 
-def _spool_state(db: sqlite_utils.Database) -> None:
+def _spool_state(db: sqlite3.Connection) -> None:
     # Processing state of each spooled message; the spool itself is spool.db.
     db.execute("""
         CREATE TABLE spool_state (
@@ -34,7 +33,7 @@ def _spool_state(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX spool_state_state ON spool_state(state, spool_id)")
 
 
-def _cases(db: sqlite_utils.Database) -> None:
+def _cases(db: sqlite3.Connection) -> None:
     db.execute("""
         CREATE TABLE cases (
             id TEXT PRIMARY KEY,             -- YYYY-NNNN
@@ -52,7 +51,7 @@ def _cases(db: sqlite_utils.Database) -> None:
         )""")
 
 
-def _people(db: sqlite_utils.Database) -> None:
+def _people(db: sqlite3.Connection) -> None:
     # Everyone a case concerns, by role: reporter, originator, affected, witness,
     # mediator, delegate, forwarder.
     db.execute("""
@@ -68,7 +67,7 @@ def _people(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX people_address ON people(address)")
 
 
-def _messages(db: sqlite_utils.Database) -> None:
+def _messages(db: sqlite3.Connection) -> None:
     db.execute("""
         CREATE TABLE messages (
             id INTEGER PRIMARY KEY,
@@ -97,7 +96,7 @@ def _messages(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX messages_mid ON messages(message_id)")
 
 
-def _outbound(db: sqlite_utils.Database) -> None:
+def _outbound(db: sqlite3.Connection) -> None:
     db.execute("""
         CREATE TABLE outbound (
             id INTEGER PRIMARY KEY,
@@ -113,7 +112,7 @@ def _outbound(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX outbound_mid ON outbound(message_id)")
 
 
-def _outbound_rcpt(db: sqlite_utils.Database) -> None:
+def _outbound_rcpt(db: sqlite3.Connection) -> None:
     db.execute("""
         CREATE TABLE outbound_rcpt (
             id INTEGER PRIMARY KEY,
@@ -129,7 +128,7 @@ def _outbound_rcpt(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX outbound_rcpt_addr ON outbound_rcpt(rcpt)")
 
 
-def _audit(db: sqlite_utils.Database) -> None:
+def _audit(db: sqlite3.Connection) -> None:
     # Append-only, hash-chained record of every state change and every mail in or out.
     db.execute("""
         CREATE TABLE audit (
@@ -149,7 +148,7 @@ def _audit(db: sqlite_utils.Database) -> None:
 OUTBOUND_TEXT = ("from_name", "from_addr", "to_addrs", "cc_addrs", "new_text", "quoted_text")
 
 
-def outbound_text(db: sqlite_utils.Database) -> None:
+def outbound_text(db: sqlite3.Connection) -> None:
     """Outgoing mail keeps the fields the archive indexes, as ``messages`` does, filled
     when it is queued instead of parsed back from the bytes by the index; existing
     rows are parsed once here, except relayed copies of received mail (indexed as that
@@ -185,13 +184,13 @@ def _outbound_columns(raw: bytes) -> dict[str, str | None]:
             "new_text": new.rstrip(), "quoted_text": quoted.rstrip("\n")}
 
 
-def outbound_rcpt_index(db: sqlite_utils.Database) -> None:
+def outbound_rcpt_index(db: sqlite3.Connection) -> None:
     """Delivery records each recipient by (message, address); with only the address
     indexed, that read every copy a member had ever been sent."""
     db.execute("CREATE INDEX outbound_rcpt_message ON outbound_rcpt(outbound_id, rcpt)")
 
 
-def outbound_queue_order(db: sqlite_utils.Database) -> None:
+def outbound_queue_order(db: sqlite3.Connection) -> None:
     """A delivery pass reads the queue in the order it sends, acknowledgements first
     (priority 0), from an index of queued recipients alone: it used to sort every
     queued recipient to pick its next few hundred."""

@@ -14,10 +14,10 @@ that has shipped.
 
 from __future__ import annotations
 
-import sqlite_utils
+import sqlite3
 
 
-def due_process(db: sqlite_utils.Database) -> None:
+def due_process(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE bans ADD COLUMN until_event TEXT")
     db.execute("ALTER TABLE consents ADD COLUMN recorded_by TEXT")
     db.execute("ALTER TABLE consents ADD COLUMN how TEXT")

@@ -5,10 +5,10 @@ Append new migrations; never edit one that has shipped.
 
 from __future__ import annotations
 
-import sqlite_utils
+import sqlite3
 
 
-def held_table(db: sqlite_utils.Database) -> None:
+def held_table(db: sqlite3.Connection) -> None:
     # Mail kept without being acted on, until the chair releases or discards it.  The
     # message itself is a row of `messages` (kind held or bounce) with this spool_id.
     db.execute("""
@@ -27,7 +27,7 @@ def held_table(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX held_state ON held(state, id)")
 
 
-def forwarded_text(db: sqlite_utils.Database) -> None:
+def forwarded_text(db: sqlite3.Connection) -> None:
     """The text of mail forwarded as an attachment (``message/rfc822``, ``.eml``), which
     is neither the new nor the quoted text of the mail carrying it, to be searched.
     Messages archived before this step get it from ``mailflow reindex``."""

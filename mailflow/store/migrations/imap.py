@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import sqlite_utils
+import sqlite3
 
 
-def state_table(db: sqlite_utils.Database) -> None:
+def state_table(db: sqlite3.Connection) -> None:
     db.execute("""
         CREATE TABLE imap_state (
             account TEXT NOT NULL,           -- user@host:port

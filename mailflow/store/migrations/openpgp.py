@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import sqlite_utils
+import sqlite3
 
 
-def encrypted_cases(db: sqlite_utils.Database) -> None:
+def encrypted_cases(db: sqlite3.Connection) -> None:
     # 1: the case's report arrived encrypted, so what goes back to the reporter is
     # encrypted too, to reporter_key (the fingerprint of the key they sent with it) or
     # to a key the keyrings hold for their address.
@@ -13,7 +13,7 @@ def encrypted_cases(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE cases ADD COLUMN reporter_key TEXT")
 
 
-def used_signatures(db: sqlite_utils.Database) -> None:
+def used_signatures(db: sqlite3.Connection) -> None:
     # Each OpenPGP signature proves a member once: a copy of a signed mail sent again
     # (a replay) proves nothing.  Ids only: no text, no name.
     db.execute("""

@@ -6,10 +6,10 @@ Append new migrations; never edit one that has shipped.
 
 from __future__ import annotations
 
-import sqlite_utils
+import sqlite3
 
 
-def drafts_and_sanctions(db: sqlite_utils.Database) -> None:
+def drafts_and_sanctions(db: sqlite3.Connection) -> None:
     _drafts(db)
     _identity_consents(db)
     _bans(db)
@@ -18,7 +18,7 @@ def drafts_and_sanctions(db: sqlite_utils.Database) -> None:
     _case_flags(db)
 
 
-def _drafts(db: sqlite_utils.Database) -> None:
+def _drafts(db: sqlite3.Connection) -> None:
     # A draft is never changed once filed: an edit files a new draft that replaces
     # it, so the chair always confirms exactly the text that was mailed to them.
     db.execute("""
@@ -43,7 +43,7 @@ def _drafts(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX drafts_case ON drafts(case_id, id)")
 
 
-def _identity_consents(db: sqlite_utils.Database) -> None:
+def _identity_consents(db: sqlite3.Connection) -> None:
     # A reporter's or witness's consent to being named in mail that leaves the
     # committee; withdrawing it keeps the row, so the history stays reviewable.
     db.execute("""
@@ -58,7 +58,7 @@ def _identity_consents(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX identity_consents_case ON identity_consents(case_id)")
 
 
-def _bans(db: sqlite_utils.Database) -> None:
+def _bans(db: sqlite3.Connection) -> None:
     # Bans are never deleted: they expire by their end date (NULL: permanent) or are
     # lifted, and stay for later review as the guidelines require.
     db.execute("""
@@ -80,7 +80,7 @@ def _bans(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX bans_case ON bans(case_id)")
 
 
-def _warnings(db: sqlite_utils.Database) -> None:
+def _warnings(db: sqlite3.Connection) -> None:
     db.execute("""
         CREATE TABLE warnings (
             id INTEGER PRIMARY KEY,
@@ -93,7 +93,7 @@ def _warnings(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX warnings_person ON warnings(person)")
 
 
-def _public_records(db: sqlite_utils.Database) -> None:
+def _public_records(db: sqlite3.Connection) -> None:
     # The publicly available record of what occurred (a link, a recording), for the
     # officers' report.
     db.execute("""
@@ -107,7 +107,7 @@ def _public_records(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX public_records_case ON public_records(case_id)")
 
 
-def _case_flags(db: sqlite_utils.Database) -> None:
+def _case_flags(db: sqlite3.Connection) -> None:
     # Conditions a case carries for the committee's attention, e.g. a third warning.
     db.execute("""
         CREATE TABLE case_flags (

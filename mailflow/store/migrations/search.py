@@ -6,10 +6,10 @@ is derived data, built and rebuilt by :mod:`mailflow.store.fulltext`.
 
 from __future__ import annotations
 
-import sqlite_utils
+import sqlite3
 
 
-def search_tables(db: sqlite_utils.Database) -> None:
+def search_tables(db: sqlite3.Connection) -> None:
     db.execute("""
         CREATE TABLE search_records (
             ref TEXT PRIMARY KEY,
@@ -23,7 +23,7 @@ def search_tables(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX search_records_case ON search_records(case_id)")
 
 
-def index_rebuilt(db: sqlite_utils.Database) -> None:
+def index_rebuilt(db: sqlite3.Connection) -> None:
     """These steps changed the index, which :mod:`mailflow.store.fulltext` now rebuilds
     whenever its definition changes: nothing is left for them to do."""
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import sqlite_utils
+import sqlite3
 
 
-def outbound_quotes(db: sqlite_utils.Database) -> None:
+def outbound_quotes(db: sqlite3.Connection) -> None:
     # Mail to a member that quotes other cases than its own (a #search transcript):
     # purging any of those cases removes the mail too.
     db.execute("""

@@ -21,10 +21,10 @@ Other parts read these directly, so the columns are documented here:
 
 from __future__ import annotations
 
-import sqlite_utils
+import sqlite3
 
 
-def workflow_tables(db: sqlite_utils.Database) -> None:
+def workflow_tables(db: sqlite3.Connection) -> None:
     _case_record(db)
     _proposals(db)
     _votes(db)
@@ -34,7 +34,7 @@ def workflow_tables(db: sqlite_utils.Database) -> None:
     _consultations(db)
 
 
-def _case_record(db: sqlite_utils.Database) -> None:
+def _case_record(db: sqlite3.Connection) -> None:
     db.execute("""
         CREATE TABLE case_record (
             case_id TEXT PRIMARY KEY REFERENCES cases(id),
@@ -58,7 +58,7 @@ def _case_record(db: sqlite_utils.Database) -> None:
         )""")
 
 
-def _proposals(db: sqlite_utils.Database) -> None:
+def _proposals(db: sqlite3.Connection) -> None:
     db.execute("""
         CREATE TABLE proposals (
             id INTEGER PRIMARY KEY,
@@ -75,7 +75,7 @@ def _proposals(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX proposals_case ON proposals(case_id, kind, status)")
 
 
-def _votes(db: sqlite_utils.Database) -> None:
+def _votes(db: sqlite3.Connection) -> None:
     db.execute("""
         CREATE TABLE votes (
             proposal_id INTEGER NOT NULL REFERENCES proposals(id),
@@ -87,7 +87,7 @@ def _votes(db: sqlite_utils.Database) -> None:
         )""")
 
 
-def _notes(db: sqlite_utils.Database) -> None:
+def _notes(db: sqlite3.Connection) -> None:
     db.execute("""
         CREATE TABLE notes (
             id INTEGER PRIMARY KEY,
@@ -103,7 +103,7 @@ def _notes(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX notes_case ON notes(case_id, id)")
 
 
-def _mediations(db: sqlite_utils.Database) -> None:
+def _mediations(db: sqlite3.Connection) -> None:
     db.execute("""
         CREATE TABLE mediations (
             id INTEGER PRIMARY KEY,
@@ -120,7 +120,7 @@ def _mediations(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX mediations_case ON mediations(case_id, id)")
 
 
-def _consents(db: sqlite_utils.Database) -> None:
+def _consents(db: sqlite3.Connection) -> None:
     db.execute("""
         CREATE TABLE consents (
             mediation_id INTEGER NOT NULL REFERENCES mediations(id),
@@ -134,7 +134,7 @@ def _consents(db: sqlite_utils.Database) -> None:
         )""")
 
 
-def _consultations(db: sqlite_utils.Database) -> None:
+def _consultations(db: sqlite3.Connection) -> None:
     db.execute("""
         CREATE TABLE consultations (
             id INTEGER PRIMARY KEY,
