@@ -13,7 +13,7 @@ and never find each other by name or register themselves on import.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mailflow import rules
 from mailflow.archive import search
@@ -36,11 +36,8 @@ from mailflow.clocks import scheduler
 from mailflow.commands import help
 from mailflow.commands.spec import collect
 from mailflow.config import Config
-from mailflow.intake.imap import Poller
 from mailflow.mail import render
 from mailflow.mail.tokens import Signer, load_secret
-from mailflow.outbound import delivery
-from mailflow.pipeline import runner
 from mailflow.pipeline.context import Handler, Parts, Services
 from mailflow.pipeline.handlers import (
     acknowledge,
@@ -57,7 +54,9 @@ from mailflow.pipeline.handlers import (
 )
 from mailflow.responses import draft_commands, finalreport, redaction
 from mailflow.store import migrations
-from mailflow.wakeups import Wakeups
+
+if TYPE_CHECKING:  # serve makes them; the registry only names the type
+    from mailflow.wakeups import Wakeups
 
 # The pipeline, in order: each handler reads what the ones before it decided.
 HANDLERS: tuple[Handler, ...] = (
@@ -129,10 +128,14 @@ def services(cfg: Config) -> Services:
 
 
 # The stages `mailflow serve` runs, each in a process of its own, behind the listener.
-# Module-level functions, so that a spawned process can find them.
+# Module-level functions, so that a spawned process can find them.  Each imports its
+# loop when it starts: a command that reads this registry (case show: CLOSE_CHECKS)
+# does not load the IMAP client or the SMTP delivery.
 
 def pipeline_stage(cfg: Config, wake: Wakeups) -> None:
     """Process what intake committed."""
+    from mailflow.pipeline import runner
+
     def progress(spool_id: int) -> None:
         wake.settled.value = spool_id
 
@@ -141,6 +144,8 @@ def pipeline_stage(cfg: Config, wake: Wakeups) -> None:
 
 def outbound_stage(cfg: Config, wake: Wakeups) -> None:
     """Deliver the outbound queue."""
+    from mailflow.outbound import delivery
+
     delivery.run_forever(cfg, wake.stop, wake.outbound)
 
 
@@ -151,10 +156,12 @@ def scheduler_stage(cfg: Config, wake: Wakeups) -> None:
 
 def imap_stage(cfg: Config, wake: Wakeups) -> None:
     """Poll the IMAP mailbox of [intake.imap]."""
+    from mailflow.intake.imap import Poller
+
     Poller(cfg, wake.stop, on_commit=wake.pipeline.set).run()
 
 
-Stage = Callable[[Config, Wakeups], None]
+Stage = Callable[[Config, "Wakeups"], None]
 STAGES: tuple[tuple[str, Stage], ...] = (
     ("pipeline", pipeline_stage),
     ("outbound", outbound_stage),

@@ -23,9 +23,7 @@ import tempfile
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
-from typing import Any
-
-import jinja2
+from typing import TYPE_CHECKING, Any
 
 from mailflow import store, timestamps
 from mailflow.archive import auditview, narrative
@@ -35,6 +33,9 @@ from mailflow.mail.scrub import scrub_message, scrub_text
 from mailflow.resources import builtin
 from mailflow.store import audit
 from mailflow.store.sqlite import Database
+
+if TYPE_CHECKING:
+    import jinja2
 
 # Shown in their own sections, or internal (the index, the raw spool).
 SHOWN_APART = {"cases", "people", "messages", "outbound", "outbound_rcpt", "audit",
@@ -157,6 +158,8 @@ def to_json(d: dict[str, Any]) -> bytes:
 
 
 def _html_template() -> jinja2.Template:
+    import jinja2  # for the dossier alone: the other commands never load it
+
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(builtin("templates")),
                              autoescape=True, trim_blocks=True, lstrip_blocks=True)
     return env.get_template("dossier.html")

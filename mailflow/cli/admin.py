@@ -26,7 +26,7 @@ from mailflow.cli.options import (
 def cmd_quarantine(args: argparse.Namespace) -> int:
     """Messages whose processing failed intake.max_attempts times are kept here,
     never dropped.  --release ID sends one through the pipeline again."""
-    from mailflow.archive import views
+    from mailflow.archive import listings
     from mailflow.pipeline import runner
 
     db = open_db(load_config(args))
@@ -36,7 +36,7 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
             return EX_DATAERR
         print(f"released {args.release}; it will be processed again")
         return EX_OK
-    rows = views.quarantine(db)
+    rows = listings.quarantine(db)
     text = "\n".join(f"{r['id']:>6} {r['received_at']} {r['source']:<6} from "
                      f"{r['envelope_from'] or '<>'} ({r['attempts']} attempts): {r['last_error']}"
                      for r in rows) or "Nothing is quarantined."
@@ -172,9 +172,9 @@ def cmd_purge(args: argparse.Namespace) -> int:
 def cmd_queue(args: argparse.Namespace) -> int:
     """The outbound queue: each recipient of each message not yet delivered, its
     state, attempts, next attempt and last error (--all: delivered mail too)."""
-    from mailflow.archive import views
+    from mailflow.archive import listings
 
-    rows = views.queue(open_db(load_config(args)), args.all)
+    rows = listings.queue(open_db(load_config(args)), args.all)
     text = "\n".join(f"{r['id']:>6} {r['kind']:<10} {r['rcpt']:<30} {r['state']:<7} "
                      f"tries {r['attempts']} next {r['next_attempt_at']} {r['last_error'] or ''}"
                      for r in rows) or "The outbound queue is empty."

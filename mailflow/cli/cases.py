@@ -43,18 +43,18 @@ def cmd_deadlines(args: argparse.Namespace) -> int:
 def cmd_cases(args: argparse.Namespace) -> int:
     """List the cases, oldest first: status, when opened, how many messages, the
     code name and the reporter; then how many messages are held (`mailflow held`)."""
-    from mailflow.archive import views
+    from mailflow.archive import listings
     from mailflow.case import held
 
     cfg = load_config(args)
     db = open_db(cfg)
     member = member_filter(args, cfg)
-    rows = views.case_list(db, args.status, member)
+    rows = listings.case_list(db, args.status, member)
     waiting = len(held.listing(db, hide_from=member))
     footer = (f"\n\n{waiting} message{'s' if waiting > 1 else ''} held (suspected spam, "
               "bounces of mail mailflow did not send, non-members' mail to the committee): "
               "`mailflow held` lists them." if waiting else "")
-    emit(args, rows, views.format_case_list(rows) + footer)
+    emit(args, rows, listings.format_case_list(rows) + footer)
     return EX_OK
 
 

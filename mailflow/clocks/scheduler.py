@@ -16,8 +16,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from multiprocessing.synchronize import Event
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mailflow import store, timestamps
 from mailflow.case import cases, consensus
@@ -34,6 +33,9 @@ from mailflow.pipeline.context import Services
 from mailflow.responses import drafts, redaction
 from mailflow.store import audit
 from mailflow.store.sqlite import Database
+
+if TYPE_CHECKING:  # the stage's stop signal; the #timeline command needs none of it
+    from multiprocessing.synchronize import Event
 
 log = logging.getLogger("mailflow.scheduler")
 HELP_TOPIC = "The clocks of the guidelines (`mailflow deadlines` lists them)"

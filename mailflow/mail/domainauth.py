@@ -29,9 +29,6 @@ from collections.abc import Callable
 from email.message import Message
 from functools import cache
 
-import dkim
-import dns.exception
-import dns.resolver
 from publicsuffixlist import PublicSuffixList
 
 from mailflow.mail.verdicts import trusted_results
@@ -78,6 +75,10 @@ def header_proof(msg: Message, authserv_id: str, from_domain: str) -> str | None
 
 def resolver(server: str, timeout: float) -> TxtLookup:
     """A TXT lookup through ``server`` ("host:port"; empty: the system's resolver)."""
+    import dkim  # dkimpy and dnspython (40 ms) only where a signature is checked
+    import dns.exception
+    import dns.resolver
+
     res = dns.resolver.Resolver(configure=not server)
     if server:
         host, _, port = server.rpartition(":")
@@ -110,6 +111,8 @@ def dkim_proof(raw: bytes, from_domain: str, lookup: TxtLookup) -> str | None:
     head = raw.split(b"\r\n\r\n", 1)[0].split(b"\n\n", 1)[0]
     if b"dkim-signature:" not in head.lower():
         return None
+    import dkim  # after the check above: most mail carries no signature
+
     checker = dkim.DKIM(raw, logger=_QUIET, minkey=1024)
     count = sum(1 for name, _ in checker.headers if name.lower() == b"dkim-signature")
     for idx in range(count):

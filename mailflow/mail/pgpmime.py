@@ -28,7 +28,6 @@ from itertools import pairwise
 from mailflow.mail.compose import Outgoing, crlf, encode_headers
 from mailflow.mail.decode import part_text
 from mailflow.mail.gpgoutput import UNSIGNED, Signature
-from mailflow.mail.htmltext import html_to_text
 from mailflow.mail.openpgp import Keyring
 
 # Headers copied inside the encrypted part.  Reply-To stays outside only: it carries a
@@ -184,6 +183,10 @@ def _inline(ring: Keyring, raw: bytes) -> Unwrapped:
     for part in texts:
         text = part_text(part, [])
         if part.get_content_type() == "text/html":
+            # The renderer (selectolax) only for inline PGP in HTML: every module that
+            # mails a member imports this one.
+            from mailflow.mail.htmltext import html_to_text
+
             text = html_to_text(text).text
         if "-----BEGIN PGP " not in text:
             reading.outside.append(text)

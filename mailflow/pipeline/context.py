@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any, Protocol
 from mailflow import timestamps
 from mailflow.config import Config
 from mailflow.mail.tokens import Signer
-from mailflow.mail.verdicts import Verdict
 from mailflow.store.sqlite import Database
 
 if TYPE_CHECKING:  # for annotations only: jinja2 and the parser are slow to import
@@ -29,6 +28,7 @@ if TYPE_CHECKING:  # for annotations only: jinja2 and the parser are slow to imp
     from mailflow.mail.openpgp import Keyrings
     from mailflow.mail.parse import Parsed
     from mailflow.mail.pgpmime import Unwrapped
+    from mailflow.mail.verdicts import Verdict
 
 HISTORY_STATUS = "closed"
 

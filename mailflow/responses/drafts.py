@@ -23,11 +23,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from email.utils import formataddr
-from typing import Any
-
-import jinja2
-import jinja2.meta
-from jinja2.sandbox import SandboxedEnvironment
+from typing import TYPE_CHECKING, Any
 
 from mailflow import store, timestamps
 from mailflow.case import cases, consensus, keys, sanctions
@@ -41,6 +37,9 @@ from mailflow.outbound.queue import enqueue
 from mailflow.responses import redaction
 from mailflow.store import audit, fulltext
 from mailflow.store.sqlite import Database
+
+if TYPE_CHECKING:
+    from jinja2.sandbox import SandboxedEnvironment
 
 # People on the case, by role: each gets a mail of their own, so that nobody learns
 # who else was written to.
@@ -194,6 +193,8 @@ def exists(env: SandboxedEnvironment, name: str) -> bool:
 
 def template_fields(env: SandboxedEnvironment, name: str) -> set[str]:
     """Every top-level name the template refers to."""
+    import jinja2.meta  # as mail.render does: only when a template is read
+
     return jinja2.meta.find_undeclared_variables(env.parse(render.source(env, name)[0]))
 
 
