@@ -11,7 +11,7 @@ accepted or tolerated."  Two things serve that clause:
   ``#send private-reprimand to=reporter`` (refused before, see ``sanctions``).
 - The committee's copy of every new report shows the reporter's earlier cases, as
   reporter or as originator: their ids, state, outcome and any false-report mark
-  (:func:`history`).  Each member's copy lists only the cases that member is not
+  (:func:`histories`).  Each member's copy lists only the cases that member is not
   recused from, and counts only those: a recusal hides a case by every route.
 """
 
@@ -60,26 +60,36 @@ def outcome(db: Database, case: dict[str, Any]) -> str:
     return f"{case['status']}, {said}"
 
 
-def history(db: Database, case_id: str, member: str) -> list[dict[str, Any]]:
-    """The other cases of this case's reporters, as reporter or originator, that
-    ``member`` may see (never one they are recused from), oldest first."""
+def histories(db: Database, case_id: str, members: list[str]
+              ) -> dict[str, list[dict[str, Any]]]:
+    """For each of ``members``: the other cases of this case's reporters, as reporter
+    or originator, that member may see (never one they are recused from), oldest
+    first.  One reading for every member's copy: most reporters have no other case."""
     reporters = cases.reporters(db, case_id)
     if not reporters:
-        return []
+        return {m: [] for m in members}
     marks = ",".join("?" * len(reporters))
-    rows = db.query(
+    rows = list(db.query(
         "SELECT c.*, group_concat(DISTINCT p.role) AS roles FROM cases c JOIN people p "
         f"ON p.case_id = c.id WHERE p.address IN ({marks}) AND p.role IN (?, ?) "
-        "AND c.id != ? AND c.id NOT IN (SELECT case_id FROM people WHERE role = 'recused' "
-        "AND address = ?) GROUP BY c.id ORDER BY c.year, c.seq",
-        [*reporters, *ROLES, case_id, member.lower()])
-    out = []
-    for c in rows:
-        roles = sorted(c["roles"].split(","))
-        out.append({"id": c["id"], "roles": roles, "opened": c["opened_at"][:10],
-                    "outcome": outcome(db, c),
-                    # The mark is about their report; on a case they were reported in, it
-                    # speaks for them, not against them.
-                    "false_report": "reporter" in roles and
-                    sanctions.FALSE_REPORT in sanctions.case_flags(db, c["id"])})
-    return out
+        "AND c.id != ? GROUP BY c.id ORDER BY c.year, c.seq",
+        [*reporters, *ROLES, case_id]))
+    if not rows:
+        return {m: [] for m in members}
+    ids = [c["id"] for c in rows]
+    recused = {(r[0], r[1]) for r in db.execute(
+        f"SELECT address, case_id FROM people WHERE role = 'recused' AND case_id IN "
+        f"({','.join('?' * len(ids))})", ids)}
+    entries = [(c["id"], _entry(db, c)) for c in rows]
+    return {m: [e for other, e in entries if (m.lower(), other) not in recused]
+            for m in members}
+
+
+def _entry(db: Database, case: dict[str, Any]) -> dict[str, Any]:
+    roles = sorted(case["roles"].split(","))
+    return {"id": case["id"], "roles": roles, "opened": case["opened_at"][:10],
+            "outcome": outcome(db, case),
+            # The mark is about their report; on a case they were reported in, it speaks
+            # for them, not against them.
+            "false_report": "reporter" in roles and
+            sanctions.FALSE_REPORT in sanctions.case_flags(db, case["id"])}

@@ -8,7 +8,7 @@ in what it passes on (the text, the attached original) are made bare addresses:
 a member's token is theirs alone (:mod:`mailflow.mail.scrub`).
 
 Each copy is rendered for its member: a new report shows the reporter's earlier
-cases, less those that member is recused from (:func:`mailflow.case.abuse.history`).
+cases, less those that member is recused from (:func:`mailflow.case.abuse.histories`).
 
 A report is copied whole.  A reply, from a reporter or a member, is copied as its new
 text (everything the writer wrote, :mod:`mailflow.mail.quotes`) with any forwarded
@@ -99,10 +99,11 @@ def copy_to_committee(ctx: Context) -> None:
     rewritten = scrub_message(original) if attached else original
 
     texts: dict[str, tuple[str, str]] = {}  # by the history shown: most share one
+    histories = (abuse.histories(ctx.db, ctx.case_id, recipients)
+                 if ctx.kind in NEW_REPORT_KINDS and ctx.case_id else {})
 
     def copy_for(member: str) -> Outgoing:
-        history = (abuse.history(ctx.db, ctx.case_id, member)
-                   if ctx.kind in NEW_REPORT_KINDS and ctx.case_id else [])
+        history = histories.get(member, [])
         key = repr(history)
         if key not in texts:
             text = render.render(ctx.svc.templates, "committee-copy", **fields, history=history)
