@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from mailflow.mail.decode import strict_from
+from mailflow.mail.decode import addresses, strict_from
 from mailflow.mail.parse import parse
 from mailflow.testing import make_mail
 
@@ -94,3 +94,36 @@ def test_strict_from_refuses_ambiguous_senders(raw):
 def test_strict_from_accepts_a_plain_sender():
     assert strict_from(parse(b"From: Maria <M1@Example.org>\r\n\r\n").msg) == (
         "m1@example.org", "")
+
+
+def _by_getaddresses(value: str) -> list[tuple[str, str]]:
+    """What addresses() gave before its quick path: every value through getaddresses."""
+    from email.utils import getaddresses
+
+    from mailflow.mail.decode import ADDR_SPEC, header_text
+    return [(header_text(n), a.strip().lower()) for n, a in getaddresses([value])
+            if ADDR_SPEC.match(a.strip())]
+
+
+PLAIN_FORMS = [f"{name} <{addr}>" if name else addr
+               for name in ("", "Pat", "Pat Doe", "Reporter 12", "A B C")
+               for addr in ("a@b.test", "First.Last@Mail.Example.org", "a+tag@x-y.org",
+                            "A_B-c@d.eu")] + ["  Pat  <a@b.test>  ", "Pat\t<a@b.test>"]
+ODD_FORMS = ['"Doe, Pat" <a@b.test>', "Pat (work) <a@b.test>", "a@b.test (Pat)",
+             "=?utf-8?q?P=C3=A4t?= <a@b.test>", "Pat <a@b.test>, Sam <s@b.test>",
+             "Pat\r\n <a@b.test>", "Team: a@b.test, c@d.test;", "<a@b.test>",
+             "Pat <a.@b.test>", "Pat <a@b.test> Smith", "Pat.Doe <a@b.test>",
+             "O'Brien <o@b.test>", "Pat <\"odd local\"@b.test>", "Pat <a@[127.0.0.1]>",
+             "Pat <a@b.test", "Pat<a@b.test>", "Pat <a@b.test>>", ""]
+
+
+@pytest.mark.parametrize("value", PLAIN_FORMS + ODD_FORMS)
+def test_addresses_quick_path_reads_every_form_as_getaddresses_does(value):
+    assert addresses([value]) == _by_getaddresses(value)
+
+
+def test_addresses_quick_path_takes_the_plain_forms_and_nothing_odd():
+    from mailflow.mail.decode import _PLAIN_ADDRESS
+    assert all(_PLAIN_ADDRESS.fullmatch(v) for v in PLAIN_FORMS)
+    taken = [v for v in ODD_FORMS if _PLAIN_ADDRESS.fullmatch(v)]
+    assert taken == ["Pat<a@b.test>"]  # getaddresses reads it the same (the test above)

@@ -57,13 +57,27 @@ def decoded(data: bytes, charset: str) -> str:
         return data.decode("utf-8", "replace")
 
 
+# A value that is one plain address, bare or after a display name of plain words:
+# what most mail carries.  Read by this expression as email.utils.getaddresses reads it
+# (a test holds the two to the same answers); anything else goes to getaddresses, which
+# costs 30 us a value, and a message has a dozen.
+_PLAIN_ADDRESS = re.compile(
+    r"[ \t]*(?:(?P<name>[A-Za-z0-9]+(?: [A-Za-z0-9]+)*)[ \t]*<(?P<inner>{a})>|(?P<bare>{a}))[ \t]*"
+    .format(a=r"[A-Za-z0-9+_-]+(?:\.[A-Za-z0-9+_-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"))
+
+
 def addresses(values: list[str]) -> list[tuple[str, str]]:
     """(name, address) pairs from header values, keeping only well-formed addresses."""
     result = []
-    for name, addr in getaddresses([clean(str(v)) for v in values]):
-        addr = addr.strip()
-        if ADDR_SPEC.match(addr):
-            result.append((header_text(name), addr.lower()))
+    for value in values:
+        text = clean(str(value))
+        plain = _PLAIN_ADDRESS.fullmatch(text)
+        pairs = ([(plain["name"] or "", plain["inner"] or plain["bare"])] if plain
+                 else getaddresses([text]))
+        for name, addr in pairs:
+            addr = addr.strip()
+            if ADDR_SPEC.match(addr):
+                result.append((header_text(name), addr.lower()))
     return result
 
 
