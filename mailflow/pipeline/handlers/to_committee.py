@@ -18,6 +18,8 @@ already and the archive keeps the whole message.
 
 from __future__ import annotations
 
+from typing import Any
+
 from mailflow.case import abuse, cases
 from mailflow.case.notices import case_root_id, deliver, list_headers, member_reply_address
 from mailflow.commands.language import parse
@@ -59,6 +61,25 @@ def _our_own(ctx: Context, message: Forwarded) -> bool:
     return ours or bool(cases.tag_pattern(ctx.cfg).search(message.subject))
 
 
+def _template_fields(ctx: Context, sender: str) -> dict[str, Any]:
+    """What the committee-copy template shows, the same in every member's copy."""
+    roles = cases.people(ctx.db, ctx.case_id) if ctx.case_id else []
+    flags = list(ctx.flags)
+    if ctx.kind != "member" and parse(ctx.parsed.new_text, ctx.svc.parts.commands).commands:
+        flags.append("its lines starting with # were not applied: it is not a member's mail")
+    quoted = ctx.parsed.quoted_text
+    return dict(
+        subject_line=committee_subject(ctx),
+        committee=ctx.cfg.committee, kind=ctx.kind, case_id=ctx.case_id,
+        sender=sender, sender_name=ctx.parsed.from_name,
+        sender_role=next((p["role"] for p in roles if p["address"] == sender), None),
+        subject=ctx.parsed.subject, date=ctx.parsed.date, body=ctx.parsed.text_with_forwards,
+        new_text=ctx.parsed.new_text, quoted_lines=quoted.count("\n") + 1 if quoted else 0,
+        people=roles, attachments=ctx.parsed.attachments, flags=flags,
+        forwarded=[f for f in ctx.parsed.forwarded if not _our_own(ctx, f)],
+    )
+
+
 def copy_to_committee(ctx: Context) -> None:
     """Copy the message to each member deciding the case, with their own reply address."""
     if ctx.kind not in COPIED_KINDS:
@@ -68,21 +89,7 @@ def copy_to_committee(ctx: Context) -> None:
     recipients = [m for m in cases.active_members(ctx.db, cfg, ctx.case_id) if m != sender]
     if not recipients:
         return
-    roles = cases.people(ctx.db, ctx.case_id) if ctx.case_id else []
-    role = next((p["role"] for p in roles if p["address"] == sender), None)
-    flags = list(ctx.flags)
-    if ctx.kind != "member" and parse(ctx.parsed.new_text, ctx.svc.parts.commands).commands:
-        flags.append("its lines starting with # were not applied: it is not a member's mail")
-    quoted = ctx.parsed.quoted_text
-    fields = dict(
-        subject_line=committee_subject(ctx),
-        committee=cfg.committee, kind=ctx.kind, case_id=ctx.case_id,
-        sender=sender, sender_name=ctx.parsed.from_name, sender_role=role,
-        subject=ctx.parsed.subject, date=ctx.parsed.date, body=ctx.parsed.text_with_forwards,
-        new_text=ctx.parsed.new_text, quoted_lines=quoted.count("\n") + 1 if quoted else 0,
-        people=roles, attachments=ctx.parsed.attachments, flags=flags,
-        forwarded=[f for f in ctx.parsed.forwarded if not _our_own(ctx, f)],
-    )
+    fields = _template_fields(ctx, sender)
     display = (ctx.parsed.from_name or sender) if ctx.kind == "member" else "Conduct report"
     display = header_safe(display)
     refs = [case_root_id(cfg, ctx.case_id)] if ctx.case_id else []
