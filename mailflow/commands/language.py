@@ -23,8 +23,10 @@ import difflib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from mailflow.pipeline.context import CommandSpec
+if TYPE_CHECKING:
+    from mailflow.pipeline.context import CommandSpec
 
 COMMAND_LINE = re.compile(r"^#([A-Za-z][A-Za-z\-]*)\b[ \t]*(.*)$")
 # Mail clients that hard-wrap plain text break lines at 72 to 78 columns (Gmail,

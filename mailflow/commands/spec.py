@@ -8,13 +8,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mailflow.commands.language import Command
 from mailflow.config import Config
-from mailflow.pipeline.context import Context, Services
 from mailflow.store import audit
 from mailflow.store.sqlite import Database
+
+if TYPE_CHECKING:  # annotations: the read commands list held mail without the pipeline
+    from mailflow.pipeline.context import Context, Services
 
 
 class CommandError(Exception):

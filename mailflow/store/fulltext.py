@@ -36,7 +36,6 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from mailflow import timestamps
-from mailflow.mail.scrub import scrub_text
 from mailflow.store.sqlite import Database
 
 # Bump when SOURCES, the columns or the triggers change: the index is then rebuilt.
@@ -243,6 +242,10 @@ def drop_triggers(db: Database) -> None:
 def index_record(db: Database, *, ref: str, kind: str, case_id: str | None,
                  body: str, at: str | None = None, author: str = "", subject: str = "") -> None:
     """Index (or re-index) a record; call inside the transaction that stores it."""
+    # Here, not at the top: the scrubber loads the email package, and every command
+    # opens the store; the read commands never index.
+    from mailflow.mail.scrub import scrub_text
+
     if kind not in KINDS:
         raise ValueError(f"unknown search kind {kind!r}")
     db.execute(
