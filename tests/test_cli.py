@@ -91,3 +91,34 @@ def test_case_show_lists_people_messages_and_what_was_sent(server, relay):
     assert f"Case {case_id}" in text and "reporter" in text and "ack" in text
     missing = server.cli("case", "show", "1999-0001", check=False)
     assert missing.returncode != 0 and b"no case" in missing.stderr
+
+
+# What the pipe and the read commands must never load: libraries only the pipeline, the
+# listener or a template needs, and the registry, which imports every part.  Structural,
+# so that a stray import at the top of a module cannot undo the start-up figures
+# (bench/README.md) unnoticed; the figures themselves are the benchmark's.
+PIPELINE_ONLY = ("jinja2", "dkim", "dns", "flufl", "selectolax", "imapclient", "aiosmtpd",
+                 "uvloop", "gnupg", "mailflow.app", "mailflow.mail.parse",
+                 "mailflow.pipeline.runner")
+
+
+def loaded(*args: str, cwd: Path, stdin: str = "") -> set[str]:
+    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "mailflow", *args],
+                            cwd=cwd, input=stdin, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return {line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines()
+            if line.startswith("import time:") and "|" in line}
+
+
+def test_the_pipe_and_the_read_commands_load_only_what_they_use(tmp_path):
+    assert mailflow("init", cwd=tmp_path).returncode == 0
+    config = str(tmp_path / "mailflow.toml")
+    ingest = loaded("--config", config, "ingest", "--sender", "a@people.test",
+                    "conduct@example.org", cwd=tmp_path,
+                    stdin="From: a@people.test\r\nSubject: hi\r\n\r\nhello\r\n")
+    assert "mailflow.intake.spool" in ingest  # the measure sees what was loaded
+    assert ingest & {*PIPELINE_ONLY, "email", "logging", "asyncio", "mailflow.store.db"} == set()
+    for command in (["cases"], ["deadlines"], ["search", "harassment"]):
+        modules = loaded("--config", config, *command, cwd=tmp_path)
+        assert "mailflow.store.db" in modules
+        assert modules & set(PIPELINE_ONLY) == set(), command
