@@ -65,6 +65,8 @@ class Database:
 
 
 def _unique(names: list[str]) -> list[str]:
+    if len(set(names)) == len(names):  # every query asks: nearly always so
+        return names
     seen: set[str] = set()
     out = []
     for name in names:
@@ -75,6 +77,7 @@ def _unique(names: list[str]) -> list[str]:
         seen.add(unique)
         out.append(unique)
     return out
+
 
 # spool.db: raw bytes exactly as received, committed before the MTA hears 250.
 # Written by intake only; created on connect (IF NOT EXISTS), so it has no migrations.
