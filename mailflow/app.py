@@ -23,7 +23,7 @@ from mailflow.case import (
     casefile,
     consensus,
     grievance,
-    held,
+    held_commands,
     keys,
     mediation,
     record,
@@ -37,7 +37,7 @@ from mailflow.commands import help
 from mailflow.commands.spec import collect
 from mailflow.config import Config
 from mailflow.mail import render
-from mailflow.mail.tokens import Signer, load_secret
+from mailflow.mail.tokens import Signer
 from mailflow.pipeline.context import Handler, Parts, Services
 from mailflow.pipeline.handlers import (
     acknowledge,
@@ -54,6 +54,7 @@ from mailflow.pipeline.handlers import (
 )
 from mailflow.responses import draft_commands, finalreport, redaction
 from mailflow.store import migrations
+from mailflow.store.secret import load_secret
 
 if TYPE_CHECKING:  # serve makes them; the registry only names the type
     from mailflow.wakeups import Wakeups
@@ -101,7 +102,7 @@ COMMAND_MODULES = (
     scheduler,       # #timeline
     casefile,        # #status
     search,          # #search
-    held,            # #held, #release, #discard-held
+    held_commands,   # #held, #release, #discard-held
     keys,            # #key
     help,            # #help
 )

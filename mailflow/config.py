@@ -7,16 +7,15 @@ mail administrator can fix it without reading code.
 
 from __future__ import annotations
 
-import os
 import re
 import tomllib
 from pathlib import Path
 from typing import Any
 
+from mailflow import configfile
 from mailflow.imapsettings import Imap, validate_imap
 from mailflow.sections import Section, field
 
-DEFAULT_FILE = "mailflow.toml"
 ADDRESS_RE = re.compile(r"^[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(\.[A-Za-z0-9\-]+)+$")
 
 
@@ -215,20 +214,11 @@ def split_hostport(value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def find_config_file(explicit: str | None) -> Path | None:
-    if explicit:
-        return Path(explicit)
-    env = os.environ.get("MAILFLOW_CONFIG")
-    if env:
-        return Path(env)
-    local = Path.cwd() / DEFAULT_FILE
-    return local if local.exists() else None
-
-
 def load(explicit: str | None = None) -> Config:
-    path = find_config_file(explicit)
-    if path is None:
+    found = configfile.find(explicit)
+    if found is None:
         return Config()
+    path = Path(found)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

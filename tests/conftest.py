@@ -4,6 +4,7 @@ mailflow (:mod:`mailflow.testing`), which the tests import from."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,13 @@ import pytest
 from pgpkit import GnuPG
 
 from mailflow.testing import CaptureRelay, MailflowServer, free_port
+
+
+@pytest.fixture(autouse=True, scope="session")
+def cache_home(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """`mailflow ingest` keeps its settings in the user's cache directory: the tests'
+    own, not the home directory of whoever runs them."""
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
 
 
 @pytest.fixture

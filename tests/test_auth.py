@@ -11,6 +11,7 @@ from casekit import open_case
 
 from mailflow import timestamps
 from mailflow.mail import tokens
+from mailflow.store.secret import load_secret
 from mailflow.testing import CHAIR, M1, M2, MailflowServer
 
 MTA = "mx.example.org"
@@ -37,7 +38,7 @@ def test_forged_commands_apply_nothing_and_the_real_member_is_told(tmp_path, rel
         other = open_case(server, relay, "A second, unrelated report.")
         copy = case.copy_for(M1).msg
         token_address, subject = copy["Reply-To"], "Re: " + copy["Subject"]
-        secret = tokens.Signer(tokens.load_secret(server.archive / "secret.key"))
+        secret = tokens.Signer(load_secret(server.archive / "secret.key"))
         yesterday = (timestamps.now() - timedelta(days=1)).date()
         expired = f"committee+{secret.member_token(case.id, M1, yesterday)}@example.org"
         other_case = f"committee+{secret.member_token(other.id, M1, yesterday.replace(year=2099))}"

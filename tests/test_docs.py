@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from mailflow import app
-from mailflow.cli import main as cli
+from mailflow.cli import parser as cli
 
 REPO = Path(__file__).resolve().parent.parent
 README = (REPO / "README.md").read_text()

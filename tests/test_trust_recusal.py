@@ -10,6 +10,7 @@ from datetime import timedelta
 
 from mailflow import timestamps
 from mailflow.mail import tokens
+from mailflow.store.secret import load_secret
 from mailflow.testing import CHAIR, M1, M2, MailflowServer, make_mail, wait_until
 
 ALIASES = f'aliases = {{ "{M2}" = ["Sam Jones"] }}\n'
@@ -184,7 +185,7 @@ def test_a_recused_member_writing_into_the_case_learns_nothing(tmp_path, relay):
         old_copy = wait_until(lambda: copies(relay, case_id, M2))[-1]
         reply_to_ack(server, relay, "rep@people.test", case_id, "It was m2@example.org.\n")
         wait_until(lambda: recused(server, case_id), what="the recusal")
-        signer = tokens.Signer(tokens.load_secret(server.archive / "secret.key"))
+        signer = tokens.Signer(load_secret(server.archive / "secret.key"))
         no_case = signer.member_token(None, M2, (timestamps.now() + timedelta(days=9)).date())
         general = f"committee+{no_case}@example.org"
         missing = f"{YEAR}-0099"

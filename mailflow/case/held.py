@@ -14,7 +14,8 @@ clocks.  It is listed by ``mailflow held``, ``#held`` and the daily digest, exce
 the members it names, who never see it.  The chair releases it (``#release``: the
 pipeline then handles it afresh as mail to the conduct address, so a report becomes a
 case, acknowledged and copied) or discards it (``#discard-held``: it stays archived
-until retention, :func:`purge`).  Every step has an audit entry.
+until retention, :func:`purge`).  Every step has an audit entry.  The commands are
+:mod:`mailflow.case.held_commands`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import json
 from typing import Any
 
 from mailflow import timestamps
-from mailflow.commands.spec import CommandError, Invocation, command
 from mailflow.store import audit
 from mailflow.store.sqlite import Database
 
@@ -138,41 +138,3 @@ def describe(row: dict[str, Any]) -> str:
     state = "" if row["state"] == "held" else f" [{row['state']} by {row['decided_by']}]"
     return (f"{row['id']:>5}  {row['held_at'][:16].replace('T', ' ')}  {row['reason']:<12} "
             f"from {sender}: \"{subject}\" ({why}){state}")
-
-
-def _ids(inv: Invocation) -> list[int]:
-    words = inv.cmd.args.replace(",", " ").split()
-    if not words or not all(w.isdigit() for w in words):
-        raise CommandError(f"say which: #{inv.cmd.word} <held id> [more ids] (#held lists them)")
-    return [int(w) for w in words]
-
-
-@command("held", summary="list the held mail (suspected spam, stray bounces, non-members' "
-         "mail to the committee) waiting for the chair", usage="#held", example="#held",
-         needs_case=False)
-def _held(inv: Invocation) -> str:
-    rows = listing(inv.db, hide_from=inv.actor)
-    if not rows:
-        return "nothing is held"
-    return (f"{len(rows)} held (#release <id> or #discard-held <id>, chair only):\n"
-            + "\n".join(describe(r) for r in rows))
-
-
-@command("release", summary="handle held mail after all, as a new report: acknowledged, "
-         "copied to the committee, clocks started", usage="#release <held id> [more ids]",
-         example="#release 12", needs_case=False)
-def _release(inv: Invocation) -> str:
-    try:
-        return "\n".join(release(inv.db, i, inv.actor, hide_from=inv.actor) for i in _ids(inv))
-    except HeldError as e:
-        raise CommandError(str(e)) from None
-
-
-@command("discard-held", summary="decide held mail needs nothing: it stays archived until "
-         "retention", usage="#discard-held <held id> [more ids]", example="#discard-held 12 13",
-         needs_case=False)
-def _discard(inv: Invocation) -> str:
-    try:
-        return "\n".join(discard(inv.db, i, inv.actor, hide_from=inv.actor) for i in _ids(inv))
-    except HeldError as e:
-        raise CommandError(str(e)) from None

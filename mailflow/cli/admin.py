@@ -7,17 +7,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from mailflow.cli.options import (
-    EX_DATAERR,
-    EX_OK,
-    EX_TEMPFAIL,
-    EX_USAGE,
-    arg,
-    command,
-    emit,
-    load_config,
-    open_db,
-)
+from mailflow.cli.options import arg, command, emit, load_config, open_db
+from mailflow.cli.sysexits import EX_DATAERR, EX_OK, EX_TEMPFAIL, EX_USAGE
 
 
 @command("quarantine", "list (or release) messages that kept failing",

@@ -1,5 +1,7 @@
 """Reading the archive: ``cases``, ``case show``, ``case export``, ``search``,
-``deadlines``, ``bans``, ``report``, ``transparency``."""
+``deadlines``, ``bans``, ``report``, ``transparency``.  They print what they find:
+none sets logging up (``logs=False``, so each starts faster; a warning still reaches
+standard error, as Python prints one by default)."""
 
 from __future__ import annotations
 
@@ -8,22 +10,12 @@ import sys
 from pathlib import Path
 
 from mailflow.archive.syntax import HELP as SEARCH_SYNTAX
-from mailflow.cli.options import (
-    AS_MEMBER,
-    EX_DATAERR,
-    EX_OK,
-    EX_USAGE,
-    arg,
-    command,
-    emit,
-    load_config,
-    member_filter,
-    open_db,
-)
+from mailflow.cli.options import AS_MEMBER, arg, command, emit, load_config, member_filter, open_db
+from mailflow.cli.sysexits import EX_DATAERR, EX_OK, EX_USAGE
 
 
 @command("deadlines", "every open clock: when it is due, its case, what it will do",
-         json_out=True)
+         json_out=True, logs=False)
 def cmd_deadlines(args: argparse.Namespace) -> int:
     """List every pending alarm of rules/clocks.toml, soonest first, in the
     committee's time zone: its case, what it will do when it fires and what
@@ -39,7 +31,7 @@ def cmd_deadlines(args: argparse.Namespace) -> int:
 
 @command("cases", "list cases",
          arg("--status", help="only cases with this status (open, closed, ...)"),
-         AS_MEMBER, json_out=True)
+         AS_MEMBER, json_out=True, logs=False)
 def cmd_cases(args: argparse.Namespace) -> int:
     """List the cases, oldest first: status, when opened, how many messages, the
     code name and the reporter; then how many messages are held (`mailflow held`)."""
@@ -59,7 +51,7 @@ def cmd_cases(args: argparse.Namespace) -> int:
 
 
 @command("case show", "status, people, messages in order, what was sent",
-         arg("id", help="case id, e.g. 2026-0001"), AS_MEMBER, json_out=True)
+         arg("id", help="case id, e.g. 2026-0001"), AS_MEMBER, json_out=True, logs=False)
 def cmd_case_show(args: argparse.Namespace) -> int:
     """One case: its record and what is still undetermined, the committee, the
     people, decisions and votes, the records filed, the messages in order, the
@@ -87,7 +79,7 @@ def cmd_case_show(args: argparse.Namespace) -> int:
              help="at most N results (with --by-case: N cases); default 20"),
          arg("--by-case", action="store_true",
              help="group the results by case, best case first, 3 hits each"),
-         AS_MEMBER, json_out=True, epilog=SEARCH_SYNTAX)
+         AS_MEMBER, json_out=True, epilog=SEARCH_SYNTAX, logs=False)
 def cmd_search(args: argparse.Namespace) -> int:
     """Search everything archived: mail (headers, new text and quoted text apart),
     mail sent, call summaries, notes, drafts and case fields.  Results are
@@ -115,7 +107,7 @@ def cmd_search(args: argparse.Namespace) -> int:
          arg("--format", choices=("json", "html", "mbox"), default="html"),
          arg("-o", "--output", metavar="FILE",
              help="where to write it ('-': standard output; default case-ID.FORMAT here)"),
-         AS_MEMBER)
+         AS_MEMBER, logs=False)
 def cmd_case_export(args: argparse.Namespace) -> int:
     """The whole case in the order things happened: mail in and out, call
     summaries and notes, commands and their results, drafts, votes and decisions
@@ -144,7 +136,8 @@ def cmd_case_export(args: argparse.Namespace) -> int:
     return EX_OK
 
 
-@command("bans", "the ban registry (current and past bans) and warning counts", json_out=True)
+@command("bans", "the ban registry (current and past bans) and warning counts",
+         json_out=True, logs=False)
 def cmd_bans(args: argparse.Namespace) -> int:
     """Every ban the committee recorded (#ban), current ones first, then the past
     ones (expired by their date, or lifted with #unban), which stay for review;
@@ -157,7 +150,7 @@ def cmd_bans(args: argparse.Namespace) -> int:
 
 
 @command("report", "print a case's final report to the officers",
-         arg("id", help="case id, e.g. 2026-0001"), json_out=True)
+         arg("id", help="case id, e.g. 2026-0001"), json_out=True, logs=False)
 def cmd_report(args: argparse.Namespace) -> int:
     """Print the report #report drafts for the officers (and the maintainers'
     notice while a ban is in force), as it would be sent: the reporter's
@@ -188,7 +181,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 @command("transparency", "the anonymised yearly transparency report (md, html or json)",
          arg("--year", required=True, metavar="YYYY", help="the year to report on"),
-         arg("--format", choices=("md", "html", "json"), default="md"))
+         arg("--format", choices=("md", "html", "json"), default="md"), logs=False)
 def cmd_transparency(args: argparse.Namespace) -> int:
     """Counts for the public: the reports of the year by channel (the keys of
     rules/channels.toml), by violation finding and by agreed response; the median

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mailflow.cli.options import EX_DATAERR, EX_OK, arg, command, emit, load_config, open_db
+from mailflow.cli.options import arg, command, emit, load_config, open_db
+from mailflow.cli.sysexits import EX_DATAERR, EX_OK
 
 
 @command("held", "list held mail (suspected spam, stray bounces, non-members' mail to the "

@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mailflow.cli.options import EX_CONFIG, EX_DATAERR, EX_OK, arg, command, emit, load_config
+from mailflow.cli.options import arg, command, emit, load_config
+from mailflow.cli.sysexits import EX_CONFIG, EX_DATAERR, EX_OK
 from mailflow.config import Config
 
 if TYPE_CHECKING:

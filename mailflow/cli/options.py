@@ -1,7 +1,7 @@
 """What the ``mailflow`` subcommands share: how one is declared (:func:`command`, its
 docstring being its ``--help``), their common options, and the exit codes.
 
-Declaring a command registers nothing: :mod:`mailflow.cli.main` lists the commands
+Declaring a command registers nothing: :mod:`mailflow.cli.parser` lists the commands
 it offers.  This module imports little, so that ``mailflow ingest`` starts fast.
 """
 
@@ -10,17 +10,15 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from mailflow import config as config_mod
+from mailflow.cli.sysexits import EX_TEMPFAIL
 from mailflow.config import Config, ConfigError
 
 if TYPE_CHECKING:
     from mailflow.store.sqlite import Database
 
-# sysexits.h: what an MTA and a shell script understand.
-EX_OK, EX_USAGE, EX_DATAERR, EX_TEMPFAIL, EX_CONFIG = 0, 64, 65, 75, 78
 
 Run = Callable[[argparse.Namespace], int]
 
@@ -70,7 +68,7 @@ class Failed(Exception):
     """A command could not do its work for a reason the administrator can act on: the
     message is printed on one line, and the command exits with ``code``."""
 
-    def __init__(self, message: str, code: int = 75):
+    def __init__(self, message: str, code: int = EX_TEMPFAIL):
         super().__init__(message)
         self.code = code
 
@@ -84,7 +82,8 @@ def whoami() -> str:
         return f"uid {os.geteuid()}"
 
 
-def access_problem(e: BaseException, where: Path | None = None) -> str | None:
+def access_problem(e: BaseException, where: str | os.PathLike[str] | None = None
+                   ) -> str | None:
     """One line for a file or directory this user may not use, or None if ``e`` is
     something else.  ``where``: the file SQLite was opening (its errors name none)."""
     import sqlite3

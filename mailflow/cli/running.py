@@ -7,19 +7,8 @@ import argparse
 import os
 import sys
 
-from mailflow.cli.options import (
-    EX_CONFIG,
-    EX_DATAERR,
-    EX_OK,
-    EX_TEMPFAIL,
-    EX_USAGE,
-    Failed,
-    access_problem,
-    arg,
-    command,
-    load_config,
-    open_db,
-)
+from mailflow.cli.options import Failed, arg, command, load_config, open_db
+from mailflow.cli.sysexits import EX_CONFIG, EX_OK, EX_TEMPFAIL, EX_USAGE
 from mailflow.config import Config, ConfigError
 
 
@@ -63,27 +52,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     (EX_TEMPFAIL) when the MTA should retry, with the reason on one line, and 65
     when the message is over intake.max_size.  `mailflow serve` (or `mailflow
     process`) handles it next."""
-    where = None
-    try:
-        from mailflow.intake.spool import Envelope, commit_one
-        from mailflow.store.sqlite import spool_path
+    from mailflow.cli import ingest
 
-        cfg = load_config(args)
-        where = spool_path(cfg.db_path)
-        raw = sys.stdin.buffer.read(cfg.intake.max_size + 1)
-        if len(raw) > cfg.intake.max_size:
-            print("mailflow ingest: message exceeds intake.max_size", file=sys.stderr)
-            return EX_DATAERR  # permanent: the MTA bounces it
-        env = Envelope("pipe", args.sender, args.recipient or [])
-        spool_id, duplicate = commit_one(cfg.db_path, raw, env,
-                                         timeout=cfg.intake.commit_timeout)
-    except Exception as e:
-        why = access_problem(e, where) or (
-            str(e).splitlines()[0] if isinstance(e, ConfigError) else f"{type(e).__name__}: {e}")
-        print(f"mailflow ingest: temporary failure: {why}", file=sys.stderr)
-        return EX_TEMPFAIL
-    print(f"{'duplicate of' if duplicate else 'queued as'} {spool_id}", file=sys.stderr)
-    return EX_OK
+    return ingest.run(args.config, args.sender, args.recipient or [])
 
 
 @command("poll", "take mail from the IMAP mailbox of [intake.imap]",

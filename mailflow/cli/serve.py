@@ -26,7 +26,8 @@ import uvloop
 
 from mailflow import app, logs, store
 from mailflow.archive.status import SERVE_LOCK, SERVE_PID
-from mailflow.cli.options import EX_CONFIG, Failed
+from mailflow.cli.options import Failed
+from mailflow.cli.sysexits import EX_CONFIG
 from mailflow.clocks import scheduler
 from mailflow.config import Config, ConfigError
 from mailflow.intake.groupcommit import GroupCommit

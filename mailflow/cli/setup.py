@@ -7,15 +7,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-from mailflow.cli.options import (
-    EX_CONFIG,
-    EX_OK,
-    EX_USAGE,
-    arg,
-    command,
-    emit,
-    load_config,
-)
+from mailflow.cli.options import arg, command, emit, load_config
+from mailflow.cli.sysexits import EX_CONFIG, EX_OK, EX_USAGE
 
 STARTER_CONFIG = """\
 # mailflow configuration.  Every key is optional; the values shown are examples.

@@ -11,14 +11,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import sqlite3
-from collections.abc import Iterable
-from pathlib import Path
-from typing import NamedTuple, cast
 
 from mailflow import timestamps
-from mailflow.store.sqlite import Executes, open_spool, transaction
+from mailflow.store.sqlite import Database, open_spool, transaction
+
+TYPE_CHECKING = False  # typing's, without importing typing: `mailflow ingest` starts faster
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from mailflow.store.sqlite import Executes
 
 HEADER_END = re.compile(rb"\r?\n\r?\n")
 HASH_CHUNK = 1024 * 1024  # large bodies are hashed and written this much at a time
@@ -26,13 +30,15 @@ LARGE = 1024 * 1024
 MESSAGE_ID = re.compile(rb"^message-id:[ \t]*(.*(?:\r?\n[ \t].*)*)", re.IGNORECASE | re.MULTILINE)
 
 
-class Envelope(NamedTuple):
+class Envelope:
     """What the SMTP session (or the MTA's pipe) said: the source, sender and
-    recipients.  A NamedTuple: ``mailflow ingest`` must not import ``inspect``."""
+    recipients.  (A plain class: a NamedTuple would have ``mailflow ingest`` import
+    ``typing``, a dataclass ``inspect``.)"""
 
-    source: str
-    envelope_from: str | None
-    rcpts: list[str]
+    __slots__ = ("envelope_from", "rcpts", "source")
+
+    def __init__(self, source: str, envelope_from: str | None, rcpts: list[str]):
+        self.source, self.envelope_from, self.rcpts = source, envelope_from, rcpts
 
 
 def dedupe_key(raw: bytes, sha256: str) -> str:
@@ -96,8 +102,8 @@ def _insert(db: Executes, row: tuple) -> tuple[int, bool]:
     # SQLite would take a copy of it whole.
     spool_id, seen = db.execute(INSERT_LARGE, (*row[:-1], len(raw))).fetchone()
     if not seen:
-        # a store Database, or the connection itself
-        conn = cast(sqlite3.Connection, getattr(db, "conn", db))
+        conn = db.conn if isinstance(db, Database) else db  # or the connection itself
+        assert isinstance(conn, sqlite3.Connection)
         view = memoryview(raw)
         with conn.blobopen("spool", "raw", spool_id) as blob:
             for at in range(0, len(raw), HASH_CHUNK):
@@ -110,7 +116,8 @@ def commit_many(db: Executes, items: Iterable[tuple[bytes, Envelope]]
     return commit_rows(db, [spool_row(raw, env) for raw, env in items])
 
 
-def commit_one(db_path: Path, raw: bytes, env: Envelope, timeout: float = 10.0) -> tuple[int, bool]:
+def commit_one(db_path: str | os.PathLike[str], raw: bytes, env: Envelope, timeout: float = 10.0
+               ) -> tuple[int, bool]:
     """Open, commit one message durably, close: for ``mailflow ingest`` and the poller."""
     db = open_spool(db_path, timeout=timeout)
     try:

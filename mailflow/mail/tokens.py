@@ -18,33 +18,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
 import re
-import secrets
 from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
 
 TOKEN_CHARS = re.compile(r"^[a-z0-9\-.]+$")
 SIG_LEN = 12
-
-
-def load_secret(path: Path) -> bytes:
-    """The deployment's HMAC key, created (mode 0600) on first use."""
-    try:
-        return path.read_bytes().strip()
-    except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        key = secrets.token_hex(32).encode()
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process won the race: use its key
-            return path.read_bytes().strip()
-        with os.fdopen(fd, "wb") as f:
-            f.write(key)
-            f.flush()
-            os.fsync(f.fileno())
-        return key
 
 
 def member_tag(address: str) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import quote
 
 from mailflow.mail.compose import crlf
@@ -22,7 +21,7 @@ CHUNK = 1024 * 1024
 @dataclass(frozen=True)
 class Body:
     head: bytes
-    spool: Path | None = None      # spool.db, when an original is attached
+    spool: str | None = None       # spool.db, when an original is attached
     spool_id: int | None = None
     tail: bytes = b""
 
@@ -34,7 +33,7 @@ class Body:
         yield self.tail
 
 
-def original(spool: Path, spool_id: int) -> Iterator[bytes]:
+def original(spool: str, spool_id: int) -> Iterator[bytes]:
     """The raw bytes of a spooled message, a chunk at a time."""
     # A connection of the session's own: sessions run on threads of their own.
     conn = sqlite3.connect(f"file:{quote(str(spool))}?mode=ro", uri=True)

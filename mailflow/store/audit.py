@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from mailflow import timestamps
-from mailflow.mail.tokens import load_secret
+from mailflow.store.secret import load_secret
 from mailflow.store.sqlite import Database
 
 GENESIS = "0" * 64

@@ -15,6 +15,7 @@ commits (:func:`fulltext.before_commit`).
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 from urllib.parse import quote
@@ -41,7 +42,7 @@ def connect(path: Path, timeout: float = 10.0) -> MainDatabase:
     # Read-only: BEGIN IMMEDIATE locks every attached database it may write, and the
     # spool's write lock belongs to intake alone.
     conn.execute("ATTACH DATABASE ? AS spooldb",
-                  [f"file:{quote(str(spool_path(path).resolve()))}?mode=ro"])
+                  [f"file:{quote(os.path.realpath(spool_path(path)))}?mode=ro"])
     return MainDatabase(conn)
 
 

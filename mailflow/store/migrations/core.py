@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-from email import message_from_bytes, policy
-from email.utils import getaddresses
 
 
 def core_tables(db: sqlite3.Connection) -> None:
@@ -169,6 +167,10 @@ _QUOTE = re.compile(r"^(>|On .{0,200}wrote:\s*$)", re.MULTILINE)
 
 
 def _outbound_columns(raw: bytes) -> dict[str, str | None]:
+    # Imported here: every command opens the database, and only this old step reads mail.
+    from email import message_from_bytes, policy
+    from email.utils import getaddresses
+
     msg = message_from_bytes(raw, policy=policy.default)
     body = msg.get_body(("plain",))
     text = body.get_content() if body is not None else ""
