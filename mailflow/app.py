@@ -16,16 +16,16 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from mailflow import rules
-from mailflow.archive import search
+from mailflow.archive import search_commands
 from mailflow.case import (
     abuse,
     calls,
-    casefile,
     consensus,
     grievance,
     held_commands,
     keys,
     mediation,
+    reads,
     record,
     recusal,
     resolution,
@@ -87,39 +87,35 @@ HISTORY_HANDLERS: tuple[Handler, ...] = (decrypt.open_encrypted, route.address, 
 
 # The modules that define #commands; `mailflow help` presents them in this order.
 COMMAND_MODULES = (
-    record,          # the case record: #what, #violation, #originator, #close ...
-    recusal,         # #recuse, #chair
-    consensus,       # #propose, #vote, #signoff
-    abuse,           # #false-report
-    severe,          # #severe
-    calls,           # #call, #note, #acted
-    mediation,       # #mediate, #mediation-consent
-    resolution,      # #consult, #enact, #reply
-    draft_commands,  # #send, #edit, #confirm, #discard
-    redaction,       # #consent
-    sanctions,       # #ban, #unban, #warn
-    finalreport,     # #report, #public-record
-    scheduler,       # #timeline
-    casefile,        # #status
-    search,          # #search
-    held_commands,   # #held, #release, #discard-held
-    keys,            # #key
-    help,            # #help
+    record,           # the case record: #what, #violation, #close, #status ...
+    recusal,          # #recuse, #chair
+    consensus,        # #propose, #vote, #signoff
+    abuse,            # #false-report
+    severe,           # #severe
+    calls,            # #call, #note, #acted
+    mediation,        # #mediate, #mediation-consent
+    resolution,       # #consult, #enact, #reply
+    draft_commands,   # #send, #edit, #confirm, #discard
+    redaction,        # #consent
+    sanctions,        # #ban, #unban, #warn
+    finalreport,      # #report, #public-record
+    scheduler,        # #timeline
+    search_commands,  # #search
+    held_commands,    # #held, #release, #discard-held
+    keys,             # #key
+    help,             # #help
 )
 COMMANDS = collect(COMMAND_MODULES)
 
-# Why a case cannot close yet.
-CLOSE_CHECKS = (
-    severe.unsigned,              # the clear-and-severe fast path is not signed off
-    finalreport.report_not_sent,  # the officers' report has not been sent
-)
+# Why a case cannot close yet (kept beside the case file's reads, so that showing a
+# case needs none of the parts above).
+CLOSE_CHECKS = reads.CLOSE_CHECKS
 
 # The schema's history, in the order it applies (kept beside the store, which applies
 # it whenever it opens the database).
 MIGRATIONS = migrations.ALL
 
-PARTS = Parts(handlers=HANDLERS, history_handlers=HISTORY_HANDLERS, commands=COMMANDS,
-              close_checks=CLOSE_CHECKS)
+PARTS = Parts(handlers=HANDLERS, history_handlers=HISTORY_HANDLERS, commands=COMMANDS)
 
 
 def services(cfg: Config) -> Services:

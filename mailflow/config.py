@@ -8,11 +8,10 @@ mail administrator can fix it without reading code.
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 from typing import Any
 
-from mailflow import configfile
+from mailflow import configfile, tomlfile
 from mailflow.imapsettings import Imap, validate_imap
 from mailflow.sections import Section, field
 
@@ -220,13 +219,13 @@ def load(explicit: str | None = None) -> Config:
         return Config()
     path = Path(found)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomlfile.read(path)
     except FileNotFoundError:
         raise ConfigError(f"{path}: file not found") from None
     except (OSError, UnicodeDecodeError) as e:
         why = e.strerror if isinstance(e, OSError) else "not UTF-8 text"
         raise ConfigError(f"{path}: cannot read it: {why}") from None
-    except tomllib.TOMLDecodeError as e:
+    except tomlfile.TOMLError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
     return from_dict(data, source=str(path), base_dir=path.resolve().parent)
 

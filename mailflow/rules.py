@@ -7,10 +7,10 @@ copying the rest.
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any
 
+from mailflow import tomlfile
 from mailflow.config import Config, ConfigError
 from mailflow.resources import builtin
 
@@ -27,8 +27,8 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 def _read(path: Path) -> dict[str, Any]:
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as e:
+        return tomlfile.read(path)
+    except tomlfile.TOMLError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
 
 

@@ -103,7 +103,7 @@ def numbered(n: int) -> bytes:
 def test_a_second_ingest_reads_the_cache_and_loads_no_toml_nor_argparse(tmp_path):
     config, archive, cache = setup(tmp_path)
     assert ingest(config, cache).returncode == 0
-    assert len(list((cache / "mailflow").iterdir())) == 1
+    assert len(list((cache / "mailflow").glob("ingest-*"))) == 1
     second = ingest(config, cache, numbered(2), "-X", "importtime")
     assert second.returncode == 0, second.stderr
     modules = {line.rsplit(b"|", 1)[1].strip().decode() for line in second.stderr.splitlines()
@@ -135,7 +135,7 @@ def test_a_broken_configuration_is_never_covered_by_the_cache(tmp_path):
 def forge(cache: Path, db_path: str) -> Path:
     """Rewrite the one cache file so that it sends the spool to ``db_path``, its key
     left as it was (a forgery that would pass if only the key were checked)."""
-    (entry,) = (cache / "mailflow").iterdir()
+    (entry,) = (cache / "mailflow").glob("ingest-*")
     key, values = marshal.loads(entry.read_bytes())
     entry.write_bytes(marshal.dumps((key, (db_path, *values[1:]))))
     return entry
@@ -166,7 +166,7 @@ def test_the_forgery_check_is_what_stopped_it(tmp_path):
 def test_a_damaged_cache_is_ignored_and_replaced(tmp_path):
     config, archive, cache = setup(tmp_path)
     assert ingest(config, cache).returncode == 0
-    (entry,) = (cache / "mailflow").iterdir()
+    (entry,) = (cache / "mailflow").glob("ingest-*")
     entry.write_bytes(entry.read_bytes()[:20])
     assert ingest(config, cache, numbered(2)).returncode == 0
     assert spooled(archive) == 2

@@ -3,7 +3,6 @@ SQL conditions for the rest, and the recusals of the member who asks."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from mailflow.archive.query import And, Meta, Node, Not, Or, Text
@@ -52,17 +51,22 @@ def _sql(node: Node) -> tuple[str, list[Any]]:
     return "(" + joiner.join(p[0] for p in parts) + ")", [x for p in parts for x in p[1]]
 
 
-@dataclass
 class Plan:
-    match: str | None          # the FTS5 expression that drives the query, if any
-    ranked: bool
-    where: list[str]           # conditions on search_docs d, with their params
-    params: list[Any]
-    # Whether `where` holds conditions of the query's own (date:, kind:, ...), which may
-    # leave out most matches; the recusal filter alone leaves out few.
-    narrowed: bool = False
-    # Ranked among the matches from this rowid up only (see RANK_WINDOW); None: all.
-    since: int | None = None
+    """How a query runs.  (A plain class, not a dataclass: `mailflow search` would load
+    inspect for it.)"""
+
+    __slots__ = ("match", "narrowed", "params", "ranked", "since", "where")
+
+    def __init__(self, match: str | None, ranked: bool, where: list[str], params: list[Any]):
+        self.match = match        # the FTS5 expression that drives the query, if any
+        self.ranked = ranked
+        self.where = where        # conditions on search_docs d, with their params
+        self.params = params
+        # Whether `where` holds conditions of the query's own (date:, kind:, ...), which
+        # may leave out most matches; the recusal filter alone leaves out few.
+        self.narrowed = False
+        # Ranked among the matches from this rowid up only (see RANK_WINDOW); None: all.
+        self.since: int | None = None
 
 
 def plan(node: Node, as_member: str | None = None) -> Plan:

@@ -6,8 +6,7 @@ of replies weighted low."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from mailflow import timestamps
 from mailflow.archive.dates import parse_date_range
@@ -29,8 +28,9 @@ class SearchError(ValueError):
     """A query that cannot be run; the message is meant for the person who wrote it."""
 
 
-@dataclass
-class Text:
+# The tree's nodes are NamedTuples, not dataclasses: `mailflow search` would load
+# inspect for them (bench/README.md).  They are told apart by type, never by ==.
+class Text(NamedTuple):
     """A full-text condition, as an FTS5 expression."""
 
     expr: str
@@ -40,26 +40,22 @@ class Text:
     ranked: bool
 
 
-@dataclass
-class Meta:
+class Meta(NamedTuple):
     """A condition on the record or its case, as SQL over ``search_docs d``."""
 
     sql: str
     params: list[Any]
 
 
-@dataclass
-class And:
+class And(NamedTuple):
     items: list[Node]
 
 
-@dataclass
-class Or:
+class Or(NamedTuple):
     items: list[Node]
 
 
-@dataclass
-class Not:
+class Not(NamedTuple):
     item: Node
 
 

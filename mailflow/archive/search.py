@@ -12,7 +12,6 @@ from typing import Any
 
 from mailflow.archive.plan import Plan, plan
 from mailflow.archive.query import SearchError, parse_query
-from mailflow.commands.spec import CommandError, Invocation, command
 from mailflow.store.fulltext import before_commit
 from mailflow.store.sqlite import Database
 
@@ -310,22 +309,3 @@ def format_results(data: dict[str, Any]) -> str:
     elif data["more"]:
         lines.append("(more results: raise the limit or narrow the query)")
     return "\n".join(lines).rstrip()
-
-
-# #search by mail: the asking member's view (never a case they are recused from).
-MAIL_SEARCH_LIMIT = 20
-
-
-@command("search", needs_case=False,
-         summary="search the archive; the results come back in the transcript "
-         "(never a case you are recused from)",
-         usage="#search <query>   (the syntax of `mailflow search --help`)",
-         example='#search from:alice@example.org "keynote slides" date:2026')
-def _search(inv: Invocation) -> str:
-    try:
-        data = run(inv.db, inv.cmd.args, as_member=inv.actor, limit=MAIL_SEARCH_LIMIT)
-    except SearchError as e:
-        raise CommandError(f"{e} (send #help search for the syntax)") from None
-    # The transcript now quotes these cases: purging one of them removes it.
-    inv.ctx.quoted_cases.update(r["case"] for r in data["results"] if r["case"])
-    return format_results(data)

@@ -4,19 +4,16 @@ people.  The lists of cases, the quarantine and the queue are :mod:`.listings`."
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from typing import Any
 
 from mailflow.case import casefile, cases
 from mailflow.clocks import alarms
 from mailflow.config import Config
-from mailflow.pipeline.context import CloseCheck
 from mailflow.store.sqlite import Database
 
 
-def case_detail(db: Database, case_id: str, cfg: Config,
-                close_checks: Iterable[CloseCheck]) -> dict[str, Any] | None:
-    """One case in full; ``close_checks``: :data:`mailflow.app.CLOSE_CHECKS`."""
+def case_detail(db: Database, case_id: str, cfg: Config) -> dict[str, Any] | None:
+    """One case in full."""
     case = cases.get(db, case_id)
     if case is None:
         return None
@@ -34,7 +31,7 @@ def case_detail(db: Database, case_id: str, cfg: Config,
         "WHERE o.case_id = ? GROUP BY o.id ORDER BY o.id", [case_id]))
     case["clocks"] = alarms.history(db, case_id)
     # The record, decisions and calls: what the committee knows (#status shows the same).
-    case["file"] = casefile.case_file(db, cfg, case_id, close_checks)
+    case["file"] = casefile.case_file(db, cfg, case_id)
     return case
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import re
 from datetime import date, timedelta
-from typing import Any
 
 from mailflow import store, timestamps
 from mailflow.case import cases
@@ -52,11 +51,6 @@ def file_note(db: Database, case_id: str, *, kind: str, author: str, text: str,
     cases.touch(db, case_id)
     return note_id
 
-
-def notes(db: Database, case_id: str) -> list[dict[str, Any]]:
-    """The case's records, in the order they were filed."""
-    return [{**n, "participants": json.loads(n["participants"])}
-            for n in db.query("SELECT * FROM notes WHERE case_id = ? ORDER BY id", [case_id])]
 
 
 def parse_day(word: str) -> str:

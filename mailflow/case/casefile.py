@@ -1,45 +1,41 @@
 """The case file: the record, the people, the decisions, mediation, the consultation
 and the records filed on a case, as data (``mailflow case show --json``) and as text
-(``#status`` and ``mailflow case show``), with what is still undetermined."""
+(``#status`` and ``mailflow case show``), with what is still undetermined and what
+holds back closing it.  Made of :mod:`.reads` alone, so that showing a case loads none
+of the modules that act on one."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
-from mailflow.case import calls, cases, consensus, mediation, resolution, sanctions
-from mailflow.case.record import close_blockers, undetermined
-from mailflow.commands.spec import Invocation, command
+from mailflow.case import cases, menu, reads
 from mailflow.config import Config
-from mailflow.pipeline.context import CloseCheck
-from mailflow.responses import drafts
 from mailflow.store.sqlite import Database
 
 
-def case_file(db: Database, cfg: Config, case_id: str,
-              close_checks: Iterable[CloseCheck]) -> dict[str, Any]:
-    proposals = [{**p, "votes": consensus.votes(db, p["id"])} for p in db.query(
+def case_file(db: Database, cfg: Config, case_id: str) -> dict[str, Any]:
+    proposals = [{**p, "votes": reads.votes(db, p["id"])} for p in db.query(
         "SELECT * FROM proposals WHERE case_id = ? ORDER BY id", [case_id])]
-    consultation = resolution.latest_consultation(db, case_id)
+    consultation = reads.latest_consultation(db, case_id)
     if consultation:
         consultation = {**consultation,
-                        "state": resolution.draft_state(db, consultation["draft_id"])}
+                        "state": reads.draft_state(db, consultation["draft_id"])}
     return {
         "record": cases.record(db, case_id),
-        "undetermined": undetermined(db, case_id),
+        "undetermined": reads.undetermined(db, case_id),
         "chair": cases.acting_chair(db, cfg, case_id),
         "deciding": cases.active_members(db, cfg, case_id),
         "recused": sorted(cases.recused(db, case_id)),
         "people": [p for p in cases.people(db, case_id)
                    if p["role"] not in ("recused", "acting-chair")],
         "proposals": proposals,
-        "mediation": mediation.current(db, case_id),
+        "mediation": reads.current_mediation(db, case_id),
         "consultation": consultation,
-        "bans": sanctions.bans(db, case_id),
-        "flags": sanctions.case_flags(db, case_id),
-        "drafts": drafts.on_case(db, case_id),
-        "notes": calls.notes(db, case_id),
-        "close_blockers": close_blockers(db, case_id, close_checks),
+        "bans": reads.bans(db, case_id),
+        "flags": reads.case_flags(db, case_id),
+        "drafts": reads.drafts_on_case(db, case_id),
+        "notes": reads.notes(db, case_id),
+        "close_blockers": reads.close_blockers(db, case_id),
     }
 
 
@@ -60,7 +56,7 @@ def _determinations(cf: dict[str, Any]) -> list[str]:
         return _undetermined(", ".join(cases.person_text(p) for p in cf["people"]
                                        if p["role"] == name))
 
-    response = (consensus.describe(rec["response"], rec["response_detail"] or "")
+    response = (menu.describe(rec["response"], rec["response_detail"] or "")
                 if rec["response"] else None)
     lines = [
         "Determinations",
@@ -90,7 +86,7 @@ def _committee(cf: dict[str, Any]) -> list[str]:
 def _decisions(cf: dict[str, Any]) -> list[str]:
     lines = ["", "Decisions"]
     for p in cf["proposals"]:
-        what = consensus.what(p)
+        what = menu.what(p)
         blocked = f", blocked since {p['deadlocked_at']}" if (
             p["deadlocked_at"] and p["status"] == "open") else ""
         lines.append(f"  #{p['id']} {what}: {p['status']}{blocked} "
@@ -149,15 +145,3 @@ def _records(cf: dict[str, Any]) -> list[str]:
     if cf["close_blockers"]:
         lines += ["", "Before it can close: " + "; ".join(cf["close_blockers"])]
     return lines
-
-
-@command("status", summary="reply with the case record, what is still undetermined, the "
-         "decisions and votes, and the records filed on the case", usage="#status",
-         example="#status")
-def _status(inv: Invocation) -> str:
-    case = cases.get(inv.db, inv.case_id) or {}
-    head = f"Case {inv.case_id} ({case.get('codename')}): {case.get('status')}, {case.get('kind')}"
-    return head + "\n\n" + format_record(case_file(inv.db, inv.cfg, inv.case_id,
-                                              inv.svc.parts.close_checks))
-
-

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 from datetime import datetime
 from typing import Any
@@ -30,6 +29,8 @@ OPEN, CLOSED, BOARD = "open", "closed", "board"
 
 
 def codename(case_id: str) -> str:
+    import hashlib  # here: it loads OpenSSL, and only a new case needs it
+
     digest = hashlib.sha256(case_id.encode()).digest()
     return f"{_ADJECTIVES[digest[0] % len(_ADJECTIVES)]} {_NOUNS[digest[1] % len(_NOUNS)]}"
 

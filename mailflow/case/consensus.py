@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from mailflow import store, timestamps
 from mailflow.case import cases, sanctions
+from mailflow.case.menu import FALSE_REPORT, RESPONSE, RESPONSES, SIGNOFF, describe, what
 from mailflow.case.notices import notify_committee
 from mailflow.commands.spec import CommandError, Invocation, command
 from mailflow.store import audit
@@ -33,22 +34,7 @@ from mailflow.store.sqlite import Database
 if TYPE_CHECKING:
     from mailflow.pipeline.context import Context
 
-# The guidelines' menu of responses: key (as written after #propose) -> wording.
-RESPONSES = {
-    "no-action": "no further action",
-    "mediation": "voluntary mediation",
-    "public-reminder": "a public reminder of the expected behaviour",
-    "private-reprimand": "a private reprimand",
-    "public-reprimand": "a public reprimand",
-    "apology-request": "a request for an apology",
-    "hiatus": "a mutually agreed hiatus",
-    "cooling-off": "a mandatory cooling-off period",
-    "temporary-ban": "a temporary ban",
-    "permanent-ban": "a permanent ban",
-    "leave-event": "a request to leave the event",
-}
 VOTES = ("agree", "object", "abstain")
-RESPONSE, SIGNOFF, FALSE_REPORT = "response", "signoff", "false-report"
 # What #vote without a number may mean; a sign-off item has #signoff.
 VOTED_KINDS = (RESPONSE, FALSE_REPORT)
 
@@ -64,31 +50,11 @@ def parse_response(text: str) -> tuple[str, str]:
     raise CommandError(f"{text.strip() or '(nothing)'!r} is not on the menu of responses: {menu}")
 
 
-def describe(response: str, detail: str = "") -> str:
-    return RESPONSES.get(response, response) + (f" ({detail})" if detail else "")
-
-
-def what(proposal: dict[str, Any]) -> str:
-    """A proposal of any kind, in words."""
-    if proposal["kind"] == SIGNOFF:
-        return "sign-off of the clear-and-severe fast path"
-    if proposal["kind"] == FALSE_REPORT:
-        return f"finding the report false or abusive ({proposal['detail']})"
-    return describe(proposal["response"], proposal["detail"])
-
-
 def open_proposal(db: Database, case_id: str, kind: str) -> dict[str, Any] | None:
     rows = list(db.query("SELECT * FROM proposals WHERE case_id = ? AND kind = ? AND "
                          "status = 'open' ORDER BY id DESC LIMIT 1", [case_id, kind]))
     return rows[0] if rows else None
 
-
-def passed(db: Database, case_id: str, kind: str) -> dict[str, Any] | None:
-    """The latest proposal of this kind that passed, unless a newer one is open."""
-    rows = list(db.query("SELECT * FROM proposals WHERE case_id = ? AND kind = ? AND "
-                         "status IN ('open', 'passed') ORDER BY id DESC LIMIT 1",
-                         [case_id, kind]))
-    return rows[0] if rows and rows[0]["status"] == "passed" else None
 
 
 def new_proposal(ctx: Context, case_id: str, kind: str, response: str, detail: str,
@@ -143,10 +109,6 @@ def tally(ctx: Context, proposal: dict[str, Any]) -> Tally:
     return Tally({m: cast[m] for m in active if m in cast},
                  [m for m in active if m not in cast])
 
-
-def votes(db: Database, proposal_id: int) -> list[dict[str, Any]]:
-    return list(db.query("SELECT member, vote, comment, at FROM votes WHERE proposal_id = ? "
-                         "ORDER BY at, member", [proposal_id]))
 
 
 def settle(ctx: Context, proposal: dict[str, Any]) -> Tally:

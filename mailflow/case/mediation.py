@@ -28,12 +28,12 @@ from typing import TYPE_CHECKING, Any
 from mailflow import store, timestamps
 from mailflow.case import cases
 from mailflow.case.notices import notify_committee
+from mailflow.case.reads import current_mediation
 from mailflow.case.record import parse_person
 from mailflow.commands.spec import CommandError, Invocation, command
 from mailflow.mail.decode import ADDR_SPEC
 from mailflow.responses import drafts
 from mailflow.store import audit
-from mailflow.store.sqlite import Database
 
 if TYPE_CHECKING:
     from mailflow.pipeline.context import Context, Services
@@ -53,17 +53,6 @@ def answer_address(svc: Services, case_id: str, mediation_id: int, party: str, a
     token = svc.signer.sign(case_id, f"med{mediation_id}", party_tag(party), answer)
     return f"conduct+{token}@{svc.cfg.committee.domain}"
 
-
-def current(db: Database, case_id: str) -> dict[str, Any] | None:
-    """The latest mediation proposal of the case, with its consents."""
-    rows = list(db.query("SELECT * FROM mediations WHERE case_id = ? AND status != 'superseded'"
-                         " ORDER BY id DESC LIMIT 1", [case_id]))
-    if not rows:
-        return None
-    return {**rows[0], "consents": list(db.query(
-        "SELECT party, role, draft_id, answer, proposed, answered_at, recorded_by, how "
-        "FROM consents "
-        "WHERE mediation_id = ? ORDER BY role DESC, party", [rows[0]["id"]]))}
 
 
 @command("mediate", summary="propose a mediator: consent requests to every reporter and "
@@ -130,7 +119,7 @@ def record_consent(ctx: Context) -> None:
         _offer_plain_answer(ctx)
         return
     db, case_id, answer = ctx.db, ctx.case_id, fields[3]
-    mediation = current(db, case_id)
+    mediation = current_mediation(db, case_id)
     if mediation is None or f"med{mediation['id']}" != fields[1]:
         ctx.flags.append("an answer to an earlier mediation proposal: not counted")
         return
@@ -157,7 +146,7 @@ def record_answer(ctx: Context, mediation: dict[str, Any], party: dict[str, Any]
     audit.append(db, recorded_by or party["role"], f"mediation consent: {answer}", case_id,
                  mediation=mediation["id"], proposed=bool(proposed),
                  **({"recorded_by": recorded_by} if recorded_by else {}))
-    status = _status(current(db, case_id)["consents"])  # type: ignore[index]
+    status = _status(current_mediation(db, case_id)["consents"])  # type: ignore[index]
     if status != mediation["status"]:
         _settle(ctx, mediation, status, party, proposed)
     return status
@@ -225,7 +214,7 @@ def _offer_plain_answer(ctx: Context) -> None:
     says yes or no, the committee's copy offers the command that records it."""
     if ctx.kind != "reply" or not ctx.case_id:
         return
-    mediation = current(ctx.db, ctx.case_id)
+    mediation = current_mediation(ctx.db, ctx.case_id)
     sender = (ctx.sender or "").lower()
     party = next((c for c in (mediation or {}).get("consents", [])
                   if c["party"] == sender and c["answer"] is None), None)
@@ -262,7 +251,7 @@ def _mediation_consent(inv: Invocation) -> str:
     if len(words) < 2 or words[1].lower() not in ANSWERS or not colon or not how.strip():
         raise CommandError("use #mediation-consent <party> agree|decline|propose [<mediator>]: "
                            "<how it was given>")
-    mediation = current(inv.db, inv.case_id)
+    mediation = current_mediation(inv.db, inv.case_id)
     if mediation is None:
         raise CommandError("no mediation has been proposed on this case (#mediate <mediator>)")
     who, answer, named = words[0].lower(), words[1].lower(), " ".join(words[2:]).strip()

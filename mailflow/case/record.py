@@ -5,47 +5,24 @@ the affected parties, whether it is ongoing or threatens anyone's physical safet
 and the required response (set by consensus, see ``consensus``).  People are rows of
 the ``people`` table with a role, never free text.
 
-Also here: closing and reopening a case, which the close checks listed in
-:data:`mailflow.app.CLOSE_CHECKS` may hold back.
+Also here: closing and reopening a case, which the close checks of
+:data:`mailflow.case.reads.CLOSE_CHECKS` may hold back, and ``#status``, which replies
+with the case file (:mod:`mailflow.case.casefile`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from email.utils import parseaddr
 
 from mailflow import timestamps
 from mailflow.case import cases
+from mailflow.case.casefile import case_file, format_record
+from mailflow.case.reads import RECORD_ROLES, close_blockers
 from mailflow.commands.spec import CommandError, Invocation, command
 from mailflow.mail.decode import ADDR_SPEC
-from mailflow.pipeline.context import CloseCheck
 from mailflow.store.sqlite import Database
 
 YES_NO = ("yes", "no")
-PERSON_ROLES = ("originator", "affected", "witness")
-# The determinations of the guidelines, as (column or role, label), in their order.
-DETERMINATIONS = (
-    ("what_happened", "what happened"),
-    ("channel", "channel or event"),
-    ("violation", "whether it is a violation"),
-    ("originator", "originator(s)"),
-    ("affected", "affected party(ies)"),
-    ("ongoing", "whether it is ongoing"),
-    ("safety", "threat to physical safety"),
-    ("response", "required response"),
-)
-
-
-def undetermined(db: Database, case_id: str) -> list[str]:
-    """Labels of the determinations still missing, in the guidelines' order."""
-    rec = cases.record(db, case_id)
-    missing = []
-    for key, label in DETERMINATIONS:
-        known = cases.people(db, case_id, key) if key in PERSON_ROLES else rec[key]
-        if not known:
-            missing.append(label)
-    return missing
-
 
 def parse_person(text: str) -> tuple[str, str]:
     """(address, name) from ``Name <address>``, ``address`` or a name or handle."""
@@ -155,8 +132,8 @@ def _witness(inv: Invocation) -> str:
          example="#remove witness kim@example.net", states=(cases.OPEN,))
 def _remove(inv: Invocation) -> str:
     role, _, who = inv.cmd.args.partition(" ")
-    if role.lower() not in PERSON_ROLES:
-        raise CommandError(f"#remove takes a role ({', '.join(PERSON_ROLES)}), then who")
+    if role.lower() not in RECORD_ROLES:
+        raise CommandError(f"#remove takes a role ({', '.join(RECORD_ROLES)}), then who")
     address, name = parse_person(who)
     cur = inv.db.execute(
         "DELETE FROM people WHERE case_id = ? AND role = ? AND "
@@ -170,18 +147,12 @@ def _remove(inv: Invocation) -> str:
 # ---------------------------------------------------------------------------------------
 # Closing and reopening.
 
-def close_blockers(db: Database, case_id: str,
-                   checks: Iterable[CloseCheck]) -> list[str]:
-    """Why the case cannot close yet, by each of ``checks`` (the close checks of
-    :data:`mailflow.app.CLOSE_CHECKS`)."""
-    return [why for check in checks if (why := check(db, case_id))]
-
 
 @command("close", summary="close the case (refused while anything blocks it, e.g. a fast "
          "path not yet signed off)", usage="#close [why]",
          example="#close resolved: reprimand delivered", states=(cases.OPEN,))
 def _close(inv: Invocation) -> str:
-    blockers = close_blockers(inv.db, inv.case_id, inv.svc.parts.close_checks)
+    blockers = close_blockers(inv.db, inv.case_id)
     if blockers:
         raise CommandError("the case cannot close yet: " + "; ".join(blockers))
     inv.db.execute("UPDATE cases SET status = ? WHERE id = ?", [cases.CLOSED, inv.case_id])
@@ -204,5 +175,14 @@ def reopen(db: Database, case_id: str, kind: str | None = None) -> None:
 
 # ---------------------------------------------------------------------------------------
 # Grievances: the originator may ask for a review.
+
+
+@command("status", summary="reply with the case record, what is still undetermined, the "
+         "decisions and votes, and the records filed on the case", usage="#status",
+         example="#status")
+def _status(inv: Invocation) -> str:
+    case = cases.get(inv.db, inv.case_id) or {}
+    head = f"Case {inv.case_id} ({case.get('codename')}): {case.get('status')}, {case.get('kind')}"
+    return head + "\n\n" + format_record(case_file(inv.db, inv.cfg, inv.case_id))
 
 

@@ -11,11 +11,12 @@ draft the chair confirms: nothing else a member writes ever leaves the committee
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from mailflow import timestamps
 from mailflow.case import cases, consensus
 from mailflow.case.calls import file_note
+from mailflow.case.reads import draft_state, latest_consultation, passed
 from mailflow.commands.spec import CommandError, Invocation, command
 from mailflow.responses import drafts
 from mailflow.store.sqlite import Database
@@ -23,29 +24,6 @@ from mailflow.store.sqlite import Database
 if TYPE_CHECKING:
     from mailflow.pipeline.context import Context
 
-
-def latest_consultation(db: Database, case_id: str) -> dict[str, Any] | None:
-    rows = list(db.query("SELECT * FROM consultations WHERE case_id = ? ORDER BY id DESC "
-                         "LIMIT 1", [case_id]))
-    return rows[0] if rows else None
-
-
-def current_draft(db: Database, draft_id: int) -> dict[str, Any] | None:
-    """The draft, or the one that replaced it by edits (``#edit``), as it now stands."""
-    while True:
-        draft = drafts.get(db, draft_id)
-        if draft is None or draft["state"] != "replaced":
-            return draft
-        newer = db.execute("SELECT id FROM drafts WHERE replaces = ?", [draft_id]).fetchone()
-        if newer is None:
-            return draft
-        draft_id = newer[0]
-
-
-def draft_state(db: Database, draft_id: int) -> str:
-    """The state of a draft, following edits to the draft that replaced it."""
-    draft = current_draft(db, draft_id)
-    return draft["state"] if draft else "missing"
 
 
 def consulted(db: Database, case_id: str, proposal_id: int) -> str | None:
@@ -61,7 +39,7 @@ def consulted(db: Database, case_id: str, proposal_id: int) -> str | None:
 
 
 def _agreed(inv: Invocation) -> dict:
-    proposal = consensus.passed(inv.db, inv.case_id, consensus.RESPONSE)
+    proposal = passed(inv.db, inv.case_id, consensus.RESPONSE)
     if proposal is None:
         raise CommandError("the committee has not agreed on a response yet (#propose, #vote)")
     return proposal

@@ -28,17 +28,14 @@ from typing import Any
 from mailflow import store, timestamps
 from mailflow.case import cases
 from mailflow.case.notices import notify_committee
+from mailflow.case.reads import PERMANENT, bans, case_flags
 from mailflow.commands.spec import CommandError, Invocation, command
 from mailflow.store import audit
 from mailflow.store.sqlite import Database
 
-PERMANENT = "permanent"
 THREE_WARNINGS = "three warnings: any action may be taken"
 WARNING_LIMIT = 3
 PERSON_ROLES = ("originator", "affected", "witness", "reporter")
-# Interim bans: the event that ends one, as the registry and the notices say it.
-INTERIM = {"signoff": "the committee's sign-off of the fast path",
-           "review": "the committee's review of the case"}
 # The mark a case carries once the committee found its report false or abusive.
 FALSE_REPORT = "false or abusive report: the menu of responses applies to the reporter"
 # Templates that sanction the person they are sent to.
@@ -109,42 +106,6 @@ def end_interim(db: Database, case_id: str, event: str) -> list[int]:
     return ids
 
 
-def status(ban: dict[str, Any]) -> str:
-    """upcoming, current, expired or lifted, by the clock: a ban expires by itself."""
-    stamp = timestamps.stamp()
-    if ban["lifted_at"]:
-        return "lifted"
-    if ban["starts_at"] > stamp:
-        return "upcoming"
-    if ban["ends_at"] and ban["ends_at"] <= stamp:
-        return "expired"
-    return "current"
-
-
-def describe(ban: dict[str, Any]) -> dict[str, Any]:
-    """A ban row with its state and the words templates use: start, end, duration."""
-    starts = timestamps.parse(ban["starts_at"])
-    ends = timestamps.parse(ban["ends_at"]) if ban["ends_at"] else None
-    days = (ends.date() - starts.date()).days if ends else None
-    interim = INTERIM.get(ban.get("until_event") or "") if ends is None else None
-    return {
-        **ban,
-        "status": status(ban),
-        "permanent": ends is None and interim is None,
-        "interim": interim is not None,
-        "start": starts.date().isoformat(),
-        "end": ends.date().isoformat() if ends else interim or PERMANENT,
-        "duration": (f"{days} day{'s' * (days != 1)}" if days is not None
-                     else "interim" if interim else PERMANENT),
-        "spaces": "all community spaces" if ban["scope"] == "all"
-                  else ban["scope"].replace(",", ", "),
-    }
-
-
-def bans(db: Database, case_id: str | None = None) -> list[dict[str, Any]]:
-    where, args = ("WHERE case_id = ?", [case_id]) if case_id else ("", [])
-    return [describe(b) for b in db.query(f"SELECT * FROM bans {where} ORDER BY id", args)]
-
 
 def ongoing(db: Database, case_id: str) -> list[dict[str, Any]]:
     """The case's bans still in force or still to come: what the maintainers must know."""
@@ -178,10 +139,6 @@ def flag_case(db: Database, case_id: str, flag: str) -> bool:
         audit.append(db, "mailflow", "case flagged", case_id, flag=audit.fingerprint(db, flag))
     return bool(cur.rowcount)
 
-
-def case_flags(db: Database, case_id: str) -> list[str]:
-    return [r[0] for r in db.execute("SELECT flag FROM case_flags WHERE case_id = ? ORDER BY id",
-                                     [case_id])]
 
 
 def resolve_person(db: Database, case_id: str, who: str) -> str:

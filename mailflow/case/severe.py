@@ -26,7 +26,7 @@ from __future__ import annotations
 from typing import Any
 
 from mailflow import timestamps
-from mailflow.case import cases, consensus, resolution, sanctions
+from mailflow.case import cases, consensus, reads, sanctions
 from mailflow.case.notices import notify_committee
 from mailflow.commands.spec import CommandError, Invocation, command
 from mailflow.config import Config
@@ -95,7 +95,7 @@ def _instruct(inv: Invocation, scope: str, originators: list[dict[str, Any]]) ->
     who = "\n".join(f"  {cases.person_text(o)}" for o in originators)
     done = []
     for channels, mods in moderator_groups(inv.cfg, inv.svc.rules, scope):
-        lasting = (f"until {sanctions.INTERIM[event]}; we will tell you when it ends"
+        lasting = (f"until {reads.INTERIM[event]}; we will tell you when it ends"
                    if event else "until we tell you otherwise")
         actions = (f"Please disconnect, at once, from {', '.join(channels)}:\n\n{who}\n\n"
                    "The committee found a clear and severe breach of the Code of Conduct. "
@@ -188,7 +188,7 @@ def hold_notice(db: Database, draft: dict[str, Any]) -> None:
     pending = []
     for row in db.execute("SELECT draft_id, channels FROM severe_instructions WHERE "
                           "case_id = ? ORDER BY id", [draft["case_id"]]).fetchall():
-        current = resolution.current_draft(db, row[0])
+        current = reads.current_draft(db, row[0])
         if current and current["state"] == "pending":
             pending.append(f"draft {current['id']} ({row[1].replace(',', ', ')})")
     if pending:
@@ -197,10 +197,3 @@ def hold_notice(db: Database, draft: dict[str, Any]) -> None:
                            + "; ".join(pending) + " (on a line above, in the same mail is fine)")
 
 
-def unsigned(db: Database, case_id: str) -> str | None:
-    """Close-blocker: the fast path was used and the committee has not signed it off."""
-    if not cases.record(db, case_id)["severe_at"]:
-        return None
-    if consensus.passed(db, case_id, consensus.SIGNOFF):
-        return None
-    return "the clear-and-severe fast path is not signed off yet (#signoff)"

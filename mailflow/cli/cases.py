@@ -56,14 +56,13 @@ def cmd_case_show(args: argparse.Namespace) -> int:
     """One case: its record and what is still undetermined, the committee, the
     people, decisions and votes, the records filed, the messages in order, the
     mail sent and the clocks.  With --json, what blocks closing it too."""
-    from mailflow import app
     from mailflow.archive import views
     from mailflow.case import cases
 
     cfg = load_config(args)
     db = open_db(cfg)
     member = member_filter(args, cfg)
-    case = views.case_detail(db, args.id, cfg, app.CLOSE_CHECKS)
+    case = views.case_detail(db, args.id, cfg)
     if case is not None and member and member in cases.recused(db, args.id):
         case = None  # as far as this member is concerned
     if case is None:

@@ -11,7 +11,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from mailflow import rules
 from mailflow.archive import transparency
-from mailflow.case import sanctions, severe
+from mailflow.case import reads, severe
 from mailflow.cli import deployment
 from mailflow.clocks.policy import problems as clock_problems
 from mailflow.config import Config, ConfigError
@@ -105,7 +105,7 @@ def sample_context(cfg: Config) -> dict[str, Any]:
               "violation": "yes", "ongoing": "no", "safety": "no",
               "response": "a temporary ban", "originators": ["Sam <sam@example.net>"],
               "affected": ["Ada <ada@example.net>"]}
-    ban = sanctions.describe({
+    ban = reads.describe_ban({
         "id": 1, "case_id": case["id"], "person": "sam@example.net", "scope": "forum,chat",
         "starts_at": "2026-03-09T00:00:00Z", "ends_at": "2026-06-09T00:00:00Z",
         "reason": "insults", "actor": cfg.committee.chair, "created_at": "2026-03-09T00:00:00Z",

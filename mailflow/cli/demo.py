@@ -18,7 +18,7 @@ from email.message import Message
 from email.utils import formataddr, make_msgid
 from pathlib import Path
 
-from mailflow import app, config, store
+from mailflow import config, store
 from mailflow.archive import views
 from mailflow.testing import CHAIR, M1, M2, Captured, CaptureRelay, MailflowServer, free_port
 
@@ -181,7 +181,7 @@ class Demo:
         cfg = config.load(str(self.server.config))
         db = store.open_db(cfg.db_path)
         try:
-            case = views.case_detail(db, case_id, cfg, app.CLOSE_CHECKS)
+            case = views.case_detail(db, case_id, cfg)
             return views.format_case(case) if case else f"no case {case_id}"
         finally:
             db.close()

@@ -108,7 +108,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
                 groups[group] = p.add_subparsers(dest=f"{group}_command", metavar="ACTION")
             continue
         if group not in groups:
-            p = sub.add_parser(group, help=GROUPS[group])
+            p = sub.add_parser(group, help=GROUPS[group], formatter_class=Help)
             groups[group] = p.add_subparsers(dest=f"{group}_command", metavar="ACTION",
                                              required=True)
         _add(groups[group], action, command)

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from mailflow.config import ConfigError
@@ -67,8 +66,9 @@ DURATION = re.compile(r"^\s*(\d+)\s+(business\s+)?(minute|hour|day|week)s?\s*$",
 CLOCK_TIME = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
 
-@dataclass(frozen=True)
-class Duration:
+# NamedTuples, not dataclasses: `mailflow deadlines` would load inspect for them, a
+# tenth of its start (bench/README.md).
+class Duration(NamedTuple):
     """``"24 hours"``, ``"1 week"`` (calendar time), ``"1 business day"`` (the end of
     business hours on the n-th business day after), ``"8 business hours"``."""
 
@@ -92,8 +92,7 @@ class Duration:
         return f"{self.amount} {'business ' if self.business else ''}{unit}"
 
 
-@dataclass(frozen=True)
-class Clock:
+class Clock(NamedTuple):
     name: str
     about: str
     after: tuple[Duration, ...]      # due when the last of these has passed
@@ -103,8 +102,7 @@ class Clock:
     repeat: Duration | None          # re-armed this long after firing
 
 
-@dataclass(frozen=True)
-class Digest:
+class Digest(NamedTuple):
     enabled: bool
     at: time
     days: frozenset[int]
@@ -116,8 +114,7 @@ class Digest:
 _LAST: list[Any] = []
 
 
-@dataclass(frozen=True)
-class Policy:
+class Policy(NamedTuple):
     tz: ZoneInfo
     workdays: frozenset[int]
     opens: time

@@ -19,9 +19,10 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from mailflow import store, timestamps
-from mailflow.case import cases, consensus
+from mailflow.case import cases, consensus, reads
 from mailflow.case.notices import mail_members
-from mailflow.case.sanctions import case_flags, flag_case
+from mailflow.case.reads import case_flags
+from mailflow.case.sanctions import flag_case
 from mailflow.clocks import alarms, digest
 from mailflow.clocks.policy import ACTIONS as POLICY_ACTIONS
 from mailflow.clocks.policy import DIGEST, Clock, Policy
@@ -202,7 +203,7 @@ def officers(f: Firing) -> str:
     if not rows:
         return remind_committee(f) + " (the deadlocked proposal is gone)"
     proposal = rows[0]
-    votes = consensus.votes(f.db, proposal["id"])
+    votes = reads.votes(f.db, proposal["id"])
     members = cases.active_members(f.db, cfg, f.case_id)
     voted = {v["member"] for v in votes}
     since = proposal["deadlocked_at"] or f.alarm["armed_at"]

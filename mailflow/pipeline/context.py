@@ -67,10 +67,6 @@ class CommandSpec(Protocol):
     def run(self) -> Callable[[Any], str]: ...
 
 
-# Why a case cannot close yet (:data:`mailflow.app.CLOSE_CHECKS`): the reason, or None.
-CloseCheck = Callable[[Database, str], "str | None"]
-
-
 @dataclass(frozen=True)
 class Parts:
     """The built-in parts, as :mod:`mailflow.app` lists them."""
@@ -78,7 +74,6 @@ class Parts:
     handlers: tuple[Handler, ...] = ()
     history_handlers: tuple[Handler, ...] = ()
     commands: Mapping[str, CommandSpec] = field(default_factory=dict)
-    close_checks: tuple[CloseCheck, ...] = ()
 
 
 @dataclass

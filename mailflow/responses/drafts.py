@@ -29,6 +29,7 @@ from mailflow import store, timestamps
 from mailflow.case import cases, consensus, keys, sanctions
 from mailflow.case.grievance import review_address
 from mailflow.case.notices import deliver, mail_members, outer_subject
+from mailflow.case.reads import get_draft
 from mailflow.commands.spec import CommandError
 from mailflow.mail import render
 from mailflow.mail.compose import HeaderInjection, Outgoing, check_header, compose
@@ -256,17 +257,6 @@ def prepare(db: Database, svc, *, case_id: str, template: str, to_role: str,
 # ---------------------------------------------------------------------------------------
 # Filing, confirming, editing, discarding.
 
-def get(db: Database, draft_id: int) -> dict[str, Any] | None:
-    rows = list(db.query("SELECT * FROM drafts WHERE id = ?", [draft_id]))
-    if not rows:
-        return None
-    return {**rows[0], "recipients": json.loads(rows[0]["recipients"])}
-
-
-def on_case(db: Database, case_id: str) -> list[dict[str, Any]]:
-    return list(db.query("SELECT id, template, to_role, state, author, created_at, decided_by, "
-                         "decided_at FROM drafts WHERE case_id = ? ORDER BY id", [case_id]))
-
 
 def file_draft(db: Database, svc, p: Prepared, author: str,
                replaces: int | None = None) -> int:
@@ -334,7 +324,7 @@ def create_draft(db: Database, svc, *, case_id: str, template: str, to_role: str
 
 
 def pending_draft(db: Database, case_id: str, arg: str) -> dict[str, Any]:
-    draft = get(db, int(arg)) if arg.strip().isdigit() else None
+    draft = get_draft(db, int(arg)) if arg.strip().isdigit() else None
     if draft is None or draft["case_id"] != case_id:
         raise DraftError(f"no draft {arg.strip()!r} on this case")
     if draft["state"] == "replaced":

@@ -15,13 +15,12 @@ from typing import Any
 
 from mailflow import timestamps
 from mailflow.case import cases, consensus, sanctions
-from mailflow.case.record import DETERMINATIONS
+from mailflow.case.reads import DETERMINATIONS, REPORT
 from mailflow.commands.spec import CommandError, Invocation, command
 from mailflow.responses import drafts, redaction
 from mailflow.store.sqlite import Database
 
-REPORT, NOTICE = "officers-report", "maintainers-notice"
-NOT_SENT = "the officers' report has not been sent (#report, then the chair's #confirm)"
+NOTICE = "maintainers-notice"
 # What a sent draft tells the officers was done, beyond the menu's own words.
 MEASURE_WORDS = {
     **consensus.RESPONSES,
@@ -135,13 +134,4 @@ def _public_record(inv: Invocation) -> str:
     return "public record added for the officers' report"
 
 
-def report_not_sent(db: Database, case_id: str) -> str | None:
-    """Close-blocker: no report sent since the case was opened or last reviewed."""
-    sent = db.execute("SELECT max(decided_at) FROM drafts WHERE case_id = ? AND template = ? "
-                      "AND state = 'sent'", [case_id, REPORT]).fetchone()[0]
-    review = db.execute("SELECT grievance_at FROM case_record WHERE case_id = ?",
-                        [case_id]).fetchone()
-    if sent is None or (review and review[0] and sent < review[0]):
-        return NOT_SENT
-    return None
 

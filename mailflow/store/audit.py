@@ -20,8 +20,9 @@ prefix) still verify, as the start of the chain.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
+# hashlib and hmac are imported where the chain is written or checked: they load
+# OpenSSL, and the read commands, which import this module with the ones that act,
+# never need them (bench/README.md).
 import json
 import os
 import re
@@ -32,6 +33,10 @@ from typing import Any
 from mailflow import timestamps
 from mailflow.store.secret import load_secret
 from mailflow.store.sqlite import Database
+
+TYPE_CHECKING = False  # typing's
+if TYPE_CHECKING:
+    import hmac
 
 GENESIS = "0" * 64
 FIELDS = ("at", "actor", "action", "case_id", "proof", "detail", "prev_hash")
@@ -66,6 +71,9 @@ def anchor_path(db: Database) -> Path:
 @cache
 def _keyed(path: Path) -> hmac.HMAC:
     """The HMAC with the key at ``path`` loaded; each entry hashes with a copy of it."""
+    import hashlib
+    import hmac
+
     return hmac.new(load_secret(path), digestmod=hashlib.sha256)
 
 
@@ -103,6 +111,8 @@ def _canonical(entry: dict[str, Any]) -> str:
 
 
 def _legacy_digest(entry: dict[str, Any]) -> str:
+    import hashlib
+
     return hashlib.sha256(_canonical(entry).encode()).hexdigest()
 
 
@@ -178,6 +188,8 @@ def _last_anchor(db: Database) -> tuple[int, str] | None:
 
 def _chain(db: Database) -> tuple[int, int | None, str, bool]:
     """(entries, first broken id, why, whether any entry is keyed)."""
+    import hmac
+
     prev, count, keyed = GENESIS, 0, False
     cursor = db.execute(f"SELECT id, {', '.join(FIELDS)}, hash FROM audit ORDER BY id")
     for row in cursor:
