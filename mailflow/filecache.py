@@ -7,7 +7,8 @@ what the value was made from (for a file, its :func:`identity`: path, device, in
 size, modification and change times).  A caller uses an entry only while the key it
 computes now is the same; otherwise it makes the value anew and writes the entry
 again.  The key is taken before the file is read, so a file changed while it is read
-leaves an entry that never matches again.
+leaves an entry that never matches again; a file changed in the last two seconds gets
+no entry at all (see :func:`identity`).
 
 Entries live in ``$XDG_CACHE_HOME/mailflow`` (else ``~/.cache/mailflow``), the directory
 0700 and each entry 0600, written whole by a rename.  An entry is read only when it
@@ -21,11 +22,14 @@ from __future__ import annotations
 import contextlib
 import marshal
 import os
+import time
 import zlib
 
 TYPE_CHECKING = False  # typing's, without importing typing: `mailflow ingest` starts faster
 if TYPE_CHECKING:
     from typing import Any
+
+SETTLED = 2.0  # seconds a file must have been unchanged for an entry to vouch for it
 
 
 def directory() -> str:
@@ -43,10 +47,17 @@ def entry(kind: str, name: str) -> str:
 
 
 def identity(path: str) -> tuple[Any, ...] | None:
-    """What tells this version of the file from any other; None if it cannot be seen."""
+    """What tells this version of the file from any other; None if it cannot be seen,
+    or changed less than :data:`SETTLED` seconds ago.  (A file's times have the
+    granularity of the kernel's clock tick: a change in the same tick as the one an
+    entry was made from, at the same size and inode, would look the same.  Once a
+    file has been still for longer than a tick, any later change shows in its times;
+    git treats its "racily clean" files so.)"""
     try:
         st = os.stat(path)
     except OSError:
+        return None
+    if time.time() - st.st_mtime < SETTLED:
         return None
     return (os.path.abspath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns,
             st.st_ctime_ns)

@@ -15,6 +15,7 @@ from mailflow import filecache
 
 TYPE_CHECKING = False  # typing's, without importing typing
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 FORMAT = 1  # raised whenever what an entry holds changes
@@ -38,7 +39,7 @@ def read(path: str | os.PathLike[str]) -> dict[str, Any]:
     if seen is not None:
         kept = filecache.read(entry, key)
         if kept is not None:
-            return _decode(kept)
+            return _walk(kept, _restored)
     import tomllib
 
     with open(name, encoding="utf-8") as f:
@@ -48,25 +49,26 @@ def read(path: str | os.PathLike[str]) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as e:
         raise TOMLError(str(e)) from None
     if seen is not None:
-        filecache.write(entry, key, _encode(data))
+        filecache.write(entry, key, _walk(data, _kept))
     return data
 
 
-def _encode(value: Any) -> Any:
+def _walk(value: Any, leaf: Callable[[Any], Any]) -> Any:
+    """``value`` with ``leaf`` applied to everything in it but tables and arrays."""
     if isinstance(value, dict):
-        return {k: _encode(v) for k, v in value.items()}
+        return {k: _walk(v, leaf) for k, v in value.items()}
     if isinstance(value, list):
-        return [_encode(v) for v in value]
+        return [_walk(v, leaf) for v in value]
+    return leaf(value)
+
+
+def _kept(value: Any) -> Any:
     if isinstance(value, date | time):  # datetime is a date
         return (TAG, type(value).__name__, value.isoformat())
     return value
 
 
-def _decode(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _decode(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_decode(v) for v in value]
+def _restored(value: Any) -> Any:
     if isinstance(value, tuple) and value[:1] == (TAG,):
         return TIMES[value[1]].fromisoformat(value[2])
     return value

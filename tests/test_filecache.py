@@ -8,6 +8,7 @@ import marshal
 import os
 import subprocess
 import sys
+import time
 import tomllib
 from pathlib import Path
 
@@ -32,6 +33,14 @@ flags = [true, false]
 """
 
 
+def write(path: Path, text: str, ago: float = 10.0) -> None:
+    """``text`` into ``path``, as if written ``ago`` seconds ago: the cache vouches only
+    for files left alone for two seconds (filecache.SETTLED)."""
+    path.write_text(text)
+    when = time.time() - ago
+    os.utime(path, (when, when))
+
+
 @pytest.fixture
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
@@ -40,7 +49,7 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_a_file_read_from_the_cache_is_what_tomllib_reads(tmp_path, cache):
     path = tmp_path / "clocks.toml"
-    path.write_text(RULES)
+    write(path, RULES)
     first = tomlfile.read(path)
     assert list(cache.glob("toml-*")), "the first read keeps an entry"
     second = tomlfile.read(path)
@@ -53,24 +62,24 @@ def test_a_file_read_from_the_cache_is_what_tomllib_reads(tmp_path, cache):
 
 def test_an_edited_file_is_read_again_even_at_the_same_size(tmp_path, cache):
     path = tmp_path / "m.toml"
-    path.write_text("max_size = 9000\n")
+    write(path, "max_size = 9000\n")
     assert tomlfile.read(path) == {"max_size": 9000}
-    path.write_text("max_size = 2048\n")
+    write(path, "max_size = 2048\n", ago=5)
     assert tomlfile.read(path) == {"max_size": 2048}
 
 
 def test_a_file_broken_after_it_was_kept_is_reported_broken(tmp_path, cache):
     path = tmp_path / "m.toml"
-    path.write_text("[intake]\nmax_size = 9000\n")
+    write(path, "[intake]\nmax_size = 9000\n")
     tomlfile.read(path)
-    path.write_text("[intake\n")
+    write(path, "[intake\n", ago=5)
     with pytest.raises(tomlfile.TOMLError):
         tomlfile.read(path)
 
 
 def test_an_entry_others_could_write_is_not_used(tmp_path, cache):
     path = tmp_path / "m.toml"
-    path.write_text("chair = 'chair@example.org'\n")
+    write(path, "chair = 'chair@example.org'\n")
     tomlfile.read(path)
     (entry,) = cache.glob("toml-*")
     key, _ = marshal.loads(entry.read_bytes())
@@ -84,7 +93,7 @@ def test_an_entry_others_could_write_is_not_used(tmp_path, cache):
 
 def test_a_damaged_entry_is_ignored(tmp_path, cache):
     path = tmp_path / "m.toml"
-    path.write_text("a = 1\n")
+    write(path, "a = 1\n")
     tomlfile.read(path)
     (entry,) = cache.glob("toml-*")
     entry.write_bytes(b"\x00garbage")
@@ -96,14 +105,14 @@ def test_without_a_cache_directory_files_are_still_read(tmp_path, monkeypatch):
     blocker.write_text("")
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
     path = tmp_path / "m.toml"
-    path.write_text("a = 1\n")
+    write(path, "a = 1\n")
     assert tomlfile.read(path) == tomlfile.read(path) == {"a": 1}
     assert filecache.directory().startswith(str(blocker))  # the one it could not make
 
 
 def test_entries_are_private(tmp_path, cache):
     path = tmp_path / "m.toml"
-    path.write_text("a = 1\n")
+    write(path, "a = 1\n")
     tomlfile.read(path)
     (entry,) = cache.glob("toml-*")
     assert entry.stat().st_mode & 0o777 == 0o600
@@ -114,6 +123,8 @@ def test_a_read_command_with_a_warm_cache_loads_no_tomllib(tmp_path):
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
     assert subprocess.run([sys.executable, "-m", "mailflow", "init"], cwd=tmp_path, env=env,
                           capture_output=True, timeout=60).returncode == 0
+    config = tmp_path / "mailflow.toml"
+    write(config, config.read_text())
 
     def loaded() -> set[str]:
         result = subprocess.run([sys.executable, "-X", "importtime", "-m", "mailflow",
@@ -126,3 +137,10 @@ def test_a_read_command_with_a_warm_cache_loads_no_tomllib(tmp_path):
     assert "tomllib" in loaded()  # the first reads every file
     warm = loaded()
     assert "mailflow.clocks.alarms" in warm and "tomllib" not in warm
+
+
+def test_a_file_changed_in_the_last_two_seconds_gets_no_entry(tmp_path, cache):
+    path = tmp_path / "m.toml"
+    path.write_text("a = 1\n")
+    assert tomlfile.read(path) == {"a": 1}
+    assert not list(cache.glob("toml-*"))

@@ -17,10 +17,10 @@ PACKAGE = Path(__file__).resolve().parent.parent / "mailflow"
 # The stages of the flow are layered so that each imports only the stages after it
 # (intake -> pipeline -> the committee's domain -> outbound), never one before it.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("base", ("mailflow", "mailflow.config", "mailflow.configfile", "mailflow.timestamps",
-              "mailflow.resources", "mailflow.logs", "mailflow.sections",
-              "mailflow.imapsettings", "mailflow.rules", "mailflow.progress",
-              "mailflow.wakeups")),
+    ("base", ("mailflow", "mailflow.config", "mailflow.configfile", "mailflow.filecache",
+              "mailflow.tomlfile", "mailflow.timestamps", "mailflow.resources",
+              "mailflow.logs", "mailflow.sections", "mailflow.imapsettings",
+              "mailflow.rules", "mailflow.progress", "mailflow.wakeups")),
     ("mail", ("mailflow.mail",)),
     ("store", ("mailflow.store",)),
     ("outbound", ("mailflow.outbound",)),
