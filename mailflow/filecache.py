@@ -23,7 +23,6 @@ import contextlib
 import marshal
 import os
 import time
-import zlib
 
 TYPE_CHECKING = False  # typing's, without importing typing: `mailflow ingest` starts faster
 if TYPE_CHECKING:
@@ -40,10 +39,12 @@ def directory() -> str:
 
 
 def entry(kind: str, name: str) -> str:
-    """The entry for ``kind`` (what is kept) of ``name`` (an absolute path, say).  Two
-    names may share an entry, which only costs a remake: the key tells them apart."""
-    spread = zlib.crc32(name.encode(errors="surrogateescape"))
-    return os.path.join(directory(), f"{kind}-{spread:08x}-{os.path.basename(name)[:40]}")
+    """The entry for ``kind`` (what is kept) of ``name`` (an absolute path, say), named
+    after it (``/`` as ``%2F``, ``%`` as ``%25``).  A name longer than a file's name may
+    be is cut: two such may share an entry, which only costs a remake, since the key
+    tells them apart."""
+    escaped = name.replace("%", "%25").replace("/", "%2F")
+    return os.path.join(directory(), f"{kind}-{escaped}"[:200])
 
 
 def identity(path: str) -> tuple[Any, ...] | None:

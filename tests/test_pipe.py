@@ -233,3 +233,26 @@ def test_a_change_that_keeps_size_and_modification_time_is_still_seen(tmp_path):
     refused = ingest(config, cache, numbered(2) + b"x" * 3000)
     assert refused.returncode == 65
     assert spooled(archive) == 1
+
+
+def test_an_envelope_that_is_not_utf8_is_committed_not_deferred_for_ever(tmp_path):
+    """Bytes that are not UTF-8 in the sender or a recipient (Python holds them as lone
+    surrogates, which SQLite refuses): the message is committed, the bytes written as
+    \\xNN, and the pipeline handles it like any other."""
+    config, archive, cache = setup(tmp_path)
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache)}
+    argv = [sys.executable.encode(), b"-m", b"mailflow", b"--config", bytes(config),
+            b"ingest", b"--sender", b"r\xff@people.test", b"--", b"conduct\xfe@example.org",
+            b"conduct@example.org"]
+    result = subprocess.run(argv, input=REPORT, capture_output=True, env=env, timeout=60)
+    assert result.returncode == 0, result.stderr
+    with sqlite3.connect(archive / "spool.db") as conn:
+        assert conn.execute("SELECT envelope_from, rcpts FROM spool").fetchall() == [
+            ("r\\xff@people.test", '["conduct\\\\xfe@example.org","conduct@example.org"]')]
+    processed = subprocess.run([sys.executable, "-m", "mailflow", "--config", str(config),
+                                "process"], capture_output=True, text=True, env=env, timeout=120)
+    assert processed.returncode == 0, processed.stderr
+    with sqlite3.connect(archive / "mailflow.db") as conn:
+        assert conn.execute("SELECT count(*) FROM cases").fetchone()[0] == 1
+        assert conn.execute("SELECT count(*) FROM spool_state WHERE state = 'quarantined'"
+                            ).fetchone()[0] == 0

@@ -6,8 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from mailflow.case import casefile, cases
-from mailflow.clocks import alarms
+from mailflow.case import casefile, cases, reads
 from mailflow.config import Config
 from mailflow.store.sqlite import Database
 
@@ -29,7 +28,7 @@ def case_detail(db: Database, case_id: str, cfg: Config) -> dict[str, Any] | Non
         "SELECT o.id, o.kind, o.created_at, o.subject, group_concat(r.rcpt, ', ') AS rcpts, "
         "min(r.state) AS state FROM outbound o JOIN outbound_rcpt r ON r.outbound_id = o.id "
         "WHERE o.case_id = ? GROUP BY o.id ORDER BY o.id", [case_id]))
-    case["clocks"] = alarms.history(db, case_id)
+    case["clocks"] = reads.clock_history(db, case_id)
     # The record, decisions and calls: what the committee knows (#status shows the same).
     case["file"] = casefile.case_file(db, cfg, case_id)
     return case

@@ -163,6 +163,12 @@ def notes(db: Database, case_id: str) -> list[dict[str, Any]]:
             for n in db.query("SELECT * FROM notes WHERE case_id = ? ORDER BY id", [case_id])]
 
 
+def clock_history(db: Database, case_id: str) -> list[dict[str, Any]]:
+    """Every alarm of a case, in the order they were armed: for the case view."""
+    return list(db.query("SELECT id, clock, ref, armed_at, due_at, state, fired_at, late, "
+                         "outcome FROM alarms WHERE case_id = ? ORDER BY id", [case_id]))
+
+
 def fast_path_unsigned(db: Database, case_id: str) -> str | None:
     """Close-blocker: the fast path was used and the committee has not signed it off."""
     if not cases.record(db, case_id)["severe_at"]:

@@ -71,14 +71,22 @@ def run(config: str | None, sender: str | None, recipients: list[str]) -> int:
         if len(raw) > settings.max_size:
             print("mailflow ingest: message exceeds intake.max_size", file=sys.stderr)
             return EX_DATAERR
-        spool_id, duplicate = commit_one(settings.db_path, raw,
-                                         Envelope("pipe", sender, recipients),
+        envelope = Envelope("pipe", None if sender is None else _text(sender),
+                            [_text(r) for r in recipients])
+        spool_id, duplicate = commit_one(settings.db_path, raw, envelope,
                                          timeout=settings.commit_timeout)
     except Exception as e:
         print(f"mailflow ingest: temporary failure: {_why(e, where)}", file=sys.stderr)
         return EX_TEMPFAIL
     print(f"{'duplicate of' if duplicate else 'queued as'} {spool_id}", file=sys.stderr)
     return EX_OK
+
+
+def _text(word: str) -> str:
+    """An envelope address from the command line as text SQLite can store: bytes that
+    are not UTF-8 (Python keeps them as lone surrogates, which no database takes) are
+    written as ``\\xNN``, so that the message is committed, not deferred for ever."""
+    return word.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def _why(e: Exception, where: str | None) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import textwrap
 from pathlib import Path
 
 from mailflow.cli.options import arg, command, emit, load_config
@@ -140,6 +139,8 @@ def cmd_parts(args: argparse.Namespace) -> int:
     through, in order, the #commands by the module that defines them, the checks that
     hold back closing a case, the schema's migrations and the stages `mailflow serve`
     runs."""
+    import textwrap
+
     from mailflow import app
 
     data = app.describe()

@@ -99,12 +99,6 @@ def pending(db: Database, case_id: str | None = None) -> list[dict[str, Any]]:
     return list(db.query("SELECT * FROM alarms WHERE state = 'pending' ORDER BY due_at, id"))
 
 
-def history(db: Database, case_id: str) -> list[dict[str, Any]]:
-    """Every alarm of a case, in the order they were armed: for the case view."""
-    return list(db.query("SELECT id, clock, ref, armed_at, due_at, state, fired_at, late, "
-                         "outcome FROM alarms WHERE case_id = ? ORDER BY id", [case_id]))
-
-
 def keep_digest_armed(db: Database, policy: Policy, now: datetime) -> None:
     """Exactly one pending digest alarm while digests are on; none while they are off."""
     existing = _pending_id(db, None, DIGEST, "")

@@ -10,7 +10,6 @@ message) imports this module and :mod:`mailflow.store.sqlite`, little else.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import sqlite3
@@ -68,19 +67,24 @@ def lf_digest(raw: bytes, start: int) -> str:
     return digest.hexdigest()
 
 
-# One statement per message: a duplicate bumps its first copy's count instead.
-INSERT = ("INSERT INTO spool (received_at, source, envelope_from, rcpts, size, sha256,"
-          " dedupe_key, raw) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-          " ON CONFLICT (dedupe_key) DO UPDATE SET duplicates = duplicates + 1"
-          " RETURNING id, duplicates")
-# The same for a large message, whose bytes are then written into the row's zeroes.
-INSERT_LARGE = INSERT.replace("?, ?)", "?, zeroblob(?))")
+def _insert_sql(recipients: int, large: bool) -> str:
+    """One statement per message: a duplicate bumps its first copy's count instead.
+    SQLite writes the recipients' JSON (json_array), so that ``mailflow ingest`` need
+    not load the json module; a large message's bytes are written afterwards into the
+    zeroes its row holds."""
+    rcpts = ", ".join("?" * recipients)
+    return ("INSERT INTO spool (received_at, source, envelope_from, rcpts, size, sha256,"
+            f" dedupe_key, raw) VALUES (?, ?, ?, json_array({rcpts}), ?, ?, ?,"
+            f" {'zeroblob(?)' if large else '?'})"
+            " ON CONFLICT (dedupe_key) DO UPDATE SET duplicates = duplicates + 1"
+            " RETURNING id, duplicates")
 
 
 def spool_row(raw: bytes, env: Envelope) -> tuple:
-    """The spool columns of one message (hashed before the commit, not inside it)."""
+    """The spool columns of one message (hashed before the commit, not inside it); the
+    recipients are a list, made JSON by the insert."""
     sha256 = hashlib.sha256(raw).hexdigest()
-    return (timestamps.stamp(), env.source, env.envelope_from, json.dumps(env.rcpts), len(raw),
+    return (timestamps.stamp(), env.source, env.envelope_from, env.rcpts, len(raw),
             sha256, dedupe_key(raw, sha256), raw)
 
 
@@ -94,13 +98,14 @@ def commit_rows(db: Executes, rows: Iterable[tuple], timeout: float | None = Non
 
 
 def _insert(db: Executes, row: tuple) -> tuple[int, bool]:
-    raw = row[-1]
+    *head, rcpts, size, sha256, key, raw = row
+    params = (*head, *rcpts, size, sha256, key)
     if len(raw) <= LARGE:
-        spool_id, seen = db.execute(INSERT, row).fetchone()
+        spool_id, seen = db.execute(_insert_sql(len(rcpts), False), (*params, raw)).fetchone()
         return spool_id, seen > 0
     # A large message is written into its row a chunk at a time: bound as a parameter,
     # SQLite would take a copy of it whole.
-    spool_id, seen = db.execute(INSERT_LARGE, (*row[:-1], len(raw))).fetchone()
+    spool_id, seen = db.execute(_insert_sql(len(rcpts), True), (*params, len(raw))).fetchone()
     if not seen:
         conn = db.conn if isinstance(db, Database) else db  # or the connection itself
         assert isinstance(conn, sqlite3.Connection)
