@@ -9,6 +9,7 @@ message) imports this module and :mod:`mailflow.store.sqlite`, little else.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -67,6 +68,7 @@ def lf_digest(raw: bytes, start: int) -> str:
     return digest.hexdigest()
 
 
+@functools.cache
 def _insert_sql(recipients: int, large: bool) -> str:
     """One statement per message: a duplicate bumps its first copy's count instead.
     SQLite writes the recipients' JSON (json_array), so that ``mailflow ingest`` need
