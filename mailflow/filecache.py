@@ -38,6 +38,17 @@ def directory() -> str:
     return os.path.join(base, "mailflow")
 
 
+def unusable() -> str | None:
+    """Why this user's entries cannot be written, or None (the directory is made if
+    need be, as writing an entry would)."""
+    where = directory()
+    try:
+        os.makedirs(where, mode=0o700, exist_ok=True)
+    except OSError as e:
+        return f"{where}: {e.strerror or e}"
+    return None if os.access(where, os.W_OK) else f"{where}: not writable"
+
+
 def entry(kind: str, name: str) -> str:
     """The entry for ``kind`` (what is kept) of ``name`` (an absolute path, say), named
     after it (``/`` as ``%2F``, ``%`` as ``%25``).  A name longer than a file's name may

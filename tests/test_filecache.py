@@ -144,3 +144,18 @@ def test_a_file_changed_in_the_last_two_seconds_gets_no_entry(tmp_path, cache):
     path.write_text("a = 1\n")
     assert tomlfile.read(path) == {"a": 1}
     assert not list(cache.glob("toml-*"))
+
+
+def test_check_notes_a_cache_that_cannot_be_written(tmp_path):
+    assert subprocess.run([sys.executable, "-m", "mailflow", "init"], cwd=tmp_path,
+                          capture_output=True, timeout=60).returncode == 0
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+
+    def check_output(cache_home: Path) -> str:
+        env = {**os.environ, "XDG_CACHE_HOME": str(cache_home)}
+        return subprocess.run([sys.executable, "-m", "mailflow", "check"], cwd=tmp_path,
+                              env=env, capture_output=True, text=True, timeout=60).stdout
+
+    assert f"note: the cache cannot be written ({blocker}/mailflow:" in check_output(blocker)
+    assert "the cache cannot be written" not in check_output(tmp_path / "cache")

@@ -9,7 +9,7 @@ from typing import Any
 import jinja2
 from jinja2.sandbox import SandboxedEnvironment
 
-from mailflow import rules
+from mailflow import filecache, rules
 from mailflow.archive import transparency
 from mailflow.case import reads, severe
 from mailflow.cli import deployment
@@ -160,13 +160,21 @@ def check_templates(cfg: Config) -> list[str]:
 
 
 def notes(cfg: Config) -> list[str]:
-    """What the configuration leaves out, that an administrator should know."""
-    if cfg.security.trusted_authserv_id.strip():
-        return []
-    return ["security.trusted_authserv_id is not set: mailflow has no spam verdicts to use "
-            "(nothing is held as spam) and no Authentication-Results it can trust, so "
-            "acknowledgements never repeat a sender's name or subject (README, \"Spam and "
-            "bounces\")"]
+    """What the configuration or the machine leaves out, that an administrator should
+    know."""
+    out = []
+    if not cfg.security.trusted_authserv_id.strip():
+        out.append("security.trusted_authserv_id is not set: mailflow has no spam verdicts "
+                   "to use (nothing is held as spam) and no Authentication-Results it can "
+                   "trust, so acknowledgements never repeat a sender's name or subject "
+                   "(README, \"Spam and bounces\")")
+    unusable = filecache.unusable()
+    if unusable:
+        out.append(f"the cache cannot be written ({unusable}): run as this user, "
+                   "`mailflow ingest` reads mailflow.toml for every message, about a third "
+                   "slower, and every command parses its TOML files (docs/deploy.md, "
+                   "section 5)")
+    return out
 
 
 def run(cfg: Config) -> list[str]:
