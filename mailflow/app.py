@@ -1,11 +1,13 @@
 """The one list of mailflow's built-in parts.
 
-Everything that makes up the behaviour is listed here, in order, and nowhere else: the
-pipeline's handler chain, the modules that define ``#commands``, the checks that can
-hold back closing a case, the schema's migrations and the stages ``mailflow serve``
-runs.  Only entry points (the CLI, ``serve``, the test harness) import this module;
-the parts receive what they need of it through :class:`~mailflow.pipeline.context.Parts`
-and never find each other by name or register themselves on import.
+Everything that makes up the behaviour is listed here, in order: the pipeline's
+handler chain, the modules that define ``#commands``, the checks that can hold back
+closing a case, the schema's migrations and the stages ``mailflow serve`` runs.  The
+close checks and the migrations are kept beside what applies them (the case file's
+reads, the store) and named here.  Only entry points (the CLI, ``serve``, the test
+harness) import this module; the parts receive what they need of it through
+:class:`~mailflow.pipeline.context.Parts` and never find each other by name or
+register themselves on import.
 
 ``mailflow parts`` prints these lists.
 """
@@ -126,8 +128,8 @@ def services(cfg: Config) -> Services:
 
 # The stages `mailflow serve` runs, each in a process of its own, behind the listener.
 # Module-level functions, so that a spawned process can find them.  Each imports its
-# loop when it starts: a command that reads this registry (case show: CLOSE_CHECKS)
-# does not load the IMAP client or the SMTP delivery.
+# loop when it starts: a command that reads this registry (help, parts) does not load
+# the IMAP client or the SMTP delivery.
 
 def pipeline_stage(cfg: Config, wake: Wakeups) -> None:
     """Process what intake committed."""
