@@ -193,7 +193,6 @@ class Config(Section):
         return address.lower() in {b.lower() for b in self.committee.board}
 
 
-
 SECTIONS = {
     "committee": Committee,
     "intake": Intake,

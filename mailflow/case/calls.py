@@ -52,7 +52,6 @@ def file_note(db: Database, case_id: str, *, kind: str, author: str, text: str,
     return note_id
 
 
-
 def parse_day(word: str) -> str:
     today = timestamps.now().date()
     named = {"today": today, "yesterday": today - timedelta(days=1)}

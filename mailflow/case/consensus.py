@@ -56,7 +56,6 @@ def open_proposal(db: Database, case_id: str, kind: str) -> dict[str, Any] | Non
     return rows[0] if rows else None
 
 
-
 def new_proposal(ctx: Context, case_id: str, kind: str, response: str, detail: str,
                  actor: str) -> int:
     """File a proposal, replacing the open one of the same kind."""
@@ -108,7 +107,6 @@ def tally(ctx: Context, proposal: dict[str, Any]) -> Tally:
                                [proposal["id"]]).fetchall())
     return Tally({m: cast[m] for m in active if m in cast},
                  [m for m in active if m not in cast])
-
 
 
 def settle(ctx: Context, proposal: dict[str, Any]) -> Tally:

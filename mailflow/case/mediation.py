@@ -54,7 +54,6 @@ def answer_address(svc: Services, case_id: str, mediation_id: int, party: str, a
     return f"conduct+{token}@{svc.cfg.committee.domain}"
 
 
-
 @command("mediate", summary="propose a mediator: consent requests to every reporter and "
          "originator are drafted for the chair, each with its own signed reply addresses",
          usage="#mediate <address | Name <address>>",

@@ -184,5 +184,3 @@ def _status(inv: Invocation) -> str:
     case = cases.get(inv.db, inv.case_id) or {}
     head = f"Case {inv.case_id} ({case.get('codename')}): {case.get('status')}, {case.get('kind')}"
     return head + "\n\n" + format_record(case_file(inv.db, inv.cfg, inv.case_id))
-
-

@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from mailflow.pipeline.context import Context
 
 
-
 def consulted(db: Database, case_id: str, proposal_id: int) -> str | None:
     """Why the reporter does not count as consulted on this proposal, or None."""
     c = latest_consultation(db, case_id)

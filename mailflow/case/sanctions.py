@@ -106,7 +106,6 @@ def end_interim(db: Database, case_id: str, event: str) -> list[int]:
     return ids
 
 
-
 def ongoing(db: Database, case_id: str) -> list[dict[str, Any]]:
     """The case's bans still in force or still to come: what the maintainers must know."""
     return [b for b in bans(db, case_id) if b["status"] in ("current", "upcoming")]
@@ -138,7 +137,6 @@ def flag_case(db: Database, case_id: str, flag: str) -> bool:
     if cur.rowcount:
         audit.append(db, "mailflow", "case flagged", case_id, flag=audit.fingerprint(db, flag))
     return bool(cur.rowcount)
-
 
 
 def resolve_person(db: Database, case_id: str, who: str) -> str:
@@ -273,4 +271,3 @@ def format_registry(data: dict[str, Any]) -> str:
               f"{'  FLAGGED: ' + THREE_WARNINGS if w['flagged'] else ''}"
               for w in data["warnings"]] or ["  (none)"]
     return "\n".join(lines)
-

@@ -195,5 +195,3 @@ def hold_notice(db: Database, draft: dict[str, Any]) -> None:
         raise CommandError(f"draft {draft['id']} says that the person has been disconnected: "
                            "first confirm the instruction to the moderators, "
                            + "; ".join(pending) + " (on a line above, in the same mail is fine)")
-
-

@@ -375,5 +375,3 @@ def send(db: Database, svc, draft: dict[str, Any], actor: str) -> list[int]:
     audit.append(db, actor, "draft sent", draft["case_id"], draft=draft["id"],
                  template=draft["template"], rcpts=len(draft["recipients"]), cc=len(cc))
     return sent
-
-

@@ -132,6 +132,3 @@ def _public_record(inv: Invocation) -> str:
     inv.db.execute("INSERT INTO public_records (case_id, text, actor, at) VALUES (?, ?, ?, ?)",
                    [inv.case_id, text, inv.actor, timestamps.stamp()])
     return "public record added for the officers' report"
-
-
-

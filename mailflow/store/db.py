@@ -80,5 +80,3 @@ def inserted(cursor: sqlite3.Cursor) -> int:
     if cursor.lastrowid is None:
         raise sqlite3.OperationalError("the statement inserted no row")
     return cursor.lastrowid
-
-
