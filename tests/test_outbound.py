@@ -224,7 +224,9 @@ def test_committee_copies_carry_the_original_whole_streamed_from_the_spool(tmp_p
                                                     what="the committee's copies")]
         else:
             new = server.archive / "outbox" / "new"
-            wait_until(lambda: len(list(new.iterdir())) == 4, what="four mails in the Maildir")
+            # The outbound stage makes the Maildir when it first delivers.
+            wait_until(lambda: new.is_dir() and len(list(new.iterdir())) == 4,
+                       what="four mails in the Maildir")
             copies = [p.read_bytes() for p in new.iterdir() if b"original.eml" in p.read_bytes()]
     # The original is stored once, in the spool, whatever the number of members.
     assert server.query("SELECT count(*), sum(length(raw)) < 100000 FROM outbound WHERE "
