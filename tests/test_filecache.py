@@ -91,6 +91,22 @@ def test_an_entry_others_could_write_is_not_used(tmp_path, cache):
     assert tomlfile.read(path) == {"chair": "mallory@example.net"}
 
 
+def test_an_entry_that_is_a_link_is_not_followed(tmp_path, cache):
+    """A forgery of the right key, private and this user's own, put in place as a
+    symbolic link to it: not read."""
+    path = tmp_path / "m.toml"
+    write(path, "chair = 'chair@example.org'\n")
+    tomlfile.read(path)
+    (entry,) = cache.glob("toml-*")
+    key, _ = marshal.loads(entry.read_bytes())
+    forged = tmp_path / "forged"
+    forged.write_bytes(marshal.dumps((key, {"chair": "mallory@example.net"})))
+    forged.chmod(0o600)
+    entry.unlink()
+    entry.symlink_to(forged)
+    assert tomlfile.read(path) == {"chair": "chair@example.org"}
+
+
 def test_a_damaged_entry_is_ignored(tmp_path, cache):
     path = tmp_path / "m.toml"
     write(path, "a = 1\n")
