@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from importkit import loaded
+
 from mailflow.testing import make_mail
 
 
@@ -100,14 +102,6 @@ def test_case_show_lists_people_messages_and_what_was_sent(server, relay):
 PIPELINE_ONLY = ("jinja2", "dkim", "dns", "flufl", "selectolax", "imapclient", "aiosmtpd",
                  "uvloop", "gnupg", "mailflow.app", "mailflow.mail.parse",
                  "mailflow.pipeline.runner")
-
-
-def loaded(*args: str, cwd: Path, stdin: str = "") -> set[str]:
-    result = subprocess.run([sys.executable, "-X", "importtime", "-m", "mailflow", *args],
-                            cwd=cwd, input=stdin, capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr[-2000:]
-    return {line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines()
-            if line.startswith("import time:") and "|" in line}
 
 
 def test_the_pipe_and_the_read_commands_load_only_what_they_use(tmp_path):

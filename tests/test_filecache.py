@@ -13,6 +13,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from importkit import loaded
 
 from mailflow import filecache, tomlfile
 
@@ -142,16 +143,8 @@ def test_a_read_command_with_a_warm_cache_loads_no_tomllib(tmp_path):
     config = tmp_path / "mailflow.toml"
     write(config, config.read_text())
 
-    def loaded() -> set[str]:
-        result = subprocess.run([sys.executable, "-X", "importtime", "-m", "mailflow",
-                                 "deadlines"], cwd=tmp_path, env=env, capture_output=True,
-                                text=True, timeout=60)
-        assert result.returncode == 0, result.stderr[-2000:]
-        return {line.rsplit("|", 1)[1].strip() for line in result.stderr.splitlines()
-                if line.startswith("import time:")}
-
-    assert "tomllib" in loaded()  # the first reads every file
-    warm = loaded()
+    assert "tomllib" in loaded("deadlines", cwd=tmp_path, env=env)  # the first reads all
+    warm = loaded("deadlines", cwd=tmp_path, env=env)
     assert "mailflow.clocks.alarms" in warm and "tomllib" not in warm
 
 

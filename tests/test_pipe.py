@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from importkit import imported
 
 from mailflow.cli import parser
 from mailflow.cli.ingest import read_args
@@ -115,8 +116,7 @@ def test_a_second_ingest_reads_the_cache_and_loads_no_toml_nor_argparse(tmp_path
     assert len(list((cache / "mailflow").glob("ingest-*"))) == 1
     second = ingest(config, cache, numbered(2), "-X", "importtime")
     assert second.returncode == 0, second.stderr
-    modules = {line.rsplit(b"|", 1)[1].strip().decode() for line in second.stderr.splitlines()
-               if line.startswith(b"import time:")}
+    modules = imported(second.stderr)
     assert "mailflow.intake.spool" in modules  # the measure sees what was loaded
     assert modules & {"tomllib", "argparse", "mailflow.config", "pathlib", "typing"} == set()
     assert spooled(archive) == 2

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mailflow.case import cases, consensus, sanctions
+from mailflow.case import cases, consensus, reads, sanctions
 from mailflow.commands.spec import CommandError, Invocation, command
 from mailflow.store.sqlite import Database
 
@@ -38,7 +38,7 @@ def _false_report(inv: Invocation) -> str:
         raise CommandError("say why the report is false or abusive: #false-report <reason>")
     if not cases.reporters(inv.db, inv.case_id):
         raise CommandError("this case has no reporter to find a false report against")
-    if sanctions.FALSE_REPORT in sanctions.case_flags(inv.db, inv.case_id):
+    if sanctions.FALSE_REPORT in reads.case_flags(inv.db, inv.case_id):
         raise CommandError("the report was already found false or abusive")
     proposal_id = consensus.new_proposal(inv.ctx, inv.case_id, consensus.FALSE_REPORT,
                                          consensus.FALSE_REPORT, reason, inv.actor)
@@ -92,4 +92,4 @@ def _entry(db: Database, case: dict[str, Any]) -> dict[str, Any]:
             # The mark is about their report; on a case they were reported in, it speaks
             # for them, not against them.
             "false_report": "reporter" in roles and
-            sanctions.FALSE_REPORT in sanctions.case_flags(db, case["id"])}
+            sanctions.FALSE_REPORT in reads.case_flags(db, case["id"])}

@@ -174,7 +174,7 @@ def reopen(db: Database, case_id: str, kind: str | None = None) -> None:
 
 
 # ---------------------------------------------------------------------------------------
-# Grievances: the originator may ask for a review.
+# The case file, by mail.
 
 
 @command("status", summary="reply with the case record, what is still undetermined, the "

@@ -158,7 +158,7 @@ def _severe(inv: Invocation) -> str:
                              scope=scope, until=None, reason=f"clear and severe breach: {reason}",
                              actor=inv.actor, until_event=interim_event(inv.svc.rules))
     spaces = "all community channels" if scope == "all" else scope.replace(",", ", ")
-    ban = sanctions.bans(db, case_id)[-1]
+    ban = reads.bans(db, case_id)[-1]
     done = [f"interim disconnection of {len(originators)} originator(s) from {spaces} "
             f"recorded, until {ban['end']}"]
     # The instructions first: the notices say "disconnected" and wait for them.

@@ -56,9 +56,8 @@ def fast(argv: list[str]) -> int | None:
 
 
 def run(config: str | None, sender: str | None, recipients: list[str]) -> int:
-    """Commit the message on standard input to the spool.  0 once it is committed, 75
-    (EX_TEMPFAIL) when the MTA should retry, with the reason on one line, 65 when it is
-    over intake.max_size (the MTA bounces it)."""
+    """Commit the message on standard input to the spool; the exit code is what
+    ``mailflow ingest --help`` promises the MTA (:func:`mailflow.cli.running.cmd_ingest`)."""
     where = None
     try:
         from mailflow.intake import pipeconfig

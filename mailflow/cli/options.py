@@ -1,8 +1,9 @@
 """What the ``mailflow`` subcommands share: how one is declared (:func:`command`, its
-docstring being its ``--help``), their common options, and the exit codes.
+docstring being its ``--help``), and their common options (the exit codes are
+:mod:`mailflow.cli.sysexits`).
 
 Declaring a command registers nothing: :mod:`mailflow.cli.parser` lists the commands
-it offers.  This module imports little, so that ``mailflow ingest`` starts fast.
+it offers.  This module imports little, so that every command starts fast.
 """
 
 from __future__ import annotations

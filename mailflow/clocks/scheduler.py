@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 from mailflow import store, timestamps
 from mailflow.case import cases, consensus, reads
 from mailflow.case.notices import mail_members
-from mailflow.case.reads import case_flags
 from mailflow.case.sanctions import flag_case
 from mailflow.clocks import alarms, digest
 from mailflow.clocks.policy import ACTIONS as POLICY_ACTIONS
@@ -147,7 +146,7 @@ def _reminder(f: Firing, members: list[str], audience: str) -> str:
         f.svc.templates, "alarm", committee=f.svc.cfg.committee, case=case,
         clock=f.spec.name, about=f.spec.about, ref=f.alarm["ref"],
         due=f.policy.show(timestamps.parse(f.alarm["due_at"])), late=f.late,
-        fired=f.policy.show(f.now), flags=case_flags(f.db, f.case_id),
+        fired=f.policy.show(f.now), flags=reads.case_flags(f.db, f.case_id),
         next_due=f.policy.show(f.next_due) if f.next_due else None)
     mail_members(f.db, f.svc, f.case_id, members, subject=text.subject, body=text.body,
                        kind="alarm")

@@ -26,10 +26,9 @@ from email.utils import formataddr
 from typing import TYPE_CHECKING, Any
 
 from mailflow import store, timestamps
-from mailflow.case import cases, consensus, keys, sanctions
+from mailflow.case import cases, consensus, keys, reads
 from mailflow.case.grievance import review_address
 from mailflow.case.notices import deliver, mail_members, outer_subject
-from mailflow.case.reads import get_draft
 from mailflow.commands.spec import CommandError
 from mailflow.mail import render
 from mailflow.mail.compose import HeaderInjection, Outgoing, check_header, compose
@@ -130,7 +129,7 @@ def case_context(db: Database, svc, case_id: str, role: str,
     if case is None:
         raise DraftError(f"no case {case_id}")
     return standard_context(
-        svc.cfg, case, case_record(db, case_id), sanctions.bans(db, case_id), role=role,
+        svc.cfg, case, case_record(db, case_id), reads.bans(db, case_id), role=role,
         names=[names.get(r, "") for r in recipients],
         chair=cases.acting_chair(db, svc.cfg, case_id) or svc.cfg.committee.chair,
         reply_to=f"conduct+{svc.signer.case_token(case_id)}@{svc.cfg.committee.domain}",
@@ -324,7 +323,7 @@ def create_draft(db: Database, svc, *, case_id: str, template: str, to_role: str
 
 
 def pending_draft(db: Database, case_id: str, arg: str) -> dict[str, Any]:
-    draft = get_draft(db, int(arg)) if arg.strip().isdigit() else None
+    draft = reads.get_draft(db, int(arg)) if arg.strip().isdigit() else None
     if draft is None or draft["case_id"] != case_id:
         raise DraftError(f"no draft {arg.strip()!r} on this case")
     if draft["state"] == "replaced":

@@ -14,8 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from mailflow import timestamps
-from mailflow.case import cases, consensus, sanctions
-from mailflow.case.reads import DETERMINATIONS, REPORT
+from mailflow.case import cases, consensus, reads, sanctions
 from mailflow.commands.spec import CommandError, Invocation, command
 from mailflow.responses import drafts, redaction
 from mailflow.store.sqlite import Database
@@ -37,7 +36,7 @@ def missing(record: dict[str, Any]) -> list[str]:
     """The determinations the report still lacks (no originator or affected party is
     needed when the committee found no violation)."""
     skip = PERSON_KEYS if record["violation"] == "no" else {}
-    return [label for key, label in DETERMINATIONS if key not in skip
+    return [label for key, label in reads.DETERMINATIONS if key not in skip
             and record[PERSON_KEYS.get(key, key)] in (drafts.UNDETERMINED, [])]
 
 
@@ -48,7 +47,7 @@ def _measures(db: Database, case_id: str, row: dict[str, Any]) -> list[str]:
                    f"disconnected at once ({row['severe_reason']})")
     out += [f"{b['start']}: ban of {b['person']} from {b['spaces']}, "
             f"{'permanent' if b['permanent'] else 'until ' + b['end']} ({b['status']})"
-            for b in sanctions.bans(db, case_id)]
+            for b in reads.bans(db, case_id)]
     out += [f"{w['at'][:10]}: warning to {w['person']}" for w in db.query(
         "SELECT person, at FROM warnings WHERE case_id = ? ORDER BY id", [case_id])]
     out += [f"{d['decided_at'][:10]}: {MEASURE_WORDS[d['template']]} sent" for d in db.query(
@@ -98,7 +97,7 @@ def prepare(db: Database, svc, case_id: str, report: dict[str, Any]
             ) -> list[drafts.Prepared]:
     """The report, and the maintainers' notice while a ban is in force, rendered and
     checked as ``#report`` drafts them (``mailflow report`` prints these)."""
-    out = [drafts.prepare(db, svc, case_id=case_id, template=REPORT, to_role="officers",
+    out = [drafts.prepare(db, svc, case_id=case_id, template=reads.REPORT, to_role="officers",
                           context={"report": report})]
     in_force = sanctions.ongoing(db, case_id)
     if in_force:

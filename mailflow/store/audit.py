@@ -28,13 +28,12 @@ import os
 import re
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mailflow import timestamps
 from mailflow.store.secret import load_secret
 from mailflow.store.sqlite import Database
 
-TYPE_CHECKING = False  # typing's
 if TYPE_CHECKING:
     import hmac
 
